@@ -1,0 +1,348 @@
+/*
+ * libflashsci — FlashAttention-Science: exact attention behind a stable C ABI.
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#ifndef FLASHSCI_H
+#define FLASHSCI_H
+
+/**
+ * @file flashsci.h
+ * @brief The public C interface of libflashsci.
+ *
+ * @section intro Introduction
+ *
+ * libflashsci computes exact scaled-dot-product attention
+ *
+ *     O = softmax(scale · Q Kᵀ + mask) V
+ *
+ * tile by tile with the online softmax: for each query row it keeps a running
+ * maximum `m` and a running sum `l` of exponentials, rescales the partial output
+ * whenever `m` grows, and divides by `l` once at the end. Memory stays O(seqlen);
+ * nothing of size seqlen_q × seqlen_k is ever stored.
+ *
+ * @section layout Tensor layouts
+ *
+ * All tensors are four-dimensional with `head_dim` innermost and contiguous:
+ *
+ *     q: [batch, seqlen_q, heads_q,  head_dim]
+ *     k: [batch, seqlen_k, heads_kv, head_dim]
+ *     v: [batch, seqlen_k, heads_kv, head_dim]
+ *     o: [batch, seqlen_q, heads_q,  head_dim]
+ *
+ * That is the default (contiguous "BSHD") layout. Any other layout whose
+ * head_dim stride is 1 — BHSD, a slice of a packed QKV tensor, padded rows — is
+ * described with flashsci_plan_set_strides(), in elements. q, k, v and o share
+ * one element type (flashsci_dtype_t).
+ *
+ * Grouped-query attention (GQA) and multi-query attention (MQA) need only
+ * `heads_q % heads_kv == 0`: query head `h` reads key/value head
+ * `h / (heads_q / heads_kv)`.
+ *
+ * @section lse Log-sum-exp
+ *
+ * flashsci_forward() can also return the natural-log log-sum-exp of each query
+ * row over the keys that row may see,
+ *
+ *     lse[b, h, i] = log( Σ_j exp(scale · q_i · k_j) ),   lse: float32 [batch, heads_q, seqlen_q]
+ *
+ * which a backward pass needs, and which merges partial results computed over
+ * disjoint key ranges. A row that sees no key gets `O = 0` and `lse = -inf`.
+ *
+ * @section masks Masks
+ *
+ * - #FLASHSCI_MASK_NONE: every row sees every key.
+ * - #FLASHSCI_MASK_CAUSAL: top-left aligned, row i sees keys j <= i
+ *   (PyTorch's `is_causal=True`).
+ * - #FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT: row i sees keys
+ *   j <= i + seqlen_k - seqlen_q (FlashAttention-2's convention, natural for
+ *   decoding with a KV cache). When seqlen_q > seqlen_k the first rows see no key.
+ *
+ * @section usage Usage
+ *
+ * A plan is created once, described with setters, then used for any number of
+ * forwards:
+ *
+ * @code
+ * flashsci_plan_t plan;
+ * if (flashsci_plan_create(&plan, FLASHSCI_BACKEND_AUTO) != FLASHSCI_STATUS_SUCCESS) {
+ *     fprintf(stderr, "flashsci: %s\n", flashsci_last_error());
+ *     return 1;
+ * }
+ * flashsci_plan_set_shape(plan, batch, seqlen, seqlen, heads, heads, 128);
+ * flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16);
+ * flashsci_plan_set_mask(plan, FLASHSCI_MASK_CAUSAL);
+ * flashsci_status_t s = flashsci_forward(plan, q, k, v, o, lse, NULL, 0, stream);
+ * flashsci_plan_destroy(plan);
+ * @endcode
+ *
+ * @section backends Backends
+ *
+ * - CPU (#FLASHSCI_BACKEND_CPU): host pointers, `stream` must be NULL, runs
+ *   synchronously on all cores with fp32 accumulation (fp64 for fp32 inputs).
+ * - CUDA (#FLASHSCI_BACKEND_CUDA): device pointers on the device that was
+ *   current when the plan was created; the work is enqueued on `stream` without
+ *   host synchronisation or allocation, so a forward can be captured in a CUDA
+ *   graph. Every input type is accumulated in fp32; fp32 inputs are multiplied
+ *   in full fp32 precision (no TF32).
+ * - AUTO resolves to CUDA when a usable GPU exists, else to CPU.
+ *
+ * @section errors Error model
+ *
+ * Every function returns a #flashsci_status_t (except the few documented
+ * otherwise). No function aborts, exits, prints, or lets a C++ exception escape.
+ * A failing call writes nothing to its outputs and sets a message for the
+ * calling thread — naming the function, the argument, its value and what is
+ * allowed — that flashsci_last_error() returns until the thread's next failing
+ * call.
+ *
+ * @section threads Threads
+ *
+ * One plan may serve concurrent flashsci_forward() calls from many threads
+ * (on different streams for the CUDA backend). Setters must not run
+ * concurrently with any other call on the same plan. Distinct plans are
+ * independent.
+ *
+ * @section abi ABI
+ *
+ * Only `flashsci_*` symbols are exported; the soname is `libflashsci.so.<major>`.
+ * Names and enumerator values never change within a major version; new
+ * functions and enumerators may be added.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FLASHSCI_BUILDING_LIBRARY) && defined(__GNUC__)
+#define FLASHSCI_API __attribute__((visibility("default")))
+#else
+#define FLASHSCI_API
+#endif
+
+/** @name Version */
+/**@{*/
+#define FLASHSCI_VERSION_MAJOR 0 /**< Incremented on an incompatible ABI change. */
+#define FLASHSCI_VERSION_MINOR 1 /**< Incremented when functions or enumerators are added. */
+#define FLASHSCI_VERSION_PATCH 0 /**< Incremented for fixes. */
+/** The version of this header as one number: MAJOR*10000 + MINOR*100 + PATCH. */
+#define FLASHSCI_VERSION \
+    (FLASHSCI_VERSION_MAJOR * 10000 + FLASHSCI_VERSION_MINOR * 100 + FLASHSCI_VERSION_PATCH)
+
+/**
+ * The version of the loaded library, to compare with #FLASHSCI_VERSION.
+ * @return MAJOR*10000 + MINOR*100 + PATCH of the library actually loaded.
+ */
+FLASHSCI_API int flashsci_version(void);
+
+/**
+ * The version of the loaded library as text.
+ * @return a static string "MAJOR.MINOR.PATCH"; never NULL.
+ */
+FLASHSCI_API const char* flashsci_version_string(void);
+/**@}*/
+
+/** @name Status and errors */
+/**@{*/
+/** The result of every call. */
+typedef enum flashsci_status {
+    FLASHSCI_STATUS_SUCCESS = 0,        /**< The call did what it was asked. */
+    FLASHSCI_STATUS_INVALID_VALUE = 1,  /**< A bad argument: null, out of range, or inconsistent. */
+    FLASHSCI_STATUS_NOT_SUPPORTED = 2,  /**< Well-formed, but this build or device cannot run it. */
+    FLASHSCI_STATUS_NO_DEVICE = 3,      /**< The CUDA backend was asked for and no usable GPU or driver exists. */
+    FLASHSCI_STATUS_OUT_OF_MEMORY = 4,  /**< An allocation failed. */
+    FLASHSCI_STATUS_DEVICE_ERROR = 5,   /**< A CUDA call failed; the message carries cudaGetErrorString. */
+    FLASHSCI_STATUS_INTERNAL_ERROR = 6  /**< A bug in libflashsci; please report the message. */
+} flashsci_status_t;
+
+/**
+ * A short, static description of a status.
+ * @param status any value, also one outside the enumeration.
+ * @return a static string such as "invalid value"; never NULL
+ *         ("unknown status" for a value outside the enumeration).
+ */
+FLASHSCI_API const char* flashsci_status_string(flashsci_status_t status);
+
+/**
+ * The message of the calling thread's last failing call.
+ * @return a thread-local string naming the function, the argument, its value and
+ *         what is allowed; "" if no call of this thread has failed. Valid until
+ *         the thread's next libflashsci call; never NULL.
+ */
+FLASHSCI_API const char* flashsci_last_error(void);
+/**@}*/
+
+/** @name Enumerations */
+/**@{*/
+/** Element type of q, k, v and o. */
+typedef enum flashsci_dtype {
+    FLASHSCI_DTYPE_FLOAT16 = 1,   /**< IEEE binary16. */
+    FLASHSCI_DTYPE_BFLOAT16 = 2,  /**< bfloat16 (8-bit exponent, 7-bit mantissa). */
+    FLASHSCI_DTYPE_FLOAT32 = 3    /**< IEEE binary32. */
+} flashsci_dtype_t;
+
+/** Where a plan computes. */
+typedef enum flashsci_backend {
+    FLASHSCI_BACKEND_AUTO = 0,  /**< CUDA when a usable GPU exists, else CPU. */
+    FLASHSCI_BACKEND_CUDA = 1,  /**< The current CUDA device; device pointers. */
+    FLASHSCI_BACKEND_CPU = 2    /**< The host, all cores; host pointers. */
+} flashsci_backend_t;
+
+/** Which keys each query row may see. */
+typedef enum flashsci_mask {
+    FLASHSCI_MASK_NONE = 0,                /**< Every key. */
+    FLASHSCI_MASK_CAUSAL = 1,              /**< Top-left: row i sees keys j <= i (PyTorch is_causal). */
+    FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT = 2  /**< Row i sees j <= i + seqlen_k - seqlen_q (FlashAttention-2). */
+} flashsci_mask_t;
+
+/** Names a tensor for flashsci_plan_set_strides(). */
+typedef enum flashsci_tensor {
+    FLASHSCI_TENSOR_Q = 0,  /**< Queries, [batch, seqlen_q, heads_q, head_dim]. */
+    FLASHSCI_TENSOR_K = 1,  /**< Keys, [batch, seqlen_k, heads_kv, head_dim]. */
+    FLASHSCI_TENSOR_V = 2,  /**< Values, [batch, seqlen_k, heads_kv, head_dim]. */
+    FLASHSCI_TENSOR_O = 3   /**< Output, [batch, seqlen_q, heads_q, head_dim]. */
+} flashsci_tensor_t;
+/**@}*/
+
+/** @name Plans */
+/**@{*/
+/** An opaque plan: backend, shape, element type, mask, scale and strides. */
+typedef struct flashsci_plan_st* flashsci_plan_t;
+
+/** A CUDA stream; the same type as cudaStream_t. NULL is the legacy default stream. */
+typedef struct CUstream_st* flashsci_stream_t;
+
+/**
+ * Creates a plan for a backend.
+ *
+ * A CUDA plan binds to the device current on the calling thread.
+ * @param plan    receives the new plan; must not be NULL. Left untouched on failure.
+ * @param backend #FLASHSCI_BACKEND_AUTO, #FLASHSCI_BACKEND_CUDA or #FLASHSCI_BACKEND_CPU.
+ * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE for a NULL
+ *         `plan` or an unknown backend; #FLASHSCI_STATUS_NO_DEVICE when CUDA is
+ *         asked for and no usable GPU exists (or the library was built without
+ *         CUDA); #FLASHSCI_STATUS_OUT_OF_MEMORY.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_create(flashsci_plan_t* plan, flashsci_backend_t backend);
+
+/**
+ * Destroys a plan. The plan must not be in use by another thread.
+ * @param plan a plan from flashsci_plan_create(), or NULL (a no-op).
+ * @return #FLASHSCI_STATUS_SUCCESS.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_destroy(flashsci_plan_t plan);
+
+/**
+ * The backend a plan computes on, with AUTO resolved.
+ * @param plan    a plan; must not be NULL.
+ * @param backend receives #FLASHSCI_BACKEND_CUDA or #FLASHSCI_BACKEND_CPU; must not be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_get_backend(flashsci_plan_t plan, flashsci_backend_t* backend);
+
+/**
+ * Sets the problem shape. Resets every tensor's strides to the contiguous
+ * [batch, seqlen, heads, head_dim] layout and the softmax scale to
+ * 1/sqrt(head_dim) unless flashsci_plan_set_softmax_scale() was called.
+ * @param plan     a plan; must not be NULL.
+ * @param batch    number of sequences, >= 1.
+ * @param seqlen_q query rows per sequence, >= 1.
+ * @param seqlen_k keys (and values) per sequence, >= 1.
+ * @param heads_q  query (and output) heads, >= 1.
+ * @param heads_kv key/value heads, >= 1, dividing heads_q.
+ * @param head_dim features per head: a multiple of 8 from 8 to 256.
+ * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE (the plan is
+ *         left unchanged) for a value out of range or a tensor whose element
+ *         count overflows 64 bits.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_shape(flashsci_plan_t plan, int64_t batch, int64_t seqlen_q,
+                                                       int64_t seqlen_k, int64_t heads_q, int64_t heads_kv,
+                                                       int64_t head_dim);
+
+/**
+ * Sets the element type of q, k, v and o.
+ * @param plan  a plan; must not be NULL.
+ * @param dtype #FLASHSCI_DTYPE_FLOAT16, #FLASHSCI_DTYPE_BFLOAT16 or #FLASHSCI_DTYPE_FLOAT32.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_dtype(flashsci_plan_t plan, flashsci_dtype_t dtype);
+
+/**
+ * Sets the mask; the default is #FLASHSCI_MASK_NONE.
+ * @param plan a plan; must not be NULL.
+ * @param mask a #flashsci_mask_t value.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_mask(flashsci_plan_t plan, flashsci_mask_t mask);
+
+/**
+ * Sets the factor applied to Q·Kᵀ before the softmax; the default is 1/sqrt(head_dim).
+ * @param plan  a plan; must not be NULL.
+ * @param scale a finite, positive number.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_softmax_scale(flashsci_plan_t plan, float scale);
+
+/**
+ * Describes a tensor's layout by three strides in elements; the head_dim stride is 1.
+ *
+ * Needs the shape to be set first (flashsci_plan_set_shape() resets strides).
+ * Example, q stored BHSD ([batch, heads, seqlen, head_dim] contiguous):
+ * `flashsci_plan_set_strides(plan, FLASHSCI_TENSOR_Q, heads*seqlen*d, d, seqlen*d)`.
+ * @param plan         a plan with its shape set; must not be NULL.
+ * @param tensor       which tensor: a #flashsci_tensor_t value.
+ * @param batch_stride elements between consecutive sequences, >= 0.
+ * @param seq_stride   elements between consecutive rows of a sequence, >= 0.
+ * @param head_stride  elements between consecutive heads, >= 0.
+ * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE for a negative
+ *         stride, an unknown tensor, a shape not yet set, strides whose largest
+ *         offset overflows 64 bits, or (for O only) strides under which two
+ *         output elements overlap.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tensor_t tensor,
+                                                         int64_t batch_stride, int64_t seq_stride,
+                                                         int64_t head_stride);
+
+/**
+ * The size of the scratch memory flashsci_forward() needs for the plan as set.
+ * @param plan  a plan with shape and dtype set; must not be NULL.
+ * @param bytes receives the size; 0 means no workspace is needed; must not be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t plan, size_t* bytes);
+
+/**
+ * Computes O = softmax(scale · Q Kᵀ + mask) V, and optionally the LSE.
+ *
+ * Pointers are host memory for the CPU backend and device memory (of the plan's
+ * device) for the CUDA backend.
+ * @param plan            a plan with shape and dtype set; must not be NULL.
+ * @param q               queries [batch, seqlen_q, heads_q, head_dim] (or the set strides); not NULL.
+ * @param k               keys [batch, seqlen_k, heads_kv, head_dim]; not NULL.
+ * @param v               values [batch, seqlen_k, heads_kv, head_dim]; not NULL.
+ * @param o               output [batch, seqlen_q, heads_q, head_dim]; not NULL; must not overlap q, k or v.
+ * @param lse             NULL, or float32 [batch, heads_q, seqlen_q] contiguous, receiving the
+ *                        natural-log log-sum-exp of each row's scaled scores (-inf for a row that sees no key).
+ * @param workspace       scratch of at least flashsci_plan_get_workspace_size() bytes; may be NULL when that is 0.
+ * @param workspace_bytes the size of `workspace`.
+ * @param stream          CUDA backend: the stream to enqueue on (NULL: legacy default stream).
+ *                        CPU backend: must be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS (for CUDA: enqueued); #FLASHSCI_STATUS_INVALID_VALUE
+ *         for a NULL pointer, a missing shape or dtype, a small workspace or a
+ *         stream on the CPU backend; #FLASHSCI_STATUS_NOT_SUPPORTED when this build
+ *         cannot run the plan; #FLASHSCI_STATUS_DEVICE_ERROR when a launch fails.
+ *         On failure `o` and `lse` are not written.
+ */
+FLASHSCI_API flashsci_status_t flashsci_forward(flashsci_plan_t plan, const void* q, const void* k, const void* v,
+                                                void* o, float* lse, void* workspace, size_t workspace_bytes,
+                                                flashsci_stream_t stream);
+/**@}*/
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FLASHSCI_H */
