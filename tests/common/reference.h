@@ -1,0 +1,77 @@
+// The naive fp64 reference: one query row at a time, straight from the definition.
+#pragma once
+
+#include <flashsci.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "tensors.h"
+
+namespace flashsci::test {
+
+// Element strides of a [batch, seqlen, heads, head_dim] tensor.
+struct Layout {
+    int64_t batch, seq, head;
+    size_t offset(int64_t b, int64_t s, int64_t h) const { return size_t(b * batch + s * seq + h * head); }
+};
+
+inline Layout contiguous_layout(int64_t seqlen, int64_t heads, int64_t head_dim) {
+    return {seqlen * heads * head_dim, heads * head_dim, head_dim};
+}
+
+// [batch, heads, seqlen, head_dim] contiguous, described as strides of the BSHD view.
+inline Layout bhsd_layout(int64_t seqlen, int64_t heads, int64_t head_dim) {
+    return {heads * seqlen * head_dim, head_dim, seqlen * head_dim};
+}
+
+struct Shape {
+    int64_t batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim;
+};
+
+// Row i sees key j iff j <= i + diagonal.
+inline int64_t mask_diagonal(flashsci_mask_t mask, const Shape& s) {
+    switch (mask) {
+        case FLASHSCI_MASK_CAUSAL: return 0;
+        case FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT: return s.seqlen_k - s.seqlen_q;
+        case FLASHSCI_MASK_NONE: break;
+    }
+    return s.seqlen_k;
+}
+
+struct RowResult {
+    std::vector<double> out;  // head_dim values
+    double lse;               // natural log; -inf when the row sees no key
+};
+
+// O[b, i, h, :] and LSE[b, h, i] in fp64 from the stored (already rounded) inputs.
+inline RowResult reference_row(const Shape& s, flashsci_mask_t mask, double scale, const HostTensor& q,
+                               const Layout& lq, const HostTensor& k, const Layout& lk, const HostTensor& v,
+                               const Layout& lv, int64_t b, int64_t h, int64_t i) {
+    const int64_t kv_head = h / (s.heads_q / s.heads_kv);
+    const int64_t last_key = std::min(s.seqlen_k - 1, i + mask_diagonal(mask, s));
+    RowResult r{std::vector<double>(size_t(s.head_dim), 0.0), -std::numeric_limits<double>::infinity()};
+    if (last_key < 0) return r;
+    std::vector<double> scores(size_t(last_key + 1));
+    double max_score = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j <= last_key; ++j) {
+        double dot = 0;
+        for (int64_t d = 0; d < s.head_dim; ++d)
+            dot += q.get(lq.offset(b, i, h) + size_t(d)) * k.get(lk.offset(b, j, kv_head) + size_t(d));
+        scores[size_t(j)] = scale * dot;
+        max_score = std::max(max_score, scores[size_t(j)]);
+    }
+    double sum = 0;
+    for (int64_t j = 0; j <= last_key; ++j) {
+        double p = std::exp(scores[size_t(j)] - max_score);
+        sum += p;
+        for (int64_t d = 0; d < s.head_dim; ++d) r.out[size_t(d)] += p * v.get(lv.offset(b, j, kv_head) + size_t(d));
+    }
+    for (double& x : r.out) x /= sum;
+    r.lse = max_score + std::log(sum);
+    return r;
+}
+
+}  // namespace flashsci::test
