@@ -315,6 +315,23 @@ FLASHSCI_API flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, f
 FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t plan, size_t* bytes);
 
 /**
+ * Names the kernel flashsci_forward() runs for the plan as set, so that a
+ * benchmark can prove which path it measured.
+ *
+ * The choice assumes q, k, v and o are 16-byte aligned (a fast path may need
+ * that; misaligned pointers fall back to the general path). The environment
+ * variable `FLASHSCI_KERNEL`, read when the plan is created, may force a path:
+ * `general` (the general CUDA kernel) or `sm90` (the Hopper fast path; a forward
+ * it cannot run then fails with #FLASHSCI_STATUS_NOT_SUPPORTED).
+ * @param plan a plan with shape and dtype set; must not be NULL.
+ * @param name receives a static string such as "cpu", "cuda_general" or
+ *             "sm90_hd128_bf16"; must not be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE;
+ *         #FLASHSCI_STATUS_NOT_SUPPORTED when a forced kernel cannot run the plan.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t plan, const char** name);
+
+/**
  * Computes O = softmax(scale · Q Kᵀ + mask) V, and optionally the LSE.
  *
  * Pointers are host memory for the CPU backend and device memory (of the plan's

@@ -1,0 +1,392 @@
+// The C ABI: argument validation, plan state, and the hand-off to select_kernel().
+#include <flashsci.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "cuda_device.h"
+#include "dispatch.h"
+#include "error.h"
+#include "plan.h"
+
+using flashsci::fail;
+using flashsci::guarded;
+namespace kernels = flashsci::kernels;
+
+namespace {
+
+constexpr int64_t kHeadDimMultiple = 8;
+constexpr int64_t kMaxHeadDim = 256;
+constexpr int64_t kLseBytes = sizeof(float);
+
+bool checked_mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+bool checked_add(int64_t a, int64_t b, int64_t* out) { return !__builtin_add_overflow(a, b, out); }
+
+// a·b·c·d without overflow, and with room left for `element_bytes`-sized elements.
+bool checked_count(std::array<int64_t, 4> dims, int64_t element_bytes) {
+    int64_t n = element_bytes;
+    for (int64_t d : dims)
+        if (!checked_mul(n, d, &n)) return false;
+    return true;
+}
+
+kernels::Strides contiguous_strides(int64_t seqlen, int64_t heads, int64_t head_dim) {
+    return {seqlen * heads * head_dim, heads * head_dim, head_dim};
+}
+
+struct Extent {
+    int64_t batch, seqlen, heads;
+};
+
+// The largest element offset a tensor reaches, or false on overflow.
+bool max_offset(const Extent& e, const kernels::Strides& s, int64_t head_dim, int64_t* out) {
+    int64_t total = head_dim - 1, term = 0;
+    return checked_mul(e.batch - 1, s.batch, &term) && checked_add(total, term, &total) &&
+           checked_mul(e.seqlen - 1, s.seq, &term) && checked_add(total, term, &total) &&
+           checked_mul(e.heads - 1, s.head, &term) && checked_add(total, term, &total) && (*out = total, true);
+}
+
+// Sufficient test that no two elements share an address: sorted by stride, each
+// dimension's stride passes the span of all smaller ones.
+bool strides_overlap(const Extent& e, const kernels::Strides& s, int64_t head_dim) {
+    struct Dim {
+        int64_t extent, stride;
+    };
+    std::array<Dim, 4> dims{{{head_dim, 1}, {e.heads, s.head}, {e.seqlen, s.seq}, {e.batch, s.batch}}};
+    std::sort(dims.begin(), dims.end(), [](Dim a, Dim b) { return a.stride < b.stride; });
+    int64_t span = 0;  // largest offset reached by the dimensions so far
+    for (const Dim& d : dims) {
+        if (d.extent == 1) continue;
+        if (d.stride <= span) return true;
+        span += d.stride * (d.extent - 1);
+    }
+    return false;
+}
+
+kernels::Strides& strides_of(flashsci_plan_st& plan, flashsci_tensor_t tensor) {
+    switch (tensor) {
+        case FLASHSCI_TENSOR_Q: return plan.shape.q_strides;
+        case FLASHSCI_TENSOR_K: return plan.shape.k_strides;
+        case FLASHSCI_TENSOR_V: return plan.shape.v_strides;
+        case FLASHSCI_TENSOR_O: break;
+    }
+    return plan.shape.o_strides;
+}
+
+Extent extent_of(const flashsci_plan_st& plan, flashsci_tensor_t tensor) {
+    const kernels::Problem& s = plan.shape;
+    if (tensor == FLASHSCI_TENSOR_K || tensor == FLASHSCI_TENSOR_V) return {s.batch, s.seqlen_k, s.heads_kv};
+    return {s.batch, s.seqlen_q, s.heads_q};
+}
+
+const char* tensor_name(flashsci_tensor_t tensor) {
+    static constexpr const char* names[] = {"q", "k", "v", "o"};
+    return names[tensor];
+}
+
+kernels::Element element_of(flashsci_dtype_t dtype) {
+    switch (dtype) {
+        case FLASHSCI_DTYPE_FLOAT16: return kernels::Element::f16;
+        case FLASHSCI_DTYPE_BFLOAT16: return kernels::Element::bf16;
+        case FLASHSCI_DTYPE_FLOAT32: break;
+    }
+    return kernels::Element::f32;
+}
+
+kernels::Mask mask_of(flashsci_mask_t mask) {
+    switch (mask) {
+        case FLASHSCI_MASK_CAUSAL: return kernels::Mask::causal_top_left;
+        case FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT: return kernels::Mask::causal_bottom_right;
+        case FLASHSCI_MASK_NONE: break;
+    }
+    return kernels::Mask::none;
+}
+
+ForcedKernel forced_kernel_from_environment() {
+    const char* value = std::getenv("FLASHSCI_KERNEL");
+    if (value == nullptr) return ForcedKernel::none;
+    if (std::strcmp(value, "general") == 0) return ForcedKernel::general;
+    if (std::strcmp(value, "sm90") == 0) return ForcedKernel::sm90;
+    return ForcedKernel::none;
+}
+
+// The problem the plan describes, without tensors.
+flashsci_status_t complete_problem(const char* function, const flashsci_plan_st* plan, kernels::Problem* p) {
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", function);
+    if (!plan->has_shape)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: the plan has no shape; call flashsci_plan_set_shape first",
+                    function);
+    if (!plan->has_dtype)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: the plan has no dtype; call flashsci_plan_set_dtype first",
+                    function);
+    *p = plan->shape;
+    p->element = element_of(plan->dtype);
+    p->mask = mask_of(plan->mask);
+    p->scale = plan->has_custom_scale ? plan->custom_scale : float(1.0 / std::sqrt(double(p->head_dim)));
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+struct ByteRange {
+    uintptr_t begin, end;  // [begin, end)
+    bool overlaps(const ByteRange& other) const { return begin < other.end && other.begin < end; }
+};
+
+ByteRange byte_range(const void* base, const Extent& e, const kernels::Strides& s, int64_t head_dim,
+                     int64_t element_bytes) {
+    int64_t last = 0;
+    max_offset(e, s, head_dim, &last);  // cannot overflow: checked when shape and strides were set
+    auto begin = reinterpret_cast<uintptr_t>(base);
+    return {begin, begin + uintptr_t(last + 1) * uintptr_t(element_bytes)};
+}
+
+flashsci_status_t check_tensor_pointer(const char* function, const char* name, const void* pointer,
+                                       int64_t alignment) {
+    if (pointer == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s must not be NULL", function, name);
+    if (reinterpret_cast<uintptr_t>(pointer) % uintptr_t(alignment) != 0)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s (%p) must be aligned to its %lld-byte element type",
+                    function, name, pointer, static_cast<long long>(alignment));
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+// O and LSE must not overlap any input, nor each other.
+flashsci_status_t check_no_aliasing(const char* function, const kernels::Problem& p) {
+    const int64_t bytes = kernels::element_bytes(p.element);
+    const Extent q_extent{p.batch, p.seqlen_q, p.heads_q}, kv_extent{p.batch, p.seqlen_k, p.heads_kv};
+    const ByteRange inputs[] = {byte_range(p.q, q_extent, p.q_strides, p.head_dim, bytes),
+                                byte_range(p.k, kv_extent, p.k_strides, p.head_dim, bytes),
+                                byte_range(p.v, kv_extent, p.v_strides, p.head_dim, bytes)};
+    const char* input_names[] = {"q", "k", "v"};
+    const ByteRange out = byte_range(p.o, q_extent, p.o_strides, p.head_dim, bytes);
+    for (int i = 0; i < 3; ++i)
+        if (out.overlaps(inputs[i]))
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: o overlaps %s; the output needs its own memory",
+                        function, input_names[i]);
+    if (p.lse == nullptr) return FLASHSCI_STATUS_SUCCESS;
+    auto lse_begin = reinterpret_cast<uintptr_t>(p.lse);
+    const ByteRange lse{lse_begin, lse_begin + uintptr_t(p.batch * p.heads_q * p.seqlen_q * kLseBytes)};
+    if (lse.overlaps(out)) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: lse overlaps o", function);
+    for (int i = 0; i < 3; ++i)
+        if (lse.overlaps(inputs[i]))
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: lse overlaps %s", function, input_names[i]);
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+extern "C" {
+
+flashsci_status_t flashsci_plan_create(flashsci_plan_t* plan, flashsci_backend_t backend) {
+    static constexpr const char* fn = "flashsci_plan_create";
+    return guarded(fn, [&] {
+        if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+        if (backend != FLASHSCI_BACKEND_AUTO && backend != FLASHSCI_BACKEND_CUDA && backend != FLASHSCI_BACKEND_CPU)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                        "%s: backend (%d) must be FLASHSCI_BACKEND_AUTO (0), FLASHSCI_BACKEND_CUDA (1) or "
+                        "FLASHSCI_BACKEND_CPU (2)",
+                        fn, int(backend));
+        flashsci::DeviceInfo device{-1, 0, 0, 0};
+        flashsci_backend_t resolved = FLASHSCI_BACKEND_CPU;
+        if (backend == FLASHSCI_BACKEND_CUDA || (backend == FLASHSCI_BACKEND_AUTO && flashsci::cuda_available())) {
+            flashsci_status_t status = flashsci::current_device(fn, &device);
+            if (status != FLASHSCI_STATUS_SUCCESS && backend == FLASHSCI_BACKEND_CUDA) return status;
+            if (status == FLASHSCI_STATUS_SUCCESS) resolved = FLASHSCI_BACKEND_CUDA;
+        }
+        auto* created = new (std::nothrow) flashsci_plan_st;
+        if (created == nullptr) return fail(FLASHSCI_STATUS_OUT_OF_MEMORY, "%s: out of host memory", fn);
+        created->backend = resolved;
+        created->device = device.ordinal;
+        created->cc_major = device.cc_major;
+        created->cc_minor = device.cc_minor;
+        created->num_sms = device.num_sms;
+        created->forced = forced_kernel_from_environment();
+        *plan = created;
+        return FLASHSCI_STATUS_SUCCESS;
+    });
+}
+
+flashsci_status_t flashsci_plan_destroy(flashsci_plan_t plan) {
+    delete plan;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_get_backend(flashsci_plan_t plan, flashsci_backend_t* backend) {
+    static constexpr const char* fn = "flashsci_plan_get_backend";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    if (backend == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: backend must not be NULL", fn);
+    *backend = plan->backend;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_shape(flashsci_plan_t plan, int64_t batch, int64_t seqlen_q, int64_t seqlen_k,
+                                          int64_t heads_q, int64_t heads_kv, int64_t head_dim) {
+    static constexpr const char* fn = "flashsci_plan_set_shape";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    const struct {
+        const char* name;
+        int64_t value;
+    } positive[] = {{"batch", batch}, {"seqlen_q", seqlen_q}, {"seqlen_k", seqlen_k}, {"heads_q", heads_q},
+                    {"heads_kv", heads_kv}};
+    for (const auto& arg : positive)
+        if (arg.value < 1)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s (%lld) must be at least 1", fn, arg.name,
+                        static_cast<long long>(arg.value));
+    if (head_dim < kHeadDimMultiple || head_dim > kMaxHeadDim || head_dim % kHeadDimMultiple != 0)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: head_dim (%lld) must be a multiple of %lld from %lld to %lld",
+                    fn, static_cast<long long>(head_dim), static_cast<long long>(kHeadDimMultiple),
+                    static_cast<long long>(kHeadDimMultiple), static_cast<long long>(kMaxHeadDim));
+    if (heads_q % heads_kv != 0)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: heads_q (%lld) must be a multiple of heads_kv (%lld)", fn,
+                    static_cast<long long>(heads_q), static_cast<long long>(heads_kv));
+    if (!checked_count({batch, seqlen_q, heads_q, head_dim}, sizeof(float)) ||
+        !checked_count({batch, seqlen_k, heads_kv, head_dim}, sizeof(float)))
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: batch (%lld) x seqlen x heads x head_dim (%lld) overflows a 64-bit byte count", fn,
+                    static_cast<long long>(batch), static_cast<long long>(head_dim));
+    kernels::Problem& s = plan->shape;
+    s.batch = batch, s.seqlen_q = seqlen_q, s.seqlen_k = seqlen_k;
+    s.heads_q = heads_q, s.heads_kv = heads_kv, s.head_dim = head_dim;
+    s.q_strides = s.o_strides = contiguous_strides(seqlen_q, heads_q, head_dim);
+    s.k_strides = s.v_strides = contiguous_strides(seqlen_k, heads_kv, head_dim);
+    plan->has_shape = true;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_dtype(flashsci_plan_t plan, flashsci_dtype_t dtype) {
+    static constexpr const char* fn = "flashsci_plan_set_dtype";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    if (dtype != FLASHSCI_DTYPE_FLOAT16 && dtype != FLASHSCI_DTYPE_BFLOAT16 && dtype != FLASHSCI_DTYPE_FLOAT32)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: dtype (%d) must be FLASHSCI_DTYPE_FLOAT16 (1), FLASHSCI_DTYPE_BFLOAT16 (2) or "
+                    "FLASHSCI_DTYPE_FLOAT32 (3)",
+                    fn, int(dtype));
+    plan->dtype = dtype;
+    plan->has_dtype = true;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_mask(flashsci_plan_t plan, flashsci_mask_t mask) {
+    static constexpr const char* fn = "flashsci_plan_set_mask";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    if (mask != FLASHSCI_MASK_NONE && mask != FLASHSCI_MASK_CAUSAL && mask != FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: mask (%d) must be FLASHSCI_MASK_NONE (0), FLASHSCI_MASK_CAUSAL (1) or "
+                    "FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT (2)",
+                    fn, int(mask));
+    plan->mask = mask;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_softmax_scale(flashsci_plan_t plan, float scale) {
+    static constexpr const char* fn = "flashsci_plan_set_softmax_scale";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    if (!std::isfinite(scale) || scale <= 0.0f)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: scale (%g) must be finite and positive", fn, double(scale));
+    plan->custom_scale = scale;
+    plan->has_custom_scale = true;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tensor_t tensor, int64_t batch_stride,
+                                            int64_t seq_stride, int64_t head_stride) {
+    static constexpr const char* fn = "flashsci_plan_set_strides";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    if (tensor != FLASHSCI_TENSOR_Q && tensor != FLASHSCI_TENSOR_K && tensor != FLASHSCI_TENSOR_V &&
+        tensor != FLASHSCI_TENSOR_O)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: tensor (%d) must be FLASHSCI_TENSOR_Q (0), _K (1), _V (2) or _O (3)", fn, int(tensor));
+    if (!plan->has_shape)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: the plan has no shape; call flashsci_plan_set_shape before setting strides", fn);
+    const struct {
+        const char* name;
+        int64_t value;
+    } strides[] = {{"batch_stride", batch_stride}, {"seq_stride", seq_stride}, {"head_stride", head_stride}};
+    for (const auto& s : strides)
+        if (s.value < 0)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s of %s (%lld) must be at least 0", fn, s.name,
+                        tensor_name(tensor), static_cast<long long>(s.value));
+    const kernels::Strides candidate{batch_stride, seq_stride, head_stride};
+    const Extent extent = extent_of(*plan, tensor);
+    int64_t last = 0;
+    if (!max_offset(extent, candidate, plan->shape.head_dim, &last) || !checked_mul(last + 1, sizeof(float), &last))
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: the strides of %s (%lld, %lld, %lld) overflow a 64-bit offset",
+                    fn, tensor_name(tensor), static_cast<long long>(batch_stride),
+                    static_cast<long long>(seq_stride), static_cast<long long>(head_stride));
+    if (tensor == FLASHSCI_TENSOR_O && strides_overlap(extent, candidate, plan->shape.head_dim))
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: the strides of o (%lld, %lld, %lld) make output elements overlap; each (batch, row, head, "
+                    "feature) needs its own element",
+                    fn, static_cast<long long>(batch_stride), static_cast<long long>(seq_stride),
+                    static_cast<long long>(head_stride));
+    strides_of(*plan, tensor) = candidate;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t plan, size_t* bytes) {
+    static constexpr const char* fn = "flashsci_plan_get_workspace_size";
+    return guarded(fn, [&] {
+        kernels::Problem p;
+        flashsci_status_t status = complete_problem(fn, plan, &p);
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
+        flashsci::KernelSelection selection;
+        status = flashsci::select_kernel(fn, *plan, p, &selection);
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        *bytes = selection.workspace_bytes;
+        return FLASHSCI_STATUS_SUCCESS;
+    });
+}
+
+flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t plan, const char** name) {
+    static constexpr const char* fn = "flashsci_plan_get_kernel_name";
+    return guarded(fn, [&] {
+        kernels::Problem p;
+        flashsci_status_t status = complete_problem(fn, plan, &p);
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        if (name == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: name must not be NULL", fn);
+        flashsci::KernelSelection selection;
+        status = flashsci::select_kernel(fn, *plan, p, &selection);
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        *name = selection.name;
+        return FLASHSCI_STATUS_SUCCESS;
+    });
+}
+
+flashsci_status_t flashsci_forward(flashsci_plan_t plan, const void* q, const void* k, const void* v, void* o,
+                                   float* lse, void* workspace, size_t workspace_bytes, flashsci_stream_t stream) {
+    static constexpr const char* fn = "flashsci_forward";
+    return guarded(fn, [&] {
+        kernels::Problem p;
+        flashsci_status_t status = complete_problem(fn, plan, &p);
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        const int64_t bytes = kernels::element_bytes(p.element);
+        const struct {
+            const char* name;
+            const void* pointer;
+        } tensors[] = {{"q", q}, {"k", k}, {"v", v}, {"o", o}};
+        for (const auto& t : tensors)
+            if ((status = check_tensor_pointer(fn, t.name, t.pointer, bytes)) != FLASHSCI_STATUS_SUCCESS) return status;
+        if (lse != nullptr && (status = check_tensor_pointer(fn, "lse", lse, kLseBytes)) != FLASHSCI_STATUS_SUCCESS)
+            return status;
+        p.q = q, p.k = k, p.v = v, p.o = o, p.lse = lse;
+        if ((status = check_no_aliasing(fn, p)) != FLASHSCI_STATUS_SUCCESS) return status;
+        if (plan->backend == FLASHSCI_BACKEND_CPU && stream != nullptr)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: stream (%p) must be NULL on the CPU backend", fn,
+                        static_cast<void*>(stream));
+        flashsci::KernelSelection selection;
+        if ((status = flashsci::select_kernel(fn, *plan, p, &selection)) != FLASHSCI_STATUS_SUCCESS) return status;
+        if (selection.workspace_bytes > 0 && (workspace == nullptr || workspace_bytes < selection.workspace_bytes))
+            return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                        "%s: workspace (%p, %zu bytes) must hold at least %zu bytes "
+                        "(flashsci_plan_get_workspace_size)",
+                        fn, workspace, workspace_bytes, selection.workspace_bytes);
+        return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,18 @@
+// The CUDA runtime as src/ needs it: host calls only, and absent from CPU-only builds.
+#pragma once
+
+#include <flashsci.h>
+
+namespace flashsci {
+
+struct DeviceInfo {
+    int ordinal, cc_major, cc_minor, num_sms;
+};
+
+// The device current on this thread, or NO_DEVICE (with the message set) when none is usable.
+flashsci_status_t current_device(const char* function, DeviceInfo* info);
+
+// Whether a usable CUDA device exists, without setting any message.
+bool cuda_available();
+
+}  // namespace flashsci

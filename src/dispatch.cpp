@@ -1,0 +1,115 @@
+#include "dispatch.h"
+
+#include "cpu/cpu_attention.h"
+#include "error.h"
+
+#ifdef FLASHSCI_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "general/general.h"
+#ifdef FLASHSCI_HAVE_SM90
+#include "sm90/sm90.h"
+#endif
+#endif
+
+namespace flashsci {
+namespace {
+
+constexpr const char* kCpuName = "cpu";
+constexpr const char* kGeneralName = "cuda_general";
+
+#ifdef FLASHSCI_HAVE_CUDA
+bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
+#ifdef FLASHSCI_HAVE_SM90
+    return kernels::sm90::supports(p, plan.cc_major, plan.cc_minor);
+#else
+    (void)plan, (void)p;
+    return false;
+#endif
+}
+
+// Makes the plan's device current for a scope, restoring the caller's afterwards.
+class DeviceScope {
+public:
+    explicit DeviceScope(int device) {
+        if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) {
+            error_ = cudaSetDevice(device);
+            switched_ = error_ == cudaSuccess;
+        }
+    }
+    ~DeviceScope() {
+        if (switched_) cudaSetDevice(previous_);
+    }
+    cudaError_t error() const { return error_; }
+
+private:
+    int previous_ = -1;
+    bool switched_ = false;
+    cudaError_t error_ = cudaSuccess;
+};
+#endif
+
+}  // namespace
+
+flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
+                                KernelSelection* selection) {
+    if (plan.backend == FLASHSCI_BACKEND_CPU) {
+        *selection = {KernelKind::cpu, kCpuName, 0};
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+#ifdef FLASHSCI_HAVE_CUDA
+    const bool fast = plan.forced != ForcedKernel::general && sm90_runs(plan, p);
+    if (plan.forced == ForcedKernel::sm90 && !fast)
+        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                    "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "
+                    "compute capability 9.0, fp16/bf16, head_dim 64/128/256, 16-byte aligned pointers and strides)",
+                    function);
+#ifdef FLASHSCI_HAVE_SM90
+    if (fast) {
+        *selection = {KernelKind::sm90, kernels::sm90::kernel_name(p), kernels::sm90::workspace_bytes(p)};
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+#endif
+    *selection = {KernelKind::cuda_general, kGeneralName, 0};
+    return FLASHSCI_STATUS_SUCCESS;
+#else
+    (void)p;
+    return fail(FLASHSCI_STATUS_NOT_SUPPORTED, "%s: this build of libflashsci has no CUDA backend", function);
+#endif
+}
+
+flashsci_status_t run_kernel(const char* function, const KernelSelection& selection, const flashsci_plan_st& plan,
+                             const kernels::Problem& p, void* workspace, flashsci_stream_t stream) {
+    if (selection.kind == KernelKind::cpu) {
+        cpu::forward(p);
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+#ifdef FLASHSCI_HAVE_CUDA
+    DeviceScope scope(plan.device);
+    if (scope.error() != cudaSuccess)
+        return fail(FLASHSCI_STATUS_DEVICE_ERROR, "%s: cannot make the plan's device %d current: %s", function,
+                    plan.device, cudaGetErrorString(scope.error()));
+    auto cuda_stream = reinterpret_cast<cudaStream_t>(stream);
+    cudaError_t err = cudaSuccess;
+    switch (selection.kind) {
+        case KernelKind::cuda_general: err = kernels::general::launch(p, cuda_stream); break;
+#ifdef FLASHSCI_HAVE_SM90
+        case KernelKind::sm90: err = kernels::sm90::launch(p, workspace, plan.num_sms, cuda_stream); break;
+#endif
+        default:
+            return fail(FLASHSCI_STATUS_INTERNAL_ERROR, "%s: selected kernel %s is not in this build", function,
+                        selection.name);
+    }
+    (void)workspace;
+    if (err != cudaSuccess)
+        return fail(FLASHSCI_STATUS_DEVICE_ERROR, "%s: launching %s failed: %s", function, selection.name,
+                    cudaGetErrorString(err));
+    return FLASHSCI_STATUS_SUCCESS;
+#else
+    (void)plan, (void)workspace, (void)stream;
+    return fail(FLASHSCI_STATUS_INTERNAL_ERROR, "%s: selected kernel %s is not in this build", function,
+                selection.name);
+#endif
+}
+
+}  // namespace flashsci

@@ -1,0 +1,29 @@
+// select_kernel(): the one place that decides whether a problem runs, and on which kernel.
+#pragma once
+
+#include <flashsci.h>
+
+#include <cstddef>
+
+#include "common/problem.h"
+#include "plan.h"
+
+namespace flashsci {
+
+enum class KernelKind { cpu, cuda_general, sm90 };
+
+struct KernelSelection {
+    KernelKind kind;
+    const char* name;        // static, shown by flashsci_plan_get_kernel_name()
+    size_t workspace_bytes;  // device scratch the kernel needs
+};
+
+// Picks the kernel for p on plan's backend and device: NOT_SUPPORTED (message set) when none can run it.
+flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
+                                KernelSelection* selection);
+
+// Runs the selected kernel: synchronously on the CPU, enqueued on `stream` on CUDA.
+flashsci_status_t run_kernel(const char* function, const KernelSelection& selection, const flashsci_plan_st& plan,
+                             const kernels::Problem& p, void* workspace, flashsci_stream_t stream);
+
+}  // namespace flashsci

@@ -1,0 +1,22 @@
+// The plan behind flashsci_plan_t: a backend, a device, and the problem as set so far.
+#pragma once
+
+#include <flashsci.h>
+
+#include "common/problem.h"
+
+// Which kernel FLASHSCI_KERNEL (read at plan creation) forces, if any.
+enum class ForcedKernel { none, general, sm90 };
+
+struct flashsci_plan_st {
+    flashsci_backend_t backend = FLASHSCI_BACKEND_CPU;  // resolved: never AUTO
+    int device = -1;                                     // CUDA device ordinal, -1 for CPU
+    int cc_major = 0, cc_minor = 0, num_sms = 0;
+    ForcedKernel forced = ForcedKernel::none;
+    bool has_shape = false, has_dtype = false, has_custom_scale = false;
+    flashsci_dtype_t dtype = FLASHSCI_DTYPE_FLOAT32;
+    flashsci_mask_t mask = FLASHSCI_MASK_NONE;
+    float custom_scale = 0.0f;
+    // Shape and strides; pointers, scale, mask and element are filled per forward.
+    flashsci::kernels::Problem shape{};
+};
