@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The GPU checks CI cannot run: build, the whole test suite with the [gpu] tests,
+# compute-sanitizer over a reduced [gpu] set, and optionally the benchmark.
+# Run on a GPU machine from the repository root. Logs go to $OUT (default ./gpu-logs).
+# Usage: scripts/gpu_suite.sh [--no-sanitizer] [--bench "ARGS"]
+set -uo pipefail
+out=${OUT:-$PWD/gpu-logs}
+mkdir -p "$out"
+build=${BUILD_DIR:-build-gpu}
+sanitize=1
+bench_args=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-sanitizer) sanitize=0 ;;
+        --bench) bench_args=$2; shift ;;
+        *) echo "unknown argument $1"; exit 2 ;;
+    esac
+    shift
+done
+prefix_args=()
+[ -d .deps/usr ] && prefix_args=(-DCMAKE_PREFIX_PATH="$PWD/.deps/usr")
+status=0
+
+echo "== card"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$out/card.txt"
+echo "== build"
+start=$(date +%s)
+cmake -S . -B "$build" -G Ninja "${prefix_args[@]}" ${CMAKE_ARGS:-} >"$out/configure.log" 2>&1 &&
+    cmake --build "$build" -j"$(nproc)" >"$out/build.log" 2>&1 || { tail -50 "$out/build.log" "$out/configure.log"; exit 1; }
+echo "built in $(($(date +%s) - start)) s"
+
+echo "== tests"
+ctest --test-dir "$build" --output-on-failure 2>&1 | tee "$out/ctest.log" | tail -15 || status=1
+grep -q "tests passed, 0 tests failed" "$out/ctest.log" || status=1
+"$build/tests/flashsci_gpu_tests" --durations yes >"$out/gpu_tests_durations.log" 2>&1 || status=1
+
+if [ $sanitize -eq 1 ]; then
+    for tool in memcheck racecheck synccheck; do
+        echo "== compute-sanitizer $tool"
+        compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/tests/flashsci_gpu_tests" "~[long]" \
+            >"$out/sanitizer_$tool.log" 2>&1
+        rc=$?
+        tail -3 "$out/sanitizer_$tool.log"
+        [ $rc -eq 0 ] || { echo "compute-sanitizer $tool: exit $rc"; status=1; }
+    done
+fi
+
+if [ -n "$bench_args" ]; then
+    echo "== bench"
+    FLASHSCI_LIBRARY="$PWD/$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
+        python3 bench/bench_attention.py --out "$out/bench.csv" $bench_args 2>&1 | tee "$out/bench.log"
+fi
+exit $status
