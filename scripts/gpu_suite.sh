@@ -21,11 +21,11 @@ prefix_args=()
 [ -d .deps/usr ] && prefix_args=(-DCMAKE_PREFIX_PATH="$PWD/.deps/usr")
 status=0
 
-echo "== card"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$out/card.txt"
+echo "== card"; nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 echo "== build"
 start=$(date +%s)
-cmake -S . -B "$build" -G Ninja "${prefix_args[@]}" ${CMAKE_ARGS:-} >"$out/configure.log" 2>&1 &&
-    cmake --build "$build" -j"$(nproc)" >"$out/build.log" 2>&1 || { tail -50 "$out/build.log" "$out/configure.log"; exit 1; }
+cmake -S . -B "$build" -G Ninja "${prefix_args[@]}" ${CMAKE_ARGS:-} >"$out/build.log" 2>&1 &&
+    cmake --build "$build" -j"$(nproc)" >>"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 echo "built in $(($(date +%s) - start)) s"
 
 echo "== tests"
@@ -37,9 +37,10 @@ if [ $sanitize -eq 1 ]; then
     for tool in memcheck racecheck synccheck; do
         echo "== compute-sanitizer $tool"
         compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/tests/flashsci_gpu_tests" "~[long]" \
-            >"$out/sanitizer_$tool.log" 2>&1
+            >"$out/sanitizer_$tool.tmp" 2>&1
         rc=$?
-        tail -3 "$out/sanitizer_$tool.log"
+        tail -3 "$out/sanitizer_$tool.tmp"
+        cat "$out/sanitizer_$tool.tmp" >>"$out/sanitizer.log" && rm "$out/sanitizer_$tool.tmp"
         [ $rc -eq 0 ] || { echo "compute-sanitizer $tool: exit $rc"; status=1; }
     done
 fi
