@@ -1,0 +1,293 @@
+// The CPU backend. Work is split into (batch, query head, block of query rows) items that
+// threads take from one atomic counter. Each item walks the keys in tiles: a tile of K and V
+// is converted to the accumulator type once and then serves every row of the block, which
+// keeps an online softmax (running max m, running sum l, output accumulator) per row.
+#include "cpu/cpu_attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "cpu/half.h"
+
+namespace flashsci::cpu {
+namespace {
+
+using kernels::Element;
+using kernels::Problem;
+using kernels::Strides;
+
+// Query rows per work item: the cost of converting a K/V tile is shared by this many rows.
+constexpr int64_t kRowsPerBlock = 32;
+// Keys per tile: K and V tiles of 64 keys × 256 dims in fp64 (256 KiB) stay in L2.
+constexpr int64_t kKeysPerTile = 64;
+// Rows of the scratch buffers are padded to a multiple of this many values, zero-filled,
+// so the inner loops over head_dim have a trip count the compiler can vectorise without a tail.
+constexpr int64_t kDimPadding = 8;
+
+// How an element type is stored and in which type it is accumulated.
+template <Element E>
+struct Format;
+
+template <>
+struct Format<Element::f16> {
+    using Stored = uint16_t;
+    using Acc = float;
+    static Acc load(Stored x) { return fp16_to_float(x); }
+    static Stored store(Acc x) { return float_to_fp16(x); }
+};
+
+template <>
+struct Format<Element::bf16> {
+    using Stored = uint16_t;
+    using Acc = float;
+    static Acc load(Stored x) { return bf16_to_float(x); }
+    static Stored store(Acc x) { return float_to_bf16(x); }
+};
+
+template <>
+struct Format<Element::f32> {
+    using Stored = float;
+    using Acc = double;
+    static Acc load(Stored x) { return x; }
+    static Stored store(Acc x) { return static_cast<float>(x); }  // rounds to nearest even
+};
+
+// The three inner loops, as free functions whose __restrict__ parameters let GCC vectorise
+// them even at -O2 (it ignores __restrict__ on local pointers); their trip counts are
+// multiples of the vector width, so no scalar tail is needed.
+
+// s[j] += q_d · k_d[j] for a whole tile of keys; entries past the tile's last key are never read.
+template <class Acc>
+void add_key_products(Acc* __restrict__ s, const Acc* __restrict__ k_d, Acc q_d) {
+    for (int64_t j = 0; j < kKeysPerTile; ++j) s[j] += q_d * k_d[j];
+}
+
+// o += p · v over a row padded to kDimPadding.
+template <class Acc>
+void add_scaled_row(Acc* __restrict__ o, const Acc* __restrict__ v, Acc p, int64_t padded_dims) {
+    for (int64_t c = 0; c < padded_dims; c += kDimPadding)
+        for (int64_t e = 0; e < kDimPadding; ++e) o[c + e] += p * v[c + e];
+}
+
+// o *= factor over a row padded to kDimPadding.
+template <class Acc>
+void scale_row(Acc* o, Acc factor, int64_t padded_dims) {
+    for (int64_t c = 0; c < padded_dims; c += kDimPadding)
+        for (int64_t e = 0; e < kDimPadding; ++e) o[c + e] *= factor;
+}
+
+int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+int64_t offset(const Strides& s, int64_t batch, int64_t row, int64_t head) {
+    return batch * s.batch + row * s.seq + head * s.head;
+}
+
+// One work item: rows [first_row, first_row + rows) of query head `head` in sequence `batch`.
+struct RowBlock {
+    int64_t batch, head, kv_head, first_row, rows;
+};
+
+RowBlock row_block(const Problem& p, int64_t item) {
+    const int64_t blocks_per_head = (p.seqlen_q + kRowsPerBlock - 1) / kRowsPerBlock;
+    const int64_t block = item % blocks_per_head;
+    const int64_t head = (item / blocks_per_head) % p.heads_q;
+    const int64_t batch = item / blocks_per_head / p.heads_q;
+    const int64_t first_row = block * kRowsPerBlock;
+    const int64_t query_heads_per_kv_head = p.heads_q / p.heads_kv;
+    return {batch, head, head / query_heads_per_kv_head, first_row, std::min(kRowsPerBlock, p.seqlen_q - first_row)};
+}
+
+int64_t row_block_count(const Problem& p) {
+    return p.batch * p.heads_q * ((p.seqlen_q + kRowsPerBlock - 1) / kRowsPerBlock);
+}
+
+// A thread's scratch and the attention of one row block at a time.
+template <Element E>
+class RowBlockAttention {
+    using Stored = typename Format<E>::Stored;
+    using Acc = typename Format<E>::Acc;
+
+public:
+    explicit RowBlockAttention(const Problem& p)
+        : p_(p),
+          dims_(round_up(p.head_dim, kDimPadding)),
+          diagonal_(kernels::causal_diagonal(p)),
+          queries_(size_t(kRowsPerBlock * dims_)),
+          keys_transposed_(size_t(dims_ * kKeysPerTile)),
+          values_(size_t(kKeysPerTile * dims_)),
+          scores_(size_t(kRowsPerBlock * kKeysPerTile)),
+          out_(size_t(kRowsPerBlock * dims_)),
+          row_max_(size_t(kRowsPerBlock)),
+          row_sum_(size_t(kRowsPerBlock)) {}
+
+    void run(const RowBlock& block) {
+        load_queries(block);
+        reset_rows(block.rows);
+        const int64_t block_last_key = last_visible_key(block.first_row + block.rows - 1);
+        for (int64_t first_key = 0; first_key <= block_last_key; first_key += kKeysPerTile) {
+            const int64_t keys = std::min(kKeysPerTile, block_last_key + 1 - first_key);
+            load_key_value_tile(block, first_key, keys);
+            compute_scores(block.rows);
+            for (int64_t r = 0; r < block.rows; ++r) {
+                const int64_t visible = std::min(keys, last_visible_key(block.first_row + r) + 1 - first_key);
+                if (visible > 0) accumulate_row(r, visible);
+            }
+        }
+        write_rows(block);
+    }
+
+private:
+    // The last key row i may see; negative when it sees none.
+    int64_t last_visible_key(int64_t row) const { return std::min(p_.seqlen_k - 1, row + diagonal_); }
+
+    // Q block → queries_ (scaled, so scores need no further multiply), padding zeroed once by the constructor.
+    void load_queries(const RowBlock& block) {
+        const auto* q = static_cast<const Stored*>(p_.q);
+        const Acc scale = p_.scale;
+        for (int64_t r = 0; r < block.rows; ++r) {
+            const Stored* src = q + offset(p_.q_strides, block.batch, block.first_row + r, block.head);
+            Acc* dst = &queries_[size_t(r * dims_)];
+            for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = scale * Format<E>::load(src[d]);
+        }
+    }
+
+    void reset_rows(int64_t rows) {
+        std::fill(out_.begin(), out_.begin() + rows * dims_, Acc(0));
+        std::fill(row_max_.begin(), row_max_.begin() + rows, -std::numeric_limits<Acc>::infinity());
+        std::fill(row_sum_.begin(), row_sum_.begin() + rows, Acc(0));
+    }
+
+    // K stored transposed ([dim][key]) so the score loop runs along keys, contiguous and vectorisable.
+    void load_key_value_tile(const RowBlock& block, int64_t first_key, int64_t keys) {
+        const auto* k = static_cast<const Stored*>(p_.k);
+        const auto* v = static_cast<const Stored*>(p_.v);
+        for (int64_t j = 0; j < keys; ++j) {
+            const Stored* k_row = k + offset(p_.k_strides, block.batch, first_key + j, block.kv_head);
+            const Stored* v_row = v + offset(p_.v_strides, block.batch, first_key + j, block.kv_head);
+            Acc* v_dst = &values_[size_t(j * dims_)];
+            for (int64_t d = 0; d < p_.head_dim; ++d) {
+                keys_transposed_[size_t(d * kKeysPerTile + j)] = Format<E>::load(k_row[d]);
+                v_dst[d] = Format<E>::load(v_row[d]);
+            }
+        }
+    }
+
+    // S = (scale·Q)·Kᵀ for the block's rows and the tile's keys.
+    void compute_scores(int64_t rows) {
+        for (int64_t r = 0; r < rows; ++r) {
+            Acc* s = &scores_[size_t(r * kKeysPerTile)];
+            const Acc* q = &queries_[size_t(r * dims_)];
+            std::fill(s, s + kKeysPerTile, Acc(0));
+            for (int64_t d = 0; d < p_.head_dim; ++d)
+                add_key_products(s, &keys_transposed_[size_t(d * kKeysPerTile)], q[d]);
+        }
+    }
+
+    // m_new = max(m, max_j s_j); O = O·exp(m - m_new) + Σ_j exp(s_j - m_new)·v_j; l likewise.
+    void accumulate_row(int64_t r, int64_t visible) {
+        const Acc* s = &scores_[size_t(r * kKeysPerTile)];
+        Acc* o = &out_[size_t(r * dims_)];
+        const Acc tile_max = *std::max_element(s, s + visible);
+        Acc& m = row_max_[size_t(r)];
+        Acc& l = row_sum_[size_t(r)];
+        if (tile_max > m) {
+            const Acc correction = std::exp(m - tile_max);  // 0 for the first tile, m = -inf
+            l *= correction;
+            scale_row(o, correction, dims_);
+            m = tile_max;
+        }
+        for (int64_t j = 0; j < visible; ++j) {
+            const Acc probability = std::exp(s[j] - m);
+            l += probability;
+            add_scaled_row(o, &values_[size_t(j * dims_)], probability, dims_);
+        }
+    }
+
+    // O = acc / l, LSE = m + log(l); a row that saw no key keeps l = 0 and gets O = 0, LSE = -inf.
+    void write_rows(const RowBlock& block) {
+        auto* o = static_cast<Stored*>(p_.o);
+        for (int64_t r = 0; r < block.rows; ++r) {
+            const int64_t row = block.first_row + r;
+            const Acc l = row_sum_[size_t(r)];
+            const Acc* acc = &out_[size_t(r * dims_)];
+            Stored* dst = o + offset(p_.o_strides, block.batch, row, block.head);
+            for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = Format<E>::store(l > 0 ? acc[d] / l : Acc(0));
+            if (p_.lse) {
+                const Acc lse = l > 0 ? row_max_[size_t(r)] + std::log(l) : -std::numeric_limits<Acc>::infinity();
+                p_.lse[(block.batch * p_.heads_q + block.head) * p_.seqlen_q + row] = static_cast<float>(lse);
+            }
+        }
+    }
+
+    const Problem& p_;
+    const int64_t dims_;  // head_dim padded to kDimPadding
+    const int64_t diagonal_;
+    std::vector<Acc> queries_;          // [kRowsPerBlock][dims_]
+    std::vector<Acc> keys_transposed_;  // [dims_][kKeysPerTile]
+    std::vector<Acc> values_;           // [kKeysPerTile][dims_]
+    std::vector<Acc> scores_;           // [kRowsPerBlock][kKeysPerTile]
+    std::vector<Acc> out_;              // [kRowsPerBlock][dims_], unnormalised
+    std::vector<Acc> row_max_, row_sum_;
+};
+
+// Runs drain(next) on every core, the calling thread included; drain takes item numbers from
+// next(item) until it returns false. The first exception stops the handing out of items and is
+// rethrown once every thread is joined, so no thread outlives the call.
+template <class Drain>
+void run_on_all_cores(int64_t item_count, const Drain& drain) {
+    std::atomic<int64_t> next_item{0};
+    std::atomic<bool> failed{false};
+    std::exception_ptr first_error;
+    auto next = [&](int64_t& item) {
+        item = next_item.fetch_add(1);
+        return item < item_count;
+    };
+    auto drain_guarded = [&]() noexcept {
+        try {
+            drain(next);
+        } catch (...) {
+            next_item.store(item_count);
+            if (!failed.exchange(true)) first_error = std::current_exception();
+        }
+    };
+    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+    const int64_t helper_count = std::min(cores, item_count) - 1;
+    std::vector<std::thread> helpers;
+    helpers.reserve(size_t(std::max<int64_t>(helper_count, 0)));
+    for (int64_t t = 0; t < helper_count; ++t) {
+        try {
+            helpers.emplace_back(drain_guarded);
+        } catch (...) {
+            break;  // fewer threads still finish every item
+        }
+    }
+    drain_guarded();
+    for (std::thread& helper : helpers) helper.join();
+    if (failed) std::rethrow_exception(first_error);
+}
+
+template <Element E>
+void forward_typed(const Problem& p) {
+    run_on_all_cores(row_block_count(p), [&p](const auto& next) {
+        RowBlockAttention<E> attention(p);
+        for (int64_t item; next(item);) attention.run(row_block(p, item));
+    });
+}
+
+}  // namespace
+
+void forward(const Problem& p) {
+    switch (p.element) {
+        case Element::f16: return forward_typed<Element::f16>(p);
+        case Element::bf16: return forward_typed<Element::bf16>(p);
+        case Element::f32: return forward_typed<Element::f32>(p);
+    }
+}
+
+}  // namespace flashsci::cpu
