@@ -1,0 +1,32 @@
+// The general path's template instances: one per (element type, head-dim bucket), each defined in its own .cu file.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include "common/problem.h"
+
+namespace flashsci::kernels::general {
+
+// head_dim is a multiple of kHeadDimStep in [kHeadDimStep, kMaxHeadDim]; each runs in the smallest bucket that holds it.
+constexpr int kHeadDimStep = 8;
+constexpr int kHeadDimBuckets[] = {64, 128, 256};
+constexpr int kMaxHeadDim = kHeadDimBuckets[2];
+static_assert(kHeadDimBuckets[0] < kHeadDimBuckets[1] && kHeadDimBuckets[1] < kHeadDimBuckets[2]);
+
+// Enqueues p (element type T, head_dim <= kHeadDim) on stream; returns the launch's error.
+template <typename T, int kHeadDim>
+cudaError_t launch_bucket(const Problem& p, cudaStream_t stream);
+
+extern template cudaError_t launch_bucket<__half, 64>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<__half, 128>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<__half, 256>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<__nv_bfloat16, 64>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<__nv_bfloat16, 128>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<__nv_bfloat16, 256>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<float, 64>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<float, 128>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<float, 256>(const Problem&, cudaStream_t);
+
+}  // namespace flashsci::kernels::general

@@ -1,0 +1,10 @@
+// The general path's bf16 instances.
+#include "general/general_kernel.cuh"
+
+namespace flashsci::kernels::general {
+
+template cudaError_t launch_bucket<__nv_bfloat16, 64>(const Problem&, cudaStream_t);
+template cudaError_t launch_bucket<__nv_bfloat16, 128>(const Problem&, cudaStream_t);
+template cudaError_t launch_bucket<__nv_bfloat16, 256>(const Problem&, cudaStream_t);
+
+}  // namespace flashsci::kernels::general

@@ -1,0 +1,10 @@
+// The general path's fp16 instances.
+#include "general/general_kernel.cuh"
+
+namespace flashsci::kernels::general {
+
+template cudaError_t launch_bucket<__half, 64>(const Problem&, cudaStream_t);
+template cudaError_t launch_bucket<__half, 128>(const Problem&, cudaStream_t);
+template cudaError_t launch_bucket<__half, 256>(const Problem&, cudaStream_t);
+
+}  // namespace flashsci::kernels::general

@@ -1,0 +1,253 @@
+// The general kernel: one CTA per (query tile, head, batch) walks the key tiles with the online softmax.
+// Tiles are staged in shared memory as fp32 and multiplied with fp32 FMAs, so every element type,
+// head_dim, stride and alignment runs, with O(seqlen) memory and no TF32.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "general/general.cuh"
+
+namespace flashsci::kernels::general {
+
+// ---- tile table ---------------------------------------------------------------------------------------------
+// kLanesPerRow lanes of one warp share a query row: they split its keys in S and its head_dim columns in O,
+// and reduce its max and sum with shuffles. kRowGroups such groups make a CTA.
+constexpr int kWarpSize = 32;
+constexpr int kLanesPerRow = 16;
+constexpr int kRowGroups = 8;
+constexpr int kThreads = kLanesPerRow * kRowGroups;
+static_assert(kWarpSize % kLanesPerRow == 0, "a row's lanes (and the P it stages) must stay within one warp");
+
+// 96 KiB: under the opt-in shared memory of every sm_80+ part (99 KiB on sm_86/sm_89), so sm_80 code runs there too.
+constexpr size_t kSharedBudget = 96 * 1024;
+
+template <int kHeadDim>
+struct TileShape;  // query rows and keys per tile, per head-dim bucket
+template <>
+struct TileShape<64> { static constexpr int rows = 64, keys = 64; };
+template <>
+struct TileShape<128> { static constexpr int rows = 64, keys = 32; };
+template <>
+struct TileShape<256> { static constexpr int rows = 32, keys = 16; };
+
+template <int kHeadDim>
+struct Tile {
+    static constexpr int rows = TileShape<kHeadDim>::rows;
+    static constexpr int keys = TileShape<kHeadDim>::keys;
+    static constexpr int rows_per_thread = rows / kRowGroups;     // a thread's rows: contiguous
+    static constexpr int keys_per_thread = keys / kLanesPerRow;   // a thread's keys: lane + j·kLanesPerRow
+    static constexpr int cols_per_thread = kHeadDim / kLanesPerRow;  // a thread's O columns: lane + c·kLanesPerRow
+    // Row pitches in floats. The +1 pads keep the 16 lanes reading 16 K rows (and two row groups reading
+    // Q and P rows) at one column on distinct banks; V and O are read along columns and need none.
+    static constexpr int q_pitch = kHeadDim + 1;
+    static constexpr int k_pitch = kHeadDim + 1;
+    static constexpr int v_pitch = kHeadDim;
+    static constexpr int p_pitch = keys + 1;
+    static constexpr int q_offset = 0;
+    static constexpr int k_offset = q_offset + rows * q_pitch;
+    static constexpr int v_offset = k_offset + keys * k_pitch;
+    static constexpr int p_offset = v_offset + keys * v_pitch;
+    static constexpr size_t shared_bytes = size_t(p_offset + rows * p_pitch) * sizeof(float);
+
+    static_assert(rows % kRowGroups == 0 && keys % kLanesPerRow == 0 && kHeadDim % kLanesPerRow == 0);
+    static_assert(kHeadDim % kHeadDimStep == 0);
+    static_assert(rows * kHeadDim % kThreads == 0 && keys * kHeadDim % kThreads == 0, "tile loads split evenly");
+    static_assert(shared_bytes <= kSharedBudget);
+};
+
+constexpr int kLoadsInFlight = 4;  // global loads a thread keeps in flight while staging a tile; more costs registers
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr unsigned kFullWarp = 0xffffffffu;
+constexpr int64_t kMaxGridX = 2147483647;  // gridDim.x limit; more work items loop
+
+// ---- element conversions --------------------------------------------------------------------------------------
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(float x) { return x; }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ float from_float<float>(float x) { return x; }
+
+// ---- helpers --------------------------------------------------------------------------------------------------
+// max / sum over the kLanesPerRow lanes that share a row
+__device__ __forceinline__ float row_max(float x) {
+#pragma unroll
+    for (int offset = kLanesPerRow / 2; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(kFullWarp, x, offset));
+    return x;
+}
+__device__ __forceinline__ float row_sum(float x) {
+#pragma unroll
+    for (int offset = kLanesPerRow / 2; offset > 0; offset /= 2) x += __shfl_xor_sync(kFullWarp, x, offset);
+    return x;
+}
+
+// tile[r][d] = src[(first + r)·row_stride + d] in fp32; 0 for rows past `rows` and columns past head_dim
+template <typename T, int kRows, int kHeadDim, int kPitch>
+__device__ __forceinline__ void load_tile(float* tile, const T* src, int64_t row_stride, int64_t first, int64_t rows,
+                                          int head_dim) {
+    constexpr int kPerThread = kRows * kHeadDim / kThreads;
+#pragma unroll(kLoadsInFlight)
+    for (int it = 0; it < kPerThread; ++it) {
+        const int e = it * kThreads + int(threadIdx.x);
+        const int r = e / kHeadDim, d = e % kHeadDim;
+        const int64_t row = first + r;
+        tile[r * kPitch + d] = row < rows && d < head_dim ? to_float(src[row * row_stride + d]) : 0.0f;
+    }
+}
+
+// ---- the kernel -----------------------------------------------------------------------------------------------
+// Work item w → (query tile, head, batch); row i sees key j iff j <= i + diagonal and j < seqlen_k.
+template <typename T, int kHeadDim>
+__global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, const int64_t diagonal) {
+    using Cfg = Tile<kHeadDim>;
+    constexpr int RM = Cfg::rows_per_thread, RN = Cfg::keys_per_thread, RD = Cfg::cols_per_thread;
+    extern __shared__ float shared[];
+    float* const sQ = shared + Cfg::q_offset;  // [rows][q_pitch]
+    float* const sK = shared + Cfg::k_offset;  // [keys][k_pitch]
+    float* const sV = shared + Cfg::v_offset;  // [keys][v_pitch]
+    float* const sP = shared + Cfg::p_offset;  // [rows][p_pitch], each row group's rows written and read by its warp
+
+    const int lane = int(threadIdx.x) % kLanesPerRow;
+    const int row0 = int(threadIdx.x) / kLanesPerRow * RM;  // this thread's first row in the tile
+    const int head_dim = int(p.head_dim);
+    const float scale_log2 = p.scale * kLog2e;  // exp(scale·s) = exp2(scale_log2·s)
+    const int64_t q_tiles = (p.seqlen_q + Cfg::rows - 1) / Cfg::rows;
+    const int64_t work = q_tiles * p.heads_q * p.batch;
+    const int64_t group = p.heads_q / p.heads_kv;
+
+    for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
+        const int64_t q_tile = q_tiles - 1 - w % q_tiles;  // a head's last (longest causal) tile first
+        const int64_t h = w / q_tiles % p.heads_q;
+        const int64_t b = w / q_tiles / p.heads_q;
+        const int64_t q0 = q_tile * Cfg::rows;
+        const int64_t last_row = min(q0 + Cfg::rows, p.seqlen_q) - 1;
+        const int64_t last_key = min(p.seqlen_k - 1, last_row + diagonal);
+        const int64_t key_tiles = last_key < 0 ? 0 : last_key / Cfg::keys + 1;  // stop at the last visible tile
+
+        const T* const q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
+        const T* const k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h / group * p.k_strides.head;
+        const T* const v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h / group * p.v_strides.head;
+        T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + h * p.o_strides.head;
+
+        __syncthreads();  // the previous work item is done with sQ
+        load_tile<T, Cfg::rows, kHeadDim, Cfg::q_pitch>(sQ, q, p.q_strides.seq, q0, p.seqlen_q, head_dim);
+
+        float acc[RM][RD] = {};  // O·l, unnormalised
+        float m[RM];             // running max of the raw scores s = q·k
+        float l[RM] = {};        // running Σ exp(scale·(s − m)) over this thread's keys
+#pragma unroll
+        for (int i = 0; i < RM; ++i) m[i] = -INFINITY;
+
+        for (int64_t kt = 0; kt < key_tiles; ++kt) {
+            const int64_t k0 = kt * Cfg::keys;
+            __syncthreads();  // everyone is done with the previous K, V (and sQ is written)
+            load_tile<T, Cfg::keys, kHeadDim, Cfg::k_pitch>(sK, k, p.k_strides.seq, k0, p.seqlen_k, head_dim);
+            load_tile<T, Cfg::keys, kHeadDim, Cfg::v_pitch>(sV, v, p.v_strides.seq, k0, p.seqlen_k, head_dim);
+            __syncthreads();
+
+            // S = Q·Kᵀ
+            float s[RM][RN] = {};
+            for (int d0 = 0; d0 < head_dim; d0 += kHeadDimStep) {
+#pragma unroll
+                for (int dd = 0; dd < kHeadDimStep; ++dd) {
+                    float qv[RM], kv[RN];
+#pragma unroll
+                    for (int i = 0; i < RM; ++i) qv[i] = sQ[(row0 + i) * Cfg::q_pitch + d0 + dd];
+#pragma unroll
+                    for (int j = 0; j < RN; ++j) kv[j] = sK[(lane + j * kLanesPerRow) * Cfg::k_pitch + d0 + dd];
+#pragma unroll
+                    for (int i = 0; i < RM; ++i)
+#pragma unroll
+                        for (int j = 0; j < RN; ++j) s[i][j] = fmaf(qv[i], kv[j], s[i][j]);
+                }
+            }
+
+#pragma unroll
+            for (int i = 0; i < RM; ++i) {
+                // S = −inf past the row's last visible key (tile-relative)
+                const int64_t limit = min(p.seqlen_k - 1, q0 + row0 + i + diagonal) - k0;
+#pragma unroll
+                for (int j = 0; j < RN; ++j)
+                    if (lane + j * kLanesPerRow > limit) s[i][j] = -INFINITY;
+
+                // m_new = max(m_old, rowmax(S)); a row with no visible key yet keeps base 0, so P = 0, not NaN
+                float tile_max = s[i][0];
+#pragma unroll
+                for (int j = 1; j < RN; ++j) tile_max = fmaxf(tile_max, s[i][j]);
+                const float m_new = fmaxf(m[i], row_max(tile_max));
+                const float base = (m_new == -INFINITY ? 0.0f : m_new) * scale_log2;
+                // alpha = exp(scale·(m_old − m_new))
+                const float alpha = exp2f(fmaf(m[i], scale_log2, -base));
+                m[i] = m_new;
+
+                // P = exp(scale·(S − m_new)); l = l·alpha + rowsum(P)
+                float sum = 0.0f;
+#pragma unroll
+                for (int j = 0; j < RN; ++j) {
+                    s[i][j] = exp2f(fmaf(s[i][j], scale_log2, -base));
+                    sum += s[i][j];
+                    sP[(row0 + i) * Cfg::p_pitch + lane + j * kLanesPerRow] = s[i][j];
+                }
+                l[i] = fmaf(l[i], alpha, sum);
+#pragma unroll
+                for (int c = 0; c < RD; ++c) acc[i][c] *= alpha;
+            }
+            __syncwarp();  // this row group's P is in sP
+
+            // O = O·alpha + P·V
+#pragma unroll
+            for (int n = 0; n < Cfg::keys; ++n) {
+                float pv[RM], vv[RD];
+#pragma unroll
+                for (int i = 0; i < RM; ++i) pv[i] = sP[(row0 + i) * Cfg::p_pitch + n];
+#pragma unroll
+                for (int c = 0; c < RD; ++c) vv[c] = sV[n * Cfg::v_pitch + lane + c * kLanesPerRow];
+#pragma unroll
+                for (int i = 0; i < RM; ++i)
+#pragma unroll
+                    for (int c = 0; c < RD; ++c) acc[i][c] = fmaf(pv[i], vv[c], acc[i][c]);
+            }
+        }
+
+        // O = acc / l; LSE = scale·m + log(l). A row that saw no key: O = 0, LSE = −inf.
+#pragma unroll
+        for (int i = 0; i < RM; ++i) {
+            const float l_row = row_sum(l[i]);
+            const int64_t row = q0 + row0 + i;
+            if (row >= p.seqlen_q) continue;
+#pragma unroll
+            for (int c = 0; c < RD; ++c) {
+                const int col = lane + c * kLanesPerRow;
+                if (col < head_dim)
+                    o[row * p.o_strides.seq + col] = from_float<T>(l_row > 0.0f ? acc[i][c] / l_row : 0.0f);
+            }
+            if (lane == 0 && p.lse != nullptr)
+                p.lse[(b * p.heads_q + h) * p.seqlen_q + row] = l_row > 0.0f ? fmaf(p.scale, m[i], logf(l_row)) : -INFINITY;
+        }
+    }
+}
+
+template <typename T, int kHeadDim>
+cudaError_t launch_bucket(const Problem& p, cudaStream_t stream) {
+    constexpr size_t kShared = Tile<kHeadDim>::shared_bytes;
+    const cudaError_t attribute = cudaFuncSetAttribute(forward_kernel<T, kHeadDim>,
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared));
+    if (attribute != cudaSuccess) return attribute;
+    const int64_t work = (p.seqlen_q + Tile<kHeadDim>::rows - 1) / Tile<kHeadDim>::rows * p.heads_q * p.batch;
+    const unsigned grid = unsigned(work < kMaxGridX ? work : kMaxGridX);
+    forward_kernel<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p, causal_diagonal(p));
+    return cudaGetLastError();
+}
+
+}  // namespace flashsci::kernels::general
