@@ -374,7 +374,7 @@ int main(int argc, char** argv) {
     const double o_tol = p.dtype == FLASHSCI_DTYPE_FLOAT32 ? O_TOL_FP32 : O_TOL_16BIT;
     printf("checked %d rows against fp64: max |O - ref| = %.3g (tolerance %.0e), max |lse - ref| = %.3g (tolerance %.0e)\n",
            SAMPLE_ROWS, o_err, o_tol, lse_err, LSE_TOL);
-    printf("time: %.3f ms (median of %d after %d warm-up), %.2f TFLOP/s\n", ms, TIMED_RUNS, WARMUP_RUNS,
+    printf("time: %.3f ms (median of %d after %d warm-up), %.3g TFLOP/s\n", ms, TIMED_RUNS, WARMUP_RUNS,
            flops / (ms * 1e-3) / 1e12);
 
     free(hq);
