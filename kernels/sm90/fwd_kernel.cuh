@@ -1,0 +1,445 @@
+// The sm_90a attention forward: O = softmax(scale·Q·Kᵀ + mask)·V, one 128-row query tile at a time.
+//
+// Warpgroup 0 (one thread) streams Q and a K/V ring through TMA; warpgroups 1 and 2 each own
+// 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V (P in
+// registers), and take turns issuing their GEMMs (ping-pong), so one warpgroup's softmax runs
+// under the other's matrix multiplies. Inside a warpgroup, softmax(j) overlaps Q·K(j-1)ᵀ:
+// key blocks run from last to first, so the masked blocks come first.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include "sm90/fwd_params.h"
+#include "sm90/sync.cuh"
+#include "sm90/tiles.h"
+#include "sm90/wgmma.cuh"
+
+namespace flashsci::kernels::sm90 {
+
+// Named barrier ids (0 is __syncthreads): one turn barrier per consumer, one epilogue barrier per consumer.
+constexpr int kTurnBarrier = 1;
+constexpr int kEpilogueBarrier = kTurnBarrier + kConsumers;
+constexpr int kWarps = kWarpgroupThreads / 32;
+constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
+
+template <int Stages>
+struct Barriers {
+    uint64_t q_full, q_empty;
+    uint64_t k_full[Stages], k_empty[Stages];
+    uint64_t v_full[Stages], v_empty[Stages];
+};
+
+__device__ __forceinline__ uint32_t pack(__nv_bfloat16, float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ uint32_t pack(__half, float lo, float hi) {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+template <int HeadDim, bool Causal>
+struct Schedule {
+    static constexpr int kN = Tile<HeadDim>::block_n;
+    int m, head, batch;
+
+    // Causal: longest tiles (largest m) first; otherwise the m blocks of one head run side by side (K/V stay in L2).
+    __device__ __forceinline__ Schedule(const FwdParams& p, int tile) {
+        const int heads_batches = p.heads_q * p.batch;
+        const int hb = Causal ? tile % heads_batches : tile / p.num_m_blocks;
+        m = Causal ? p.num_m_blocks - 1 - tile / heads_batches : tile % p.num_m_blocks;
+        head = hb % p.heads_q;
+        batch = hb / p.heads_q;
+    }
+    // Key blocks [0, kv_blocks) hold a key some row of this tile sees.
+    __device__ __forceinline__ int kv_blocks(const FwdParams& p) const {
+        int64_t end = p.seqlen_k;
+        if (Causal) end = min(end, int64_t(m + 1) * kBlockM + p.diagonal);
+        return end <= 0 ? 0 : int((end + kN - 1) / kN);
+    }
+    // Key blocks [0, unmasked_blocks) are seen whole by every row of this tile.
+    __device__ __forceinline__ int unmasked_blocks(const FwdParams& p) const {
+        int64_t end = p.seqlen_k;
+        if (Causal) end = min(end, int64_t(m) * kBlockM + p.diagonal + 1);
+        return end <= 0 ? 0 : int(end / kN);
+    }
+};
+
+template <int HeadDim, typename T, bool Causal>
+struct Forward {
+    using Shape = TileShape<HeadDim>;
+    static constexpr int kN = Shape::block_n;
+    static constexpr int kStages = Shape::stages;
+    static constexpr int kSlabs = HeadDim / kSlabElems;
+    static constexpr int kQkSteps = HeadDim / kMmaK;  // k16 steps of Q·Kᵀ
+    static constexpr int kPvSteps = kN / kMmaK;       // k16 steps of P·V
+    using Ring = sm90::Ring<kStages>;
+    using Sched = Schedule<HeadDim, Causal>;
+
+    struct Smem {
+        char* q;  // [kConsumers][slab][64][64]
+        char* k;  // [kStages][slab][kN][64]
+        char* v;  // [kStages][slab][kN][64]
+        char* o;  // [kConsumers][slab][64][64]
+        __device__ __forceinline__ char* k_stage(int s) const { return k + s * Shape::kv_bytes; }
+        __device__ __forceinline__ char* v_stage(int s) const { return v + s * Shape::kv_bytes; }
+    };
+
+    // ---------------------------------------------------------------- producer (one thread)
+    static __device__ __forceinline__ void produce(const FwdParams& p, const Smem& sm, Barriers<kStages>& bar,
+                                                   const CUtensorMap* tq, const CUtensorMap* tk,
+                                                   const CUtensorMap* tv) {
+        uint32_t kc = 0, vc = 0, qc = 0;
+        for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+            const Sched t(p, tile);
+            const int blocks = t.kv_blocks(p);
+            if (blocks == 0) continue;
+            const int kv_head = t.head / p.group;
+            // K or V block n into the next free stage of its ring.
+            auto load_kv = [&](const CUtensorMap* map, char* ring, uint64_t* full, uint64_t* empty, uint32_t& count,
+                               int n) {
+                const int s = Ring::stage(count);
+                barrier_wait(&empty[s], Ring::empty_parity(count));
+                barrier_expect_bytes(&full[s], Shape::kv_bytes);
+                char* dst = ring + s * Shape::kv_bytes;
+                for (int slab = 0; slab < kSlabs; ++slab)
+                    tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, n * kN, kv_head, t.batch, &full[s]);
+                ++count;
+            };
+            load_kv(tk, sm.k, bar.k_full, bar.k_empty, kc, blocks - 1);
+            // Q: one 64-row half per consumer; a half wholly past seqlen_q is not loaded (its rows are never stored).
+            const int row0 = t.m * kBlockM;
+            const int halves = min(kConsumers, (p.seqlen_q - row0 + 63) / 64);
+            barrier_wait(&bar.q_empty, (qc & 1) ^ 1);
+            barrier_expect_bytes(&bar.q_full, halves * Shape::q_bytes);
+            for (int h = 0; h < halves; ++h)
+                for (int slab = 0; slab < kSlabs; ++slab)
+                    tma_load(sm.q + h * Shape::q_bytes + slab * 64 * kSlabRowBytes, tq, slab * kSlabElems, row0 + 64 * h,
+                             t.head, t.batch, &bar.q_full);
+            ++qc;
+            for (int n = blocks - 1; n >= 0; --n) {
+                if (n > 0) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kc, n - 1);
+                load_kv(tv, sm.v, bar.v_full, bar.v_empty, vc, n);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- consumer (one warpgroup, 64 rows)
+    struct Consumer {
+        const FwdParams& p;
+        const Smem& sm;
+        Barriers<kStages>& bar;
+        int cw;                   // consumer index 0/1
+        int warp, lane;           // within the warpgroup
+        uint32_t kc = 0, vc = 0, qc = 0;
+
+        float s[kN / 2];          // S = Q·Kᵀ, then P in fp32; s[4j+2h+b] is (row 16·warp + lane/4 + 8h, col 8j + 2·(lane%4) + b)
+        uint32_t pr[kPvSteps][4]; // P packed as the A operand of P·V, one k16 step per row
+        float o[HeadDim / 2];     // O, same layout as s over head_dim columns
+        float row_max[2], row_sum[2], rescale[2];
+
+        __device__ __forceinline__ void release(uint64_t* empty) {
+            if (lane == 0) barrier_arrive(empty);
+        }
+        __device__ __forceinline__ void turn_begin() { named_sync(kTurnBarrier + cw, kConsumers * kWarpgroupThreads); }
+        __device__ __forceinline__ void turn_end() {
+            named_arrive(kTurnBarrier + (cw + 1) % kConsumers, kConsumers * kWarpgroupThreads);
+        }
+
+        // S = Q·Kᵀ
+        __device__ __forceinline__ void gemm_qk(const char* k) {
+            const char* q = sm.q + cw * Shape::q_bytes;
+#pragma unroll
+            for (int kk = 0; kk < kQkSteps; ++kk)
+                MmaAtom<T, kN>::ss(s, desc_k_major<64>(q, kk), desc_k_major<kN>(k, kk), kk > 0);
+        }
+        // O += P·V
+        __device__ __forceinline__ void gemm_pv(const char* v) {
+#pragma unroll
+            for (int kk = 0; kk < kPvSteps; ++kk) MmaAtom<T, HeadDim>::rs(o, pr[kk], desc_n_major<kN>(v, kk), 1);
+        }
+
+        __device__ __forceinline__ int row(int m, int h) const { return m * kBlockM + cw * 64 + warp * 16 + lane / 4 + 8 * h; }
+
+        // S = -inf where key n·kN + col is past seqlen_k or (causal) past row + diagonal.
+        __device__ __forceinline__ void mask(int m, int n) {
+            const int col0 = n * kN + 2 * (lane % 4);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                int64_t last = p.seqlen_k - 1;
+                if (Causal) last = min(last, row(m, h) + p.diagonal);
+                const int limit = int(max(int64_t(-1), min(int64_t(kN), last - col0)));
+#pragma unroll
+                for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+                    for (int b = 0; b < 2; ++b)
+                        if (8 * j + b > limit) s[4 * j + 2 * h + b] = -INFINITY;
+            }
+        }
+
+        // m_new = max(m, rowmax(S)); P = exp2(S·scale_log2 − m_new·scale_log2); l = l·exp2((m−m_new)·scale_log2) + rowsum(P)
+        template <bool CheckInf>
+        __device__ __forceinline__ void softmax() {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                float mx = row_max[h];
+#pragma unroll
+                for (int j = 0; j < kN / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * h], s[4 * j + 2 * h + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                // A row with no visible key yet keeps max −inf; subtracting 0 keeps exp2(−inf) = 0, not NaN.
+                const float shift = (CheckInf && mx == -INFINITY) ? 0.f : mx * p.scale_log2;
+                rescale[h] = exp2_approx(row_max[h] * p.scale_log2 - shift);
+                row_max[h] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+                    for (int b = 0; b < 2; ++b) {
+                        float& x = s[4 * j + 2 * h + b];
+                        x = exp2_approx(fmaf(x, p.scale_log2, -shift));
+                        sum += x;
+                    }
+                row_sum[h] = row_sum[h] * rescale[h] + sum;
+            }
+        }
+
+        // P = T(S), laid out as the A fragments of P·V (accumulator pairs, lower column in the low half).
+        __device__ __forceinline__ void convert_p() {
+#pragma unroll
+            for (int kk = 0; kk < kPvSteps; ++kk)
+#pragma unroll
+                for (int r = 0; r < 4; ++r) pr[kk][r] = pack(T{}, s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+        }
+
+        // O = O·exp2(m_old − m_new)
+        __device__ __forceinline__ void rescale_o() {
+#pragma unroll
+            for (int j = 0; j < HeadDim / 8; ++j)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) o[4 * j + i] *= rescale[i / 2];
+        }
+
+        // One key block n: S = Q·K[n]ᵀ and O += P·V[n+1] in flight together; softmax(S) once S lands.
+        template <bool Masked>
+        __device__ __forceinline__ void step(int m, int n) {
+            const int ks = Ring::stage(kc), vs = Ring::stage(vc);
+            barrier_wait(&bar.k_full[ks], Ring::parity(kc));
+            pin(s), pin(o), pin(pr);
+            turn_begin();
+            wgmma_fence();
+            gemm_qk(sm.k_stage(ks));
+            wgmma_commit();
+            barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+            gemm_pv(sm.v_stage(vs));
+            wgmma_commit();
+            turn_end();
+            wgmma_wait<1>();
+            pin(s);
+            release(&bar.k_empty[ks]);
+            ++kc;
+            if (Masked) mask(m, n);
+            softmax<Masked>();
+            wgmma_wait<0>();
+            pin(o), pin(pr);
+            release(&bar.v_empty[vs]);
+            ++vc;
+            rescale_o();
+            convert_p();
+        }
+
+        __device__ __forceinline__ void run_tile(const Sched& t, int blocks, int unmasked) {
+            barrier_wait(&bar.q_full, qc & 1);
+            ++qc;
+            // First block: S = Q·K[last]ᵀ, always through the masked path.
+            int n = blocks - 1;
+            {
+                const int ks = Ring::stage(kc);
+                barrier_wait(&bar.k_full[ks], Ring::parity(kc));
+                turn_begin();
+                wgmma_fence();
+                gemm_qk(sm.k_stage(ks));
+                wgmma_commit();
+                turn_end();
+                wgmma_wait<0>();
+                pin(s);
+                release(&bar.k_empty[ks]);
+                ++kc;
+            }
+            row_max[0] = row_max[1] = -INFINITY;
+            row_sum[0] = row_sum[1] = 0.f;
+            mask(t.m, n);
+            softmax<true>();
+#pragma unroll
+            for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
+            convert_p();
+            for (--n; n >= unmasked; --n) step<true>(t.m, n);
+            for (; n >= 0; --n) step<false>(t.m, n);
+            if (!Shape::o_aliases_q) release(&bar.q_empty);  // last read of Q is done
+            // O += P·V[0]
+            const int vs = Ring::stage(vc);
+            barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+            pin(o), pin(pr);
+            wgmma_fence();
+            gemm_pv(sm.v_stage(vs));
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin(o);
+            release(&bar.v_empty[vs]);
+            ++vc;
+        }
+
+        // O /= l, LSE = m·scale + ln(l); a row with no visible key gets O = 0, LSE = −inf.
+        __device__ __forceinline__ void finalize(const Sched& t) {
+            float lse[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                float l = row_sum[h];
+                l += __shfl_xor_sync(0xffffffffu, l, 1);
+                l += __shfl_xor_sync(0xffffffffu, l, 2);
+                const bool empty = l == 0.f || l != l;
+                rescale[h] = empty ? 0.f : 1.f / l;
+                lse[h] = empty ? -INFINITY : (row_max[h] * p.scale_log2 + __log2f(l)) * float(M_LN2);
+            }
+            rescale_o();
+            if (p.lse && lane % 4 == 0)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = row(t.m, h);
+                    if (r < p.seqlen_q) p.lse[(int64_t(t.batch) * p.heads_q + t.head) * p.seqlen_q + r] = lse[h];
+                }
+        }
+
+        // O: registers → swizzled shared tile (conflict-free 4-byte stores) → TMA store, clipped at seqlen_q.
+        __device__ __forceinline__ void store(const Sched& t, const CUtensorMap* to) {
+            const int tid = warp * 32 + lane;
+            char* tile = (Shape::o_aliases_q ? sm.q : sm.o) + cw * Shape::q_bytes;
+            if (!Shape::o_aliases_q) {  // the previous tile's store must have read the staging tile
+                if (tid == 0) tma_store_wait_read();
+                named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
+            }
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = warp * 16 + lane / 4 + 8 * h;
+#pragma unroll
+                for (int j = 0; j < HeadDim / 8; ++j) {
+                    const int slab = j / 8, chunk = j % 8;
+                    char* dst = tile + slab * 64 * kSlabRowBytes + r * kSlabRowBytes + ((chunk ^ (r % 8)) << 4) + 4 * (lane % 4);
+                    *reinterpret_cast<uint32_t*>(dst) = pack(T{}, o[4 * j + 2 * h], o[4 * j + 2 * h + 1]);
+                }
+            }
+            fence_async_shared();
+            named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
+            if (tid == 0) {
+                const int row0 = t.m * kBlockM + cw * 64;
+                if (row0 < p.seqlen_q) {
+                    for (int slab = 0; slab < kSlabs; ++slab)
+                        tma_store(to, slab * kSlabElems, row0, t.head, t.batch, tile + slab * 64 * kSlabRowBytes);
+                    tma_store_commit();
+                }
+                if (Shape::o_aliases_q) {  // Q's shared memory is free once the store has read it
+                    tma_store_wait_read();
+                    barrier_arrive(&bar.q_empty, kWarps);  // on behalf of the warpgroup's warps
+                }
+            }
+        }
+
+        // A tile whose rows see no key: O = 0, LSE = −inf, written directly.
+        __device__ __forceinline__ void store_empty(const Sched& t) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = row(t.m, h);
+                if (r >= p.seqlen_q) continue;
+                T* dst = static_cast<T*>(p.o) + t.batch * p.o_batch_stride + r * p.o_seq_stride + t.head * p.o_head_stride;
+                for (int j = 0; j < HeadDim / 8; ++j) *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * (lane % 4)) = 0u;
+                if (p.lse && lane % 4 == 0) p.lse[(int64_t(t.batch) * p.heads_q + t.head) * p.seqlen_q + r] = -INFINITY;
+            }
+        }
+    };
+
+    static __device__ __forceinline__ void consume(const FwdParams& p, const Smem& sm, Barriers<kStages>& bar, int cw,
+                                                   const CUtensorMap* to) {
+        Consumer c{p, sm, bar, cw, int(threadIdx.x % kWarpgroupThreads) / 32, int(threadIdx.x % 32)};
+        if (cw == 1) named_arrive(kTurnBarrier, kConsumers * kWarpgroupThreads);  // consumer 0 takes the first turn
+        for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+            const Sched t(p, tile);
+            const int blocks = t.kv_blocks(p);
+            if (blocks == 0) {
+                c.store_empty(t);
+                continue;
+            }
+            c.run_tile(t, blocks, min(t.unmasked_blocks(p), blocks));
+            c.finalize(t);
+            c.store(t, to);
+        }
+        if (threadIdx.x % kWarpgroupThreads == 0) tma_store_wait_all();
+    }
+};
+
+template <int HeadDim, typename T, bool Causal>
+__global__ void __launch_bounds__(kThreads, 1)
+    fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ CUtensorMap tq,
+               const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
+               const __grid_constant__ CUtensorMap to) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using F = Forward<HeadDim, T, Causal>;
+    using Shape = typename F::Shape;
+    constexpr int kStages = F::kStages;
+    __shared__ Barriers<kStages> bar;  // static shared memory also marks the sm_90a body (see fwd_ready)
+    extern __shared__ char smem_raw[];
+    char* base = reinterpret_cast<char*>(
+        (reinterpret_cast<uintptr_t>(smem_raw) + Shape::smem_alignment - 1) / Shape::smem_alignment * Shape::smem_alignment);
+    const typename F::Smem sm{base, base + kConsumers * Shape::q_bytes,
+                              base + kConsumers * Shape::q_bytes + kStages * Shape::kv_bytes, base + Shape::o_offset};
+
+    const int wg = threadIdx.x / kWarpgroupThreads;
+    if (threadIdx.x == 0) {
+        barrier_init(&bar.q_full, 1);
+        barrier_init(&bar.q_empty, kReleaseArrivals);
+        for (int s = 0; s < kStages; ++s) {
+            barrier_init(&bar.k_full[s], 1);
+            barrier_init(&bar.k_empty[s], kReleaseArrivals);
+            barrier_init(&bar.v_full[s], 1);
+            barrier_init(&bar.v_empty[s], kReleaseArrivals);
+        }
+        barrier_init_fence();
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        registers_release<kProducerRegisters>();
+        if (threadIdx.x == 0) {
+            tma_prefetch_map(&tq), tma_prefetch_map(&tk), tma_prefetch_map(&tv), tma_prefetch_map(&to);
+            F::produce(p, sm, bar, &tq, &tk, &tv);
+        }
+    } else {
+        registers_claim<kConsumerRegisters>();
+        F::consume(p, sm, bar, wg - 1, &to);
+    }
+#endif
+}
+
+template <int HeadDim, typename T, bool Causal>
+bool fwd_ready() {
+    cudaFuncAttributes a{};
+    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Causal>) == cudaSuccess && a.binaryVersion == 90 &&
+           a.sharedSizeBytes > 0;
+}
+
+template <int HeadDim, typename T, bool Causal>
+cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
+    constexpr int kSmem = TileShape<HeadDim>::smem_request;
+    auto kernel = fwd_kernel<HeadDim, T, Causal>;
+    if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
+        return e;
+    kernel<<<grid, kThreads, kSmem, stream>>>(p, maps.q, maps.k, maps.v, maps.o);
+    return cudaGetLastError();
+}
+
+}  // namespace flashsci::kernels::sm90

@@ -1,0 +1,36 @@
+// What the host hands the sm_90a forward kernel: sizes, the mask diagonal, and four TMA maps.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+
+namespace flashsci::kernels::sm90 {
+
+struct FwdParams {
+    int seqlen_q, seqlen_k, heads_q, batch;
+    int group;            // heads_q / heads_kv: query head h reads kv head h / group
+    int num_m_blocks;     // ⌈seqlen_q / kBlockM⌉
+    int num_tiles;        // num_m_blocks · heads_q · batch
+    int64_t diagonal;     // causal: row i sees key j iff j <= i + diagonal
+    float scale_log2;     // softmax scale · log2(e)
+    float* lse;           // [batch, heads_q, seqlen_q] or null
+    void* o;              // written directly only by tiles whose rows see no key
+    int64_t o_batch_stride, o_seq_stride, o_head_stride;
+};
+
+// 4-D maps {head_dim, seqlen, heads, batch}, boxes of 64 columns (one 128-byte swizzle span).
+struct FwdMaps {
+    CUtensorMap q, k, v, o;
+};
+
+// One explicit instance per (head_dim, element, causal), defined in sm90_hd<D>_<type>.cu.
+template <int HeadDim, typename T, bool Causal>
+cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream);
+
+// True when this binary holds the sm_90a body of that instance for the current device.
+template <int HeadDim, typename T, bool Causal>
+bool fwd_ready();
+
+}  // namespace flashsci::kernels::sm90

@@ -1,0 +1,23 @@
+// The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines two.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "sm90/fwd_params.h"
+
+#define FLASHSCI_SM90_INSTANCE(EXTERN, D, T, CAUSAL)                                                         \
+    EXTERN template cudaError_t launch_fwd<D, T, CAUSAL>(const FwdParams&, const FwdMaps&, int, cudaStream_t); \
+    EXTERN template bool fwd_ready<D, T, CAUSAL>();
+
+#define FLASHSCI_SM90_INSTANCES(EXTERN, D, T) \
+    FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true)
+
+namespace flashsci::kernels::sm90 {
+FLASHSCI_SM90_INSTANCES(extern, 64, __nv_bfloat16)
+FLASHSCI_SM90_INSTANCES(extern, 64, __half)
+FLASHSCI_SM90_INSTANCES(extern, 128, __nv_bfloat16)
+FLASHSCI_SM90_INSTANCES(extern, 128, __half)
+FLASHSCI_SM90_INSTANCES(extern, 256, __nv_bfloat16)
+FLASHSCI_SM90_INSTANCES(extern, 256, __half)
+}  // namespace flashsci::kernels::sm90

@@ -1,0 +1,160 @@
+// Host side of the sm_90a forward: what it supports, its TMA maps, and the launch.
+#include "sm90/sm90.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include "sm90/instances.h"
+#include "sm90/tiles.h"
+
+namespace flashsci::kernels::sm90 {
+namespace {
+
+constexpr int kElemBytes = 2;
+constexpr int64_t kTmaAlignment = 16;            // global address and stride granularity of TMA
+constexpr int64_t kTmaStrideLimit = int64_t{1} << 40;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// cuTensorMapEncodeTiled from the driver, found at run time (the library never links libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
+    static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void* f = nullptr;
+        cudaDriverEntryPointQueryResult found{};
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found) !=
+                cudaSuccess ||
+            found != cudaDriverEntryPointSuccess)
+            return PFN_cuTensorMapEncodeTiled_v12000{};
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+    }();
+    return fn;
+}
+
+bool aligned(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % kTmaAlignment == 0; }
+
+// A stride TMA can take: 16-byte multiple under 2^40 bytes (free when the dimension has one entry).
+bool tma_stride(int64_t stride, int64_t extent) {
+    const int64_t bytes = stride * kElemBytes;
+    return extent == 1 || (bytes > 0 && bytes % kTmaAlignment == 0 && bytes < kTmaStrideLimit);
+}
+
+bool tma_strides(const Strides& s, int64_t seqlen, int64_t heads, int64_t batch) {
+    return tma_stride(s.seq, seqlen) && tma_stride(s.head, heads) && tma_stride(s.batch, batch);
+}
+
+// {head_dim, seqlen, heads, batch} map over a [batch, seqlen, heads, head_dim] tensor, box 64 × box_rows.
+cudaError_t make_map(CUtensorMap* map, Element e, const void* ptr, int64_t head_dim, int64_t seqlen, int64_t heads,
+                     int64_t batch, const Strides& s, int box_rows) {
+    const auto encode = encode_tiled();
+    if (!encode) return cudaErrorNotSupported;
+    auto stride = [](int64_t elems, int64_t extent) {
+        return cuuint64_t(extent == 1 ? kTmaAlignment : elems * kElemBytes);
+    };
+    const cuuint64_t dims[4] = {cuuint64_t(head_dim), cuuint64_t(seqlen), cuuint64_t(heads), cuuint64_t(batch)};
+    const cuuint64_t strides[3] = {stride(s.seq, seqlen), stride(s.head, heads), stride(s.batch, batch)};
+    const cuuint32_t box[4] = {cuuint32_t(kSlabElems), cuuint32_t(box_rows), 1, 1};
+    const cuuint32_t unit[4] = {1, 1, 1, 1};
+    const CUresult r = encode(map, e == Element::bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                              4, const_cast<void*>(ptr), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                              CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+bool causal(const Problem& p) { return p.mask != Mask::none; }
+
+int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q + kBlockM - 1) / kBlockM; }
+
+template <int HeadDim, typename T>
+bool ready(const Problem& p) {
+    return causal(p) ? fwd_ready<HeadDim, T, true>() : fwd_ready<HeadDim, T, false>();
+}
+
+template <int HeadDim>
+bool ready_hd(const Problem& p) {
+    return p.element == Element::bf16 ? ready<HeadDim, __nv_bfloat16>(p) : ready<HeadDim, __half>(p);
+}
+
+template <int HeadDim>
+cudaError_t launch_hd(const Problem& p, int num_sms, cudaStream_t stream) {
+    constexpr int kN = Tile<HeadDim>::block_n;
+    FwdMaps maps;
+    cudaError_t e = make_map(&maps.q, p.element, p.q, p.head_dim, p.seqlen_q, p.heads_q, p.batch, p.q_strides, kMmaM);
+    if (e == cudaSuccess) e = make_map(&maps.k, p.element, p.k, p.head_dim, p.seqlen_k, p.heads_kv, p.batch, p.k_strides, kN);
+    if (e == cudaSuccess) e = make_map(&maps.v, p.element, p.v, p.head_dim, p.seqlen_k, p.heads_kv, p.batch, p.v_strides, kN);
+    if (e == cudaSuccess) e = make_map(&maps.o, p.element, p.o, p.head_dim, p.seqlen_q, p.heads_q, p.batch, p.o_strides, kMmaM);
+    if (e != cudaSuccess) return e;
+
+    FwdParams f{};
+    f.seqlen_q = int(p.seqlen_q);
+    f.seqlen_k = int(p.seqlen_k);
+    f.heads_q = int(p.heads_q);
+    f.batch = int(p.batch);
+    f.group = int(p.heads_q / p.heads_kv);
+    f.num_m_blocks = int(num_m_blocks(p));
+    f.num_tiles = int(num_m_blocks(p) * p.heads_q * p.batch);
+    f.diagonal = causal_diagonal(p);
+    f.scale_log2 = p.scale * kLog2e;
+    f.lse = p.lse;
+    f.o = p.o;
+    f.o_batch_stride = p.o_strides.batch;
+    f.o_seq_stride = p.o_strides.seq;
+    f.o_head_stride = p.o_strides.head;
+    const int grid = std::max(1, std::min(f.num_tiles, num_sms));
+
+    const bool c = causal(p);
+    if (p.element == Element::bf16)
+        return c ? launch_fwd<HeadDim, __nv_bfloat16, true>(f, maps, grid, stream)
+                 : launch_fwd<HeadDim, __nv_bfloat16, false>(f, maps, grid, stream);
+    return c ? launch_fwd<HeadDim, __half, true>(f, maps, grid, stream)
+             : launch_fwd<HeadDim, __half, false>(f, maps, grid, stream);
+}
+
+}  // namespace
+
+bool supports(const Problem& p, int major, int minor) {
+    if (major != 9 || minor != 0) return false;
+    if (p.element != Element::bf16 && p.element != Element::f16) return false;
+    if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return false;
+    if (p.batch < 1 || p.heads_kv < 1 || p.heads_q % p.heads_kv != 0) return false;
+    if (p.seqlen_q < 1 || p.seqlen_k < 1 || p.seqlen_q > INT_MAX || p.seqlen_k > INT_MAX) return false;
+    if (num_m_blocks(p) * p.heads_q * p.batch > INT_MAX) return false;
+    if (!(p.scale > 0.f) || !std::isfinite(p.scale)) return false;  // the running max assumes a positive scale
+    if (!aligned(p.q) || !aligned(p.k) || !aligned(p.v) || !aligned(p.o)) return false;
+    if (!tma_strides(p.q_strides, p.seqlen_q, p.heads_q, p.batch) ||
+        !tma_strides(p.o_strides, p.seqlen_q, p.heads_q, p.batch) ||
+        !tma_strides(p.k_strides, p.seqlen_k, p.heads_kv, p.batch) ||
+        !tma_strides(p.v_strides, p.seqlen_k, p.heads_kv, p.batch))
+        return false;
+    if (!encode_tiled()) return false;
+    switch (p.head_dim) {
+        case 64: return ready_hd<64>(p);
+        case 128: return ready_hd<128>(p);
+        default: return ready_hd<256>(p);
+    }
+}
+
+size_t workspace_bytes(const Problem&) { return 0; }
+
+const char* kernel_name(const Problem& p) {
+    static const char* const names[3][2][2] = {
+        {{"sm90_hd64_f16", "sm90_hd64_f16_causal"}, {"sm90_hd64_bf16", "sm90_hd64_bf16_causal"}},
+        {{"sm90_hd128_f16", "sm90_hd128_f16_causal"}, {"sm90_hd128_bf16", "sm90_hd128_bf16_causal"}},
+        {{"sm90_hd256_f16", "sm90_hd256_f16_causal"}, {"sm90_hd256_bf16", "sm90_hd256_bf16_causal"}},
+    };
+    const int d = p.head_dim == 64 ? 0 : p.head_dim == 128 ? 1 : 2;
+    return names[d][p.element == Element::bf16][causal(p)];
+}
+
+cudaError_t launch(const Problem& p, void*, int num_sms, cudaStream_t stream) {
+    switch (p.head_dim) {
+        case 64: return launch_hd<64>(p, num_sms, stream);
+        case 128: return launch_hd<128>(p, num_sms, stream);
+        default: return launch_hd<256>(p, num_sms, stream);
+    }
+}
+
+}  // namespace flashsci::kernels::sm90

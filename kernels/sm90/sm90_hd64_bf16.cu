@@ -1,0 +1,7 @@
+// sm_90a forward instances: head_dim 64, bf16, causal and not.
+#include "sm90/fwd_kernel.cuh"
+#include "sm90/instances.h"
+
+namespace flashsci::kernels::sm90 {
+FLASHSCI_SM90_INSTANCES(, 64, __nv_bfloat16)
+}  // namespace flashsci::kernels::sm90
