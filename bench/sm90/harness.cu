@@ -155,10 +155,13 @@ const char* mask_name(Mask m) {
     return m == Mask::none ? "none" : m == Mask::causal_top_left ? "causal_tl" : "causal_br";
 }
 
+constexpr size_t kWorkspaceBytes = 256;
+
 struct Buffers {
     void *q, *k, *v, *o;
     float *lse, *ref, *ref_lse;
     double* acc;
+    void* workspace;  // sm90::workspace_bytes() is a few bytes at most
     size_t elems;
 };
 
@@ -173,6 +176,7 @@ Buffers alloc(size_t elems, size_t rows) {
     CHECK(cudaMalloc(&b.ref, elems * 4));
     CHECK(cudaMalloc(&b.ref_lse, rows * 4));
     CHECK(cudaMalloc(&b.acc, 4 * sizeof(double)));
+    CHECK(cudaMalloc(&b.workspace, kWorkspaceBytes));
     return b;
 }
 
@@ -216,11 +220,11 @@ bool check_case(const Case& c, const Buffers& b, uint64_t seed) {
     const size_t rows = size_t(c.batch) * c.sq * c.hq;
     fill_u16<<<1024, 256>>>(static_cast<uint16_t*>(b.o), q_elems(c), 0x7FFF);  // NaN in both bf16 and fp16
     fill_f32<<<1024, 256>>>(b.lse, rows, NAN);
-    if (!sm90::supports(p, 9, 0)) {
+    if (!sm90::supports(p, 9, 0) || sm90::workspace_bytes(p) > kWorkspaceBytes) {
         std::printf("%-44s UNSUPPORTED\n", "");
         return false;
     }
-    CHECK(sm90::launch(p, nullptr, num_sms(), 0));
+    CHECK(sm90::launch(p, b.workspace, num_sms(), 0));
     CHECK(cudaGetLastError());
     CHECK(cudaDeviceSynchronize());
     reference<T><<<dim3(c.sq, c.hq, c.batch), kRefThreads, (c.sk + kRefPad) * sizeof(float)>>>(p, causal_diagonal(p), b.ref, b.ref_lse);
@@ -296,6 +300,8 @@ std::vector<Case> check_cases() {
         {1, 1001, 333, 4, 4, 256, M::causal_bottom_right, h},
         {1, 77, 1, 2, 2, 256, M::none, h},
         {1, 4096, 4096, 2, 2, 128, M::causal_top_left, bf},
+        {1, 1024, 12000, 8, 8, 128, M::causal_bottom_right, bf},  // two L2 sections of the causal order
+        {3, 2048, 2048, 16, 16, 64, M::causal_top_left, h},      // many tiles: dynamic scheduling
     };
     return v;
 }
@@ -311,9 +317,9 @@ template <typename T>
 float time_case(const Case& c, const Buffers& b, int reps) {
     const Problem p = make_problem(c, b);
     fill_inputs<T>(c, b, 777);
-    if (!sm90::supports(p, 9, 0)) return -1.f;
+    if (!sm90::supports(p, 9, 0) || sm90::workspace_bytes(p) > kWorkspaceBytes) return -1.f;
     const int sms = num_sms();
-    for (int i = 0; i < 3; ++i) CHECK(sm90::launch(p, nullptr, sms, 0));
+    for (int i = 0; i < 3; ++i) CHECK(sm90::launch(p, b.workspace, sms, 0));
     CHECK(cudaDeviceSynchronize());
     std::vector<float> ms;
     cudaEvent_t e0, e1;
@@ -321,7 +327,7 @@ float time_case(const Case& c, const Buffers& b, int reps) {
     CHECK(cudaEventCreate(&e1));
     for (int i = 0; i < reps; ++i) {
         CHECK(cudaEventRecord(e0));
-        CHECK(sm90::launch(p, nullptr, sms, 0));
+        CHECK(sm90::launch(p, b.workspace, sms, 0));
         CHECK(cudaEventRecord(e1));
         CHECK(cudaEventSynchronize(e1));
         float t;

@@ -28,8 +28,12 @@ constexpr int kEpilogueBarrier = kTurnBarrier + kConsumers;
 constexpr int kWarps = kWarpgroupThreads / 32;
 constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
 
+constexpr int kTileSlots = 2;  // tile indices handed from the producer to the consumers
+
 template <int Stages>
 struct Barriers {
+    uint64_t tile_full[kTileSlots], tile_empty[kTileSlots];
+    int tile[kTileSlots];
     uint64_t q_full, q_empty;
     uint64_t k_full[Stages], k_empty[Stages];
     uint64_t v_full[Stages], v_empty[Stages];
@@ -46,14 +50,23 @@ __device__ __forceinline__ uint32_t pack(__half, float lo, float hi) {
 
 template <int HeadDim, bool Causal>
 struct Schedule {
-    static constexpr int kN = Tile<HeadDim>::block_n;
+    static constexpr int kN = TileShape<HeadDim, Causal>::block_n;
     int m, head, batch;
 
-    // Causal: longest tiles (largest m) first; otherwise the m blocks of one head run side by side (K/V stay in L2).
+    // Non-causal: the m blocks of one head run side by side (its K/V stay in L2). Causal: heads are
+    // cut into sections whose K/V fit in L2; inside a section the longest tiles (largest m) go first.
     __device__ __forceinline__ Schedule(const FwdParams& p, int tile) {
-        const int heads_batches = p.heads_q * p.batch;
-        const int hb = Causal ? tile % heads_batches : tile / p.num_m_blocks;
-        m = Causal ? p.num_m_blocks - 1 - tile / heads_batches : tile % p.num_m_blocks;
+        int hb;
+        if (Causal) {
+            const int section = tile / (p.section_heads * p.num_m_blocks);
+            const int within = tile % (p.section_heads * p.num_m_blocks);
+            const int heads = min(p.section_heads, p.heads_q * p.batch - section * p.section_heads);
+            m = p.num_m_blocks - 1 - within / heads;
+            hb = section * p.section_heads + within % heads;
+        } else {
+            m = tile % p.num_m_blocks;
+            hb = tile / p.num_m_blocks;
+        }
         head = hb % p.heads_q;
         batch = hb / p.heads_q;
     }
@@ -73,7 +86,7 @@ struct Schedule {
 
 template <int HeadDim, typename T, bool Causal>
 struct Forward {
-    using Shape = TileShape<HeadDim>;
+    using Shape = TileShape<HeadDim, Causal>;
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
     static constexpr int kSlabs = HeadDim / kSlabElems;
@@ -95,9 +108,21 @@ struct Forward {
     static __device__ __forceinline__ void produce(const FwdParams& p, const Smem& sm, Barriers<kStages>& bar,
                                                    const CUtensorMap* tq, const CUtensorMap* tk,
                                                    const CUtensorMap* tv) {
-        uint32_t kc = 0, vc = 0, qc = 0;
-        for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+        uint32_t kc = 0, vc = 0, qc = 0, tc = 0;
+        // Consumers learn each tile (and finally num_tiles, the end) through a two-slot ring.
+        auto publish = [&](int tile) {
+            const int s = tc % kTileSlots;
+            barrier_wait(&bar.tile_empty[s], (tc / kTileSlots & 1) ^ 1);
+            bar.tile[s] = tile;
+            barrier_arrive(&bar.tile_full[s]);
+            ++tc;
+        };
+        for (int tile = blockIdx.x; tile < p.num_tiles;) {
+            publish(tile);
+            // Causal tiles differ in length: the next one comes from a global counter (dynamic balance).
+            const int next = Causal ? int(gridDim.x) + atomicAdd(p.tile_counter, 1) : tile + int(gridDim.x);
             const Sched t(p, tile);
+            tile = next;
             const int blocks = t.kv_blocks(p);
             if (blocks == 0) continue;
             const int kv_head = t.head / p.group;
@@ -128,6 +153,7 @@ struct Forward {
                 load_kv(tv, sm.v, bar.v_full, bar.v_empty, vc, n);
             }
         }
+        publish(p.num_tiles);
     }
 
     // ---------------------------------------------------------------- consumer (one warpgroup, 64 rows)
@@ -367,7 +393,13 @@ struct Forward {
                                                    const CUtensorMap* to) {
         Consumer c{p, sm, bar, cw, int(threadIdx.x % kWarpgroupThreads) / 32, int(threadIdx.x % 32)};
         if (cw == 1) named_arrive(kTurnBarrier, kConsumers * kWarpgroupThreads);  // consumer 0 takes the first turn
-        for (int tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
+        for (uint32_t tc = 0;; ++tc) {
+            const int s = tc % kTileSlots;
+            barrier_wait(&bar.tile_full[s], tc / kTileSlots & 1);
+            const int tile = bar.tile[s];
+            __syncwarp();
+            c.release(&bar.tile_empty[s]);
+            if (tile >= p.num_tiles) break;
             const Sched t(p, tile);
             const int blocks = t.kv_blocks(p);
             if (blocks == 0) {
@@ -400,6 +432,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     const int wg = threadIdx.x / kWarpgroupThreads;
     if (threadIdx.x == 0) {
+        for (int s = 0; s < kTileSlots; ++s) {
+            barrier_init(&bar.tile_full[s], 1);
+            barrier_init(&bar.tile_empty[s], kReleaseArrivals);
+        }
         barrier_init(&bar.q_full, 1);
         barrier_init(&bar.q_empty, kReleaseArrivals);
         for (int s = 0; s < kStages; ++s) {
@@ -434,7 +470,7 @@ bool fwd_ready() {
 
 template <int HeadDim, typename T, bool Causal>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
-    constexpr int kSmem = TileShape<HeadDim>::smem_request;
+    constexpr int kSmem = TileShape<HeadDim, Causal>::smem_request;
     auto kernel = fwd_kernel<HeadDim, T, Causal>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;

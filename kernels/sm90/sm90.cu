@@ -18,6 +18,7 @@ constexpr int kElemBytes = 2;
 constexpr int64_t kTmaAlignment = 16;            // global address and stride granularity of TMA
 constexpr int64_t kTmaStrideLimit = int64_t{1} << 40;
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr int64_t kL2SectionBytes = 32 << 20;  // K+V of one causal tile section, about 2/3 of the H100's L2
 
 // cuTensorMapEncodeTiled from the driver, found at run time (the library never links libcuda).
 PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
@@ -78,9 +79,9 @@ bool ready_hd(const Problem& p) {
     return p.element == Element::bf16 ? ready<HeadDim, __nv_bfloat16>(p) : ready<HeadDim, __half>(p);
 }
 
-template <int HeadDim>
-cudaError_t launch_hd(const Problem& p, int num_sms, cudaStream_t stream) {
-    constexpr int kN = Tile<HeadDim>::block_n;
+template <int HeadDim, bool Causal>
+cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
+    constexpr int kN = TileShape<HeadDim, Causal>::block_n;
     FwdMaps maps;
     cudaError_t e = make_map(&maps.q, p.element, p.q, p.head_dim, p.seqlen_q, p.heads_q, p.batch, p.q_strides, kMmaM);
     if (e == cudaSuccess) e = make_map(&maps.k, p.element, p.k, p.head_dim, p.seqlen_k, p.heads_kv, p.batch, p.k_strides, kN);
@@ -96,6 +97,11 @@ cudaError_t launch_hd(const Problem& p, int num_sms, cudaStream_t stream) {
     f.group = int(p.heads_q / p.heads_kv);
     f.num_m_blocks = int(num_m_blocks(p));
     f.num_tiles = int(num_m_blocks(p) * p.heads_q * p.batch);
+    // Causal: heads whose K and V fit together in kL2SectionBytes (query heads of one group share theirs).
+    const int64_t kv_bytes_per_head = 2 * p.seqlen_k * p.head_dim * kElemBytes * p.heads_kv / p.heads_q;
+    f.section_heads = int(std::clamp<int64_t>(kL2SectionBytes / std::max<int64_t>(kv_bytes_per_head, 1), 1,
+                                              p.heads_q * p.batch));
+    f.tile_counter = static_cast<int*>(workspace);
     f.diagonal = causal_diagonal(p);
     f.scale_log2 = p.scale * kLog2e;
     f.lse = p.lse;
@@ -105,12 +111,17 @@ cudaError_t launch_hd(const Problem& p, int num_sms, cudaStream_t stream) {
     f.o_head_stride = p.o_strides.head;
     const int grid = std::max(1, std::min(f.num_tiles, num_sms));
 
-    const bool c = causal(p);
-    if (p.element == Element::bf16)
-        return c ? launch_fwd<HeadDim, __nv_bfloat16, true>(f, maps, grid, stream)
-                 : launch_fwd<HeadDim, __nv_bfloat16, false>(f, maps, grid, stream);
-    return c ? launch_fwd<HeadDim, __half, true>(f, maps, grid, stream)
-             : launch_fwd<HeadDim, __half, false>(f, maps, grid, stream);
+    if (Causal) {
+        if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(int), stream); e != cudaSuccess) return e;
+    }
+    return p.element == Element::bf16 ? launch_fwd<HeadDim, __nv_bfloat16, Causal>(f, maps, grid, stream)
+                                      : launch_fwd<HeadDim, __half, Causal>(f, maps, grid, stream);
+}
+
+template <int HeadDim>
+cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
+    return causal(p) ? launch_hd<HeadDim, true>(p, workspace, num_sms, stream)
+                     : launch_hd<HeadDim, false>(p, workspace, num_sms, stream);
 }
 
 }  // namespace
@@ -137,7 +148,7 @@ bool supports(const Problem& p, int major, int minor) {
     }
 }
 
-size_t workspace_bytes(const Problem&) { return 0; }
+size_t workspace_bytes(const Problem& p) { return causal(p) ? sizeof(int) : 0; }
 
 const char* kernel_name(const Problem& p) {
     static const char* const names[3][2][2] = {
@@ -149,11 +160,11 @@ const char* kernel_name(const Problem& p) {
     return names[d][p.element == Element::bf16][causal(p)];
 }
 
-cudaError_t launch(const Problem& p, void*, int num_sms, cudaStream_t stream) {
+cudaError_t launch(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
     switch (p.head_dim) {
-        case 64: return launch_hd<64>(p, num_sms, stream);
-        case 128: return launch_hd<128>(p, num_sms, stream);
-        default: return launch_hd<256>(p, num_sms, stream);
+        case 64: return launch_hd<64>(p, workspace, num_sms, stream);
+        case 128: return launch_hd<128>(p, workspace, num_sms, stream);
+        default: return launch_hd<256>(p, workspace, num_sms, stream);
     }
 }
 

@@ -18,32 +18,35 @@ constexpr int kConsumerRegisters = 240;
 constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per block
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
-// block_n: keys per tile; stages: K/V ring depth; o_aliases_q: the O staging tile reuses Q's
-// shared memory (Q is then reloaded only after the O store has read it).
-template <int HeadDim>
-struct Tile;
-template <>
-struct Tile<64> {
-    static constexpr int block_n = 128, stages = 2;
-    static constexpr bool o_aliases_q = false;
+// One row per (head_dim, causal). block_n: keys per tile; stages: K/V ring depth; o_aliases_q:
+// the O staging tile reuses Q's shared memory (Q is then reloaded only after the O store has read it).
+struct TileConfig {
+    int head_dim;
+    bool causal;
+    int block_n, stages;
+    bool o_aliases_q;
 };
-template <>
-struct Tile<128> {
-    static constexpr int block_n = 128, stages = 2;
-    static constexpr bool o_aliases_q = false;
-};
-template <>
-struct Tile<256> {
-    static constexpr int block_n = 80, stages = 2;
-    static constexpr bool o_aliases_q = true;
+constexpr TileConfig kTiles[] = {
+    {64, false, 128, 2, false},
+    {64, true, 128, 2, false},
+    {128, false, 128, 2, false},
+    {128, true, 128, 2, false},
+    {256, false, 80, 2, true},
+    {256, true, 80, 2, true},
 };
 
-template <int HeadDim>
-struct TileShape : Tile<HeadDim> {
-    using Tile<HeadDim>::block_n;
-    using Tile<HeadDim>::stages;
-    using Tile<HeadDim>::o_aliases_q;
-    static constexpr int head_dim = HeadDim;
+constexpr TileConfig tile_config(int head_dim, bool causal) {
+    for (const TileConfig& t : kTiles)
+        if (t.head_dim == head_dim && t.causal == causal) return t;
+    return {};
+}
+
+template <int HeadDim, bool Causal>
+struct TileShape {
+    static constexpr TileConfig config = tile_config(HeadDim, Causal);
+    static constexpr int block_n = config.block_n;
+    static constexpr int stages = config.stages;
+    static constexpr bool o_aliases_q = config.o_aliases_q;
     static constexpr int kElemBytes = 2;
     static constexpr int q_bytes = kMmaM * HeadDim * kElemBytes;        // one consumer's Q (or O) tile
     static constexpr int kv_bytes = block_n * HeadDim * kElemBytes;  // one K or V stage
@@ -52,6 +55,7 @@ struct TileShape : Tile<HeadDim> {
     static constexpr int smem_alignment = 1024;  // SWIZZLE_128B tiles start on 1 KB
     static constexpr int smem_request = smem_bytes + smem_alignment;
 
+    static_assert(config.head_dim == HeadDim, "no tile for this head_dim");
     static_assert(HeadDim % 64 == 0 && HeadDim <= 256, "head_dim is whole 128-byte slabs, and one wgmma N");
     static_assert(block_n % 16 == 0 && block_n <= 256, "block_n is whole k16 steps of P·V, one wgmma N of Q·Kᵀ and one TMA box");
     static_assert(stages >= 2, "K/V need double buffering");
