@@ -48,6 +48,7 @@ def parse_args():
     p.add_argument("--head-dims", type=int_list, default=HEAD_DIMS, help="comma-separated (default: 64,128,256)")
     p.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated of bf16, fp16, fp32 (default: bf16,fp16)")
     p.add_argument("--causal", choices=["0", "1", "both"], default="both")
+    p.add_argument("--tokens", type=int, default=TOKENS, help=f"batch·seqlen (default {TOKENS})")
     p.add_argument("--gqa", action="store_true",
                    help=f"GQA preset: {GQA_HEADS_Q} q heads, {GQA_HEADS_KV} kv heads, head_dim {GQA_HEAD_DIM}")
     default_out = os.path.join(os.environ["OUT"], "bench.csv") if os.environ.get("OUT") else None
@@ -69,7 +70,7 @@ def shapes(args):
         for head_dim in ([GQA_HEAD_DIM] if args.gqa else args.head_dims):
             for causal in args.causals:
                 for seqlen in args.seqlens:
-                    batch = max(1, TOKENS // seqlen)
+                    batch = max(1, args.tokens // seqlen)
                     if args.gqa:
                         heads_q, heads_kv = GQA_HEADS_Q, GQA_HEADS_KV
                     else:
