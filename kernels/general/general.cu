@@ -1,7 +1,6 @@
 // The general path's dispatch: element type and head-dim bucket pick the template instance.
-#include "general/general.h"
-
 #include "general/general.cuh"
+#include "general/general.h"
 
 namespace flashsci::kernels::general {
 namespace {

@@ -9,7 +9,7 @@
 
 namespace flashsci::kernels::general {
 
-// head_dim is a multiple of kHeadDimStep in [kHeadDimStep, kMaxHeadDim]; each runs in the smallest bucket that holds it.
+// head_dim is a multiple of kHeadDimStep up to kMaxHeadDim; it runs in the smallest bucket that holds it.
 constexpr int kHeadDimStep = 8;
 constexpr int kHeadDimBuckets[] = {64, 128, 256};
 constexpr int kMaxHeadDim = kHeadDimBuckets[2];

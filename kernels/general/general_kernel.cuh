@@ -22,25 +22,32 @@ constexpr int kLanesPerRow = 16;
 constexpr int kRowGroups = 8;
 constexpr int kThreads = kLanesPerRow * kRowGroups;
 static_assert(kWarpSize % kLanesPerRow == 0, "a row's lanes (and the P it stages) must stay within one warp");
+static_assert(kThreads % kWarpSize == 0, "full warps: the shuffles name every lane");
 
 // 96 KiB: under the opt-in shared memory of every sm_80+ part (99 KiB on sm_86/sm_89), so sm_80 code runs there too.
 constexpr size_t kSharedBudget = 96 * 1024;
 
-template <int kHeadDim>
-struct TileShape;  // query rows and keys per tile, per head-dim bucket
-template <>
-struct TileShape<64> { static constexpr int rows = 64, keys = 64; };
-template <>
-struct TileShape<128> { static constexpr int rows = 64, keys = 32; };
-template <>
-struct TileShape<256> { static constexpr int rows = 32, keys = 16; };
+// Query rows and keys per tile, one row per head-dim bucket.
+struct TileShape {
+    int head_dim, rows, keys;
+};
+constexpr TileShape kTileShapes[] = {
+    {64, 64, 64},
+    {128, 64, 32},
+    {256, 32, 16},
+};
+constexpr TileShape tile_shape(int head_dim) {
+    for (const TileShape& shape : kTileShapes)
+        if (shape.head_dim == head_dim) return shape;
+    return {head_dim, 0, 0};
+}
 
 template <int kHeadDim>
 struct Tile {
-    static constexpr int rows = TileShape<kHeadDim>::rows;
-    static constexpr int keys = TileShape<kHeadDim>::keys;
-    static constexpr int rows_per_thread = rows / kRowGroups;     // a thread's rows: contiguous
-    static constexpr int keys_per_thread = keys / kLanesPerRow;   // a thread's keys: lane + j·kLanesPerRow
+    static constexpr int rows = tile_shape(kHeadDim).rows;
+    static constexpr int keys = tile_shape(kHeadDim).keys;
+    static constexpr int rows_per_thread = rows / kRowGroups;        // a thread's rows: contiguous
+    static constexpr int keys_per_thread = keys / kLanesPerRow;      // a thread's keys: lane + j·kLanesPerRow
     static constexpr int cols_per_thread = kHeadDim / kLanesPerRow;  // a thread's O columns: lane + c·kLanesPerRow
     // Row pitches in floats. The +1 pads keep the 16 lanes reading 16 K rows (and two row groups reading
     // Q and P rows) at one column on distinct banks; V and O are read along columns and need none.
@@ -54,6 +61,7 @@ struct Tile {
     static constexpr int p_offset = v_offset + keys * v_pitch;
     static constexpr size_t shared_bytes = size_t(p_offset + rows * p_pitch) * sizeof(float);
 
+    static_assert(rows > 0 && keys > 0, "kTileShapes has no row for this bucket");
     static_assert(rows % kRowGroups == 0 && keys % kLanesPerRow == 0 && kHeadDim % kLanesPerRow == 0);
     static_assert(kHeadDim % kHeadDimStep == 0);
     static_assert(rows * kHeadDim % kThreads == 0 && keys * kHeadDim % kThreads == 0, "tile loads split evenly");
@@ -72,12 +80,11 @@ __device__ __forceinline__ float to_float(float x) { return x; }
 
 template <typename T>
 __device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
+// clang-format off
+template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+// clang-format on
 
 // ---- helpers --------------------------------------------------------------------------------------------------
 // max / sum over the kLanesPerRow lanes that share a row
@@ -233,7 +240,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
                     o[row * p.o_strides.seq + col] = from_float<T>(l_row > 0.0f ? acc[i][c] / l_row : 0.0f);
             }
             if (lane == 0 && p.lse != nullptr)
-                p.lse[(b * p.heads_q + h) * p.seqlen_q + row] = l_row > 0.0f ? fmaf(p.scale, m[i], logf(l_row)) : -INFINITY;
+                p.lse[(b * p.heads_q + h) * p.seqlen_q + row] =
+                    l_row > 0.0f ? fmaf(p.scale, m[i], logf(l_row)) : -INFINITY;
         }
     }
 }
@@ -241,8 +249,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
 template <typename T, int kHeadDim>
 cudaError_t launch_bucket(const Problem& p, cudaStream_t stream) {
     constexpr size_t kShared = Tile<kHeadDim>::shared_bytes;
-    const cudaError_t attribute = cudaFuncSetAttribute(forward_kernel<T, kHeadDim>,
-                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared));
+    const cudaError_t attribute =
+        cudaFuncSetAttribute(forward_kernel<T, kHeadDim>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared));
     if (attribute != cudaSuccess) return attribute;
     const int64_t work = (p.seqlen_q + Tile<kHeadDim>::rows - 1) / Tile<kHeadDim>::rows * p.heads_q * p.batch;
     const unsigned grid = unsigned(work < kMaxGridX ? work : kMaxGridX);

@@ -1,10 +1,10 @@
 // The general CUDA path (forced with FLASHSCI_KERNEL=general) against the CPU backend on the same fresh random
 // inputs, through the public API only: poisoned outputs, every element checked finite and close, LSE included.
-#include <catch2/catch.hpp>
 #include <cuda_runtime_api.h>
 #include <flashsci.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -33,18 +33,18 @@ using flashsci::test::reference_row;
 using flashsci::test::RowResult;
 using flashsci::test::Shape;
 
-#define REQUIRE_CUDA(call)                                                        \
-    do {                                                                          \
-        const cudaError_t error_ = (call);                                        \
-        INFO(#call << ": " << cudaGetErrorString(error_));                        \
-        REQUIRE(error_ == cudaSuccess);                                           \
+#define REQUIRE_CUDA(call)                                 \
+    do {                                                   \
+        const cudaError_t error_ = (call);                 \
+        INFO(#call << ": " << cudaGetErrorString(error_)); \
+        REQUIRE(error_ == cudaSuccess);                    \
     } while (0)
 
-#define REQUIRE_FLASHSCI(call)                                                                           \
-    do {                                                                                                 \
-        const flashsci_status_t status_ = (call);                                                        \
-        INFO(#call << ": " << flashsci_status_string(status_) << ": " << flashsci_last_error());         \
-        REQUIRE(status_ == FLASHSCI_STATUS_SUCCESS);                                                     \
+#define REQUIRE_FLASHSCI(call)                                                                   \
+    do {                                                                                         \
+        const flashsci_status_t status_ = (call);                                                \
+        INFO(#call << ": " << flashsci_status_string(status_) << ": " << flashsci_last_error()); \
+        REQUIRE(status_ == FLASHSCI_STATUS_SUCCESS);                                             \
     } while (0)
 
 // Tolerances (DESIGN §5). fp32: max |gpu − ref| <= kFp32Tolerance·max |ref|. fp16/bf16: |gpu − ref| <=
@@ -98,8 +98,8 @@ const char* storage_name(Storage storage) {
 std::string describe(const Case& c) {
     std::ostringstream s;
     s << dtype_name(c.dtype) << " batch " << c.shape.batch << " seqlen_q " << c.shape.seqlen_q << " seqlen_k "
-      << c.shape.seqlen_k << " heads " << c.shape.heads_q << "/" << c.shape.heads_kv << " head_dim "
-      << c.shape.head_dim << " mask " << mask_name(c.mask) << " " << storage_name(c.storage);
+      << c.shape.seqlen_k << " heads " << c.shape.heads_q << "/" << c.shape.heads_kv << " head_dim " << c.shape.head_dim
+      << " mask " << mask_name(c.mask) << " " << storage_name(c.storage);
     if (c.scale > 0.0f) s << " scale " << c.scale;
     if (!c.with_lse) s << " no lse";
     return s.str();
@@ -212,6 +212,28 @@ private:
     void* ptr_ = nullptr;
 };
 
+// Sets an environment variable for a scope, restoring the previous state after, so other tests see theirs.
+class ScopedEnvironment {
+public:
+    ScopedEnvironment(const char* name, const char* value) : name_(name) {
+        if (const char* previous = std::getenv(name)) previous_ = previous, had_previous_ = true;
+        REQUIRE(setenv(name, value, 1) == 0);
+    }
+    ~ScopedEnvironment() {
+        if (had_previous_)
+            setenv(name_, previous_.c_str(), 1);
+        else
+            unsetenv(name_);
+    }
+    ScopedEnvironment(const ScopedEnvironment&) = delete;
+    ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
+
+private:
+    const char* name_;
+    std::string previous_;
+    bool had_previous_ = false;
+};
+
 class Stream {
 public:
     Stream() { REQUIRE_CUDA(cudaStreamCreate(&stream_)); }
@@ -226,7 +248,7 @@ private:
 
 // Enqueues one forward on a stream of its own (directly, or captured in a CUDA graph and replayed).
 Outputs run_cuda(const Case& c, const Placement& pl, const HostTensor& in, Launch launch = Launch::stream) {
-    REQUIRE(setenv("FLASHSCI_KERNEL", "general", 1) == 0);  // read at plan creation
+    const ScopedEnvironment force_general("FLASHSCI_KERNEL", "general");  // read at plan creation
     Plan plan(FLASHSCI_BACKEND_CUDA);
     configure(plan, c, pl);
     const char* kernel = nullptr;
@@ -297,7 +319,9 @@ private:
     std::string first_;
 };
 
-bool row_is_blind(const Case& c, int64_t i) { return std::min(c.shape.seqlen_k - 1, i + mask_diagonal(c.mask, c.shape)) < 0; }
+bool row_is_blind(const Case& c, int64_t i) {
+    return std::min(c.shape.seqlen_k - 1, i + mask_diagonal(c.mask, c.shape)) < 0;
+}
 
 bool output_close(flashsci_dtype_t dtype, double got, double want, double max_want) {
     if (!std::isfinite(got) || !std::isfinite(want)) return false;
