@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
             }
             __syncwarp();  // this row group's P is in sP
 
-            // O = O·alpha + P·V
+            // O += P·V  (O was rescaled by alpha with the softmax)
 #pragma unroll
             for (int n = 0; n < Cfg::keys; ++n) {
                 float pv[RM], vv[RD];
