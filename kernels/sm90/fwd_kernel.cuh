@@ -72,15 +72,13 @@ struct Schedule {
     }
     // Key blocks [0, kv_blocks) hold a key some row of this tile sees.
     __device__ __forceinline__ int kv_blocks(const FwdParams& p) const {
-        int64_t end = p.seqlen_k;
-        if (Causal) end = min(end, int64_t(m + 1) * kBlockM + p.diagonal);
-        return end <= 0 ? 0 : int((end + kN - 1) / kN);
+        const int end = Causal ? min(p.seqlen_k, (m + 1) * kBlockM + p.diagonal) : p.seqlen_k;
+        return end <= 0 ? 0 : (end + kN - 1) / kN;
     }
     // Key blocks [0, unmasked_blocks) are seen whole by every row of this tile.
     __device__ __forceinline__ int unmasked_blocks(const FwdParams& p) const {
-        int64_t end = p.seqlen_k;
-        if (Causal) end = min(end, int64_t(m) * kBlockM + p.diagonal + 1);
-        return end <= 0 ? 0 : int(end / kN);
+        const int end = Causal ? min(p.seqlen_k, m * kBlockM + p.diagonal + 1) : p.seqlen_k;
+        return end <= 0 ? 0 : end / kN;
     }
 };
 
@@ -108,7 +106,7 @@ struct Forward {
     static __device__ __forceinline__ void produce(const FwdParams& p, const Smem& sm, Barriers<kStages>& bar,
                                                    const CUtensorMap* tq, const CUtensorMap* tk,
                                                    const CUtensorMap* tv) {
-        uint32_t kc = 0, vc = 0, qc = 0, tc = 0;
+        uint32_t kv = 0, qc = 0, tc = 0;  // K and V ring positions coincide at tile starts
         // Consumers learn each tile (and finally num_tiles, the end) through a two-slot ring.
         auto publish = [&](int tile) {
             const int s = tc % kTileSlots;
@@ -127,7 +125,7 @@ struct Forward {
             if (blocks == 0) continue;
             const int kv_head = t.head / p.group;
             // K or V block n into the next free stage of its ring.
-            auto load_kv = [&](const CUtensorMap* map, char* ring, uint64_t* full, uint64_t* empty, uint32_t& count,
+            auto load_kv = [&](const CUtensorMap* map, char* ring, uint64_t* full, uint64_t* empty, uint32_t count,
                                int n) {
                 const int s = Ring::stage(count);
                 barrier_wait(&empty[s], Ring::empty_parity(count));
@@ -135,9 +133,8 @@ struct Forward {
                 char* dst = ring + s * Shape::kv_bytes;
                 for (int slab = 0; slab < kSlabs; ++slab)
                     tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, n * kN, kv_head, t.batch, &full[s]);
-                ++count;
             };
-            load_kv(tk, sm.k, bar.k_full, bar.k_empty, kc, blocks - 1);
+            load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv, blocks - 1);
             // Q: one 64-row half per consumer; a half wholly past seqlen_q is not loaded (its rows are never stored).
             const int row0 = t.m * kBlockM;
             const int halves = min(kConsumers, (p.seqlen_q - row0 + 63) / 64);
@@ -148,10 +145,12 @@ struct Forward {
                     tma_load(sm.q + h * Shape::q_bytes + slab * 64 * kSlabRowBytes, tq, slab * kSlabElems, row0 + 64 * h,
                              t.head, t.batch, &bar.q_full);
             ++qc;
-            for (int n = blocks - 1; n >= 0; --n) {
-                if (n > 0) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kc, n - 1);
-                load_kv(tv, sm.v, bar.v_full, bar.v_empty, vc, n);
+            // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n].
+            for (int i = 0; i < blocks; ++i) {
+                if (i + 1 < blocks) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + i + 1, blocks - 2 - i);
+                load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv + i, blocks - 1 - i);
             }
+            kv += blocks;
         }
         publish(p.num_tiles);
     }
@@ -185,28 +184,34 @@ struct Forward {
             for (int kk = 0; kk < kQkSteps; ++kk)
                 MmaAtom<T, kN>::ss(s, desc_k_major<64>(q, kk), desc_k_major<kN>(k, kk), kk > 0);
         }
-        // O += P·V
-        __device__ __forceinline__ void gemm_pv(const char* v) {
+        // O = P·V (first block of a tile, accumulate = 0) or O += P·V
+        __device__ __forceinline__ void gemm_pv(const char* v, uint32_t accumulate) {
 #pragma unroll
-            for (int kk = 0; kk < kPvSteps; ++kk) MmaAtom<T, HeadDim>::rs(o, pr[kk], desc_n_major<kN>(v, kk), 1);
+            for (int kk = 0; kk < kPvSteps; ++kk)
+                MmaAtom<T, HeadDim>::rs(o, pr[kk], desc_n_major<kN>(v, kk), kk > 0 || accumulate);
         }
 
         __device__ __forceinline__ int row(int m, int h) const { return m * kBlockM + cw * 64 + warp * 16 + lane / 4 + 8 * h; }
 
-        // S = -inf where key n·kN + col is past seqlen_k or (causal) past row + diagonal.
-        __device__ __forceinline__ void mask(int m, int n) {
-            const int col0 = n * kN + 2 * (lane % 4);
+        // S = -inf where column 8j + b (of key n·kN + 2·(lane%4) + 8j + b) is past `limit[h]`.
+        __device__ __forceinline__ void mask_after(const int (&limit)[2]) {
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                int64_t last = p.seqlen_k - 1;
-                if (Causal) last = min(last, row(m, h) + p.diagonal);
-                const int limit = int(max(int64_t(-1), min(int64_t(kN), last - col0)));
+            for (int h = 0; h < 2; ++h)
 #pragma unroll
                 for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
                     for (int b = 0; b < 2; ++b)
-                        if (8 * j + b > limit) s[4 * j + 2 * h + b] = -INFINITY;
-            }
+                        if (8 * j + b > limit[h]) s[4 * j + 2 * h + b] = -INFINITY;
+        }
+        // Causal: row i sees key j iff j <= i + diagonal.
+        __device__ __forceinline__ void mask_causal(int m, int n) {
+            const int col0 = n * kN + 2 * (lane % 4);
+            mask_after({row(m, 0) + p.diagonal - col0, row(m, 1) + p.diagonal - col0});
+        }
+        // Keys past seqlen_k (TMA zero-filled: score 0, not -inf); only the last key block holds them.
+        __device__ __forceinline__ void mask_seqlen_k(int n) {
+            const int last = p.seqlen_k - 1 - n * kN - 2 * (lane % 4);
+            if ((n + 1) * kN > p.seqlen_k) mask_after({last, last});
         }
 
         // m_new = max(m, rowmax(S)); P = exp2(S·scale_log2 − m_new·scale_log2); l = l·exp2((m−m_new)·scale_log2) + rowsum(P)
@@ -254,7 +259,7 @@ struct Forward {
 
         // One key block n: S = Q·K[n]ᵀ and O += P·V[n+1] in flight together; softmax(S) once S lands.
         template <bool Masked>
-        __device__ __forceinline__ void step(int m, int n) {
+        __device__ __forceinline__ void step(int m, int n, uint32_t accumulate) {
             const int ks = Ring::stage(kc), vs = Ring::stage(vc);
             barrier_wait(&bar.k_full[ks], Ring::parity(kc));
             pin(s), pin(o), pin(pr);
@@ -263,14 +268,14 @@ struct Forward {
             gemm_qk(sm.k_stage(ks));
             wgmma_commit();
             barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-            gemm_pv(sm.v_stage(vs));
+            gemm_pv(sm.v_stage(vs), accumulate);
             wgmma_commit();
             turn_end();
             wgmma_wait<1>();
             pin(s);
             release(&bar.k_empty[ks]);
             ++kc;
-            if (Masked) mask(m, n);
+            if (Masked) mask_causal(m, n);
             softmax<Masked>();
             wgmma_wait<0>();
             pin(o), pin(pr);
@@ -300,20 +305,20 @@ struct Forward {
             }
             row_max[0] = row_max[1] = -INFINITY;
             row_sum[0] = row_sum[1] = 0.f;
-            mask(t.m, n);
+            if (Causal) mask_causal(t.m, n);
+            mask_seqlen_k(n);
             softmax<true>();
-#pragma unroll
-            for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
             convert_p();
-            for (--n; n >= unmasked; --n) step<true>(t.m, n);
-            for (; n >= 0; --n) step<false>(t.m, n);
+            const int last = n;
+            for (--n; n >= unmasked; --n) step<true>(t.m, n, n + 1 < last);
+            for (; n >= 0; --n) step<false>(t.m, n, n + 1 < last);
             if (!Shape::o_aliases_q) release(&bar.q_empty);  // last read of Q is done
             // O += P·V[0]
             const int vs = Ring::stage(vc);
             barrier_wait(&bar.v_full[vs], Ring::parity(vc));
             pin(o), pin(pr);
             wgmma_fence();
-            gemm_pv(sm.v_stage(vs));
+            gemm_pv(sm.v_stage(vs), blocks > 1);
             wgmma_commit();
             wgmma_wait<0>();
             pin(o);

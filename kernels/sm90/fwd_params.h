@@ -15,7 +15,7 @@ struct FwdParams {
     int num_tiles;        // num_m_blocks · heads_q · batch
     int section_heads;    // causal: (batch, head) pairs per L2 section of the tile order
     int* tile_counter;    // causal: tiles handed out beyond the first gridDim.x (zeroed before launch)
-    int64_t diagonal;     // causal: row i sees key j iff j <= i + diagonal
+    int diagonal;         // causal: row i sees key j iff j <= i + diagonal
     float scale_log2;     // softmax scale · log2(e)
     float* lse;           // [batch, heads_q, seqlen_q] or null
     void* o;              // written directly only by tiles whose rows see no key

@@ -17,6 +17,7 @@ namespace {
 constexpr int kElemBytes = 2;
 constexpr int64_t kTmaAlignment = 16;            // global address and stride granularity of TMA
 constexpr int64_t kTmaStrideLimit = int64_t{1} << 40;
+constexpr int64_t kMaxSeqlen = int64_t{1} << 30;  // row + diagonal and tile offsets stay in int
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int64_t kL2SectionBytes = 32 << 20;  // K+V of one causal tile section, about 2/3 of the H100's L2
 
@@ -102,7 +103,7 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     f.section_heads = int(std::clamp<int64_t>(kL2SectionBytes / std::max<int64_t>(kv_bytes_per_head, 1), 1,
                                               p.heads_q * p.batch));
     f.tile_counter = static_cast<int*>(workspace);
-    f.diagonal = causal_diagonal(p);
+    f.diagonal = Causal ? int(causal_diagonal(p)) : 0;
     f.scale_log2 = p.scale * kLog2e;
     f.lse = p.lse;
     f.o = p.o;
@@ -131,7 +132,7 @@ bool supports(const Problem& p, int major, int minor) {
     if (p.element != Element::bf16 && p.element != Element::f16) return false;
     if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return false;
     if (p.batch < 1 || p.heads_kv < 1 || p.heads_q % p.heads_kv != 0) return false;
-    if (p.seqlen_q < 1 || p.seqlen_k < 1 || p.seqlen_q > INT_MAX || p.seqlen_k > INT_MAX) return false;
+    if (p.seqlen_q < 1 || p.seqlen_k < 1 || p.seqlen_q > kMaxSeqlen || p.seqlen_k > kMaxSeqlen) return false;
     if (num_m_blocks(p) * p.heads_q * p.batch > INT_MAX) return false;
     if (!(p.scale > 0.f) || !std::isfinite(p.scale)) return false;  // the running max assumes a positive scale
     if (!aligned(p.q) || !aligned(p.k) || !aligned(p.v) || !aligned(p.o)) return false;
