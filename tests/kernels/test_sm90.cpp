@@ -1,0 +1,89 @@
+// The Hopper fast path (forced with FLASHSCI_KERNEL=sm90) against the CPU backend on the same fresh
+// random inputs; and select_kernel()'s fallbacks to the general path where the fast path cannot run.
+#include "gpu_cases.h"
+
+using namespace flashsci::test;
+using namespace flashsci::test::gpu;
+
+namespace {
+
+const Path kSm90{"sm90", "sm90_"};
+const Path kAuto{"auto", "sm90_"};
+const Path kFallback{"auto", "cuda_general"};
+constexpr flashsci_dtype_t kHalfDtypes[] = {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16};
+constexpr int64_t kFastHeadDims[] = {64, 128, 256};
+
+// The fast path exists only on sm_90 devices with sm_90a code in the build; elsewhere these tests say so and pass.
+bool fast_path_available() {
+    const ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
+    Plan plan(FLASHSCI_BACKEND_CUDA);
+    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 128, 128, 1, 1, 128));
+    REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
+    const char* kernel = nullptr;
+    const flashsci_status_t status = flashsci_plan_get_kernel_name(plan, &kernel);
+    if (status == FLASHSCI_STATUS_NOT_SUPPORTED) {
+        WARN("SKIPPED: no sm_90 fast path on this device or build: " << flashsci_last_error());
+        return false;
+    }
+    REQUIRE_FLASHSCI(status);
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("sm90: every head dim, dtype and mask at odd seqlens matches the CPU backend", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    for (const int64_t head_dim : kFastHeadDims)
+        for (const flashsci_dtype_t dtype : kHalfDtypes)
+            for (const int64_t seqlen : {1, 17, 127, 129, 1000})
+                for (const flashsci_mask_t mask : kMasks)
+                    check_case(kSm90, {dtype, {2, seqlen, seqlen, 2, 2, head_dim}, mask});
+}
+
+TEST_CASE("sm90: seqlen_q != seqlen_k under both causal alignments", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    const std::pair<int64_t, int64_t> seqlens[] = {{1, 1000}, {1000, 1}, {17, 129}, {129, 17}, {300, 777}, {777, 300}};
+    for (const int64_t head_dim : kFastHeadDims)
+        for (const auto& [seqlen_q, seqlen_k] : seqlens)
+            for (const flashsci_mask_t mask : kMasks)
+                check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {2, seqlen_q, seqlen_k, 2, 2, head_dim}, mask});
+}
+
+TEST_CASE("sm90: seqlen 4097, the first length past a long run of full tiles", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    for (const flashsci_mask_t mask : kMasks)
+        check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {1, 4097, 4097, 2, 1, 128}, mask});
+}
+
+TEST_CASE("sm90: GQA 4:1 and 8:1, MQA", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    const std::pair<int64_t, int64_t> heads[] = {{8, 2}, {16, 2}, {8, 1}};
+    for (const int64_t head_dim : kFastHeadDims)
+        for (const auto& [heads_q, heads_kv] : heads)
+            for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL})
+                check_case(kSm90, {FLASHSCI_DTYPE_FLOAT16, {2, 200, 333, heads_q, heads_kv, head_dim}, mask});
+}
+
+TEST_CASE("sm90: BHSD strides, packed QKV, a custom scale, no LSE", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    for (const int64_t head_dim : kFastHeadDims)
+        for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {
+            check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {2, 100, 150, 4, 2, head_dim}, mask, Storage::bhsd});
+            check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {2, 129, 129, 4, 2, head_dim}, mask, Storage::packed_qkv});
+            check_case(kSm90, {FLASHSCI_DTYPE_FLOAT16, {1, 300, 300, 2, 2, head_dim}, mask, Storage::bshd, 0.3f, false});
+        }
+}
+
+TEST_CASE("sm90: a forward captured in a CUDA graph", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    for (const flashsci_mask_t mask : kMasks)
+        check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {2, 1000, 1000, 4, 2, 128}, mask}, Launch::graph);
+}
+
+TEST_CASE("select_kernel: AUTO takes the fast path where it can and the general path elsewhere", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    check_case(kAuto, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 128}, FLASHSCI_MASK_CAUSAL});
+    // Not in the fast path's tables: another head dim, fp32.
+    check_case(kFallback, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 96}, FLASHSCI_MASK_CAUSAL});
+    check_case(kFallback, {FLASHSCI_DTYPE_FLOAT32, {2, 257, 257, 2, 2, 128}, FLASHSCI_MASK_NONE});
+}
