@@ -34,9 +34,13 @@ grep -q "tests passed, 0 tests failed" "$out/ctest.log" || status=1
 "$build/tests/flashsci_gpu_tests" --durations yes >"$out/gpu_tests_durations.log" 2>&1 || status=1
 
 if [ $sanitize -eq 1 ]; then
+    # memcheck over every [gpu] test but the long one; the slower race and sync checks over [quick].
     for tool in memcheck racecheck synccheck; do
         echo "== compute-sanitizer $tool"
-        compute-sanitizer --tool "$tool" --error-exitcode 3 "$build/tests/flashsci_gpu_tests" "~[long]" \
+        filter="[quick]"
+        [ "$tool" = memcheck ] && filter="~[long]"
+        timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool "$tool" --error-exitcode 3 \
+            "$build/tests/flashsci_gpu_tests" "$filter" \
             >"$out/sanitizer_$tool.tmp" 2>&1
         rc=$?
         tail -3 "$out/sanitizer_$tool.tmp"

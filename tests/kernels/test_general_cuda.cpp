@@ -46,7 +46,7 @@ TEST_CASE("general CUDA: head dims 8 to 256", "[gpu]") {
                 check_case(kGeneral, {dtype, {1, 130, 257, 2, 1, head_dim}, mask});
 }
 
-TEST_CASE("general CUDA: a custom softmax scale", "[gpu]") {
+TEST_CASE("general CUDA: a custom softmax scale", "[gpu][quick]") {
     for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_FLOAT32, FLASHSCI_DTYPE_BFLOAT16})
         for (const float scale : {0.05f, 0.6f})
             for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL})
@@ -58,7 +58,7 @@ TEST_CASE("general CUDA: batch·heads beyond 65535, and no LSE", "[gpu]") {
     check_case(kGeneral, {FLASHSCI_DTYPE_FLOAT32, {2, 129, 129, 2, 2, 64}, FLASHSCI_MASK_CAUSAL, Storage::bshd, 0.0f, false});
 }
 
-TEST_CASE("general CUDA: a forward captured in a CUDA graph", "[gpu]") {
+TEST_CASE("general CUDA: a forward captured in a CUDA graph", "[gpu][quick]") {
     check_case(kGeneral, {FLASHSCI_DTYPE_BFLOAT16, {2, 129, 129, 4, 2, 64}, FLASHSCI_MASK_CAUSAL}, Launch::graph);
 }
 

@@ -64,7 +64,7 @@ TEST_CASE("sm90: GQA 4:1 and 8:1, MQA", "[gpu][sm90]") {
                 check_case(kSm90, {FLASHSCI_DTYPE_FLOAT16, {2, 200, 333, heads_q, heads_kv, head_dim}, mask});
 }
 
-TEST_CASE("sm90: BHSD strides, packed QKV, a custom scale, no LSE", "[gpu][sm90]") {
+TEST_CASE("sm90: BHSD strides, packed QKV, a custom scale, no LSE", "[gpu][sm90][quick]") {
     if (!fast_path_available()) return;
     for (const int64_t head_dim : kFastHeadDims)
         for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {
