@@ -32,20 +32,21 @@ for f in $kdir/sm90/sm90.cu $kdir/sm90/sm90_hd*.cu bench/sm90/harness.cu; do
     nvcc $flags -c "$f" -o "$build/$(basename "$f").o" > "$build/$(basename "$f").log" 2>&1 &
 done
 wait
-cat $build/*.log > "$OUT/ptxas-$tag.log"
-grep -E "error|spill stores|C75[0-9][0-9]" "$OUT/ptxas-$tag.log" | grep -v C7519 | sort | uniq -c
+log=$OUT/$tag.log
+cat $build/*.log | grep -E "error|spill stores|C75[0-9][0-9]" | grep -v C7519 | sort | uniq -c | tee -a "$log"
 nvcc -O3 -gencode arch=compute_90a,code=sm_90a $build/*.o -o $build/harness || exit 1
-nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader | tee "$OUT/card.log"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader | tee -a "$log"
 if [[ $mode == check || $mode == all ]]; then
-    timeout 120 $build/harness check 2>&1 | tee "$OUT/check-$tag.log" | grep -v " ok$"
+    timeout 120 $build/harness check 2>&1 | tee -a "$log" | grep -v " ok$"
 fi
 if [[ $mode == small || $mode == all ]]; then
-    timeout 300 compute-sanitizer --tool memcheck $build/harness small 2>&1 | tail -6 | tee "$OUT/sanitize-$tag.log"
+    timeout 300 compute-sanitizer --tool memcheck $build/harness small 2>&1 | tail -6 | tee -a "$log"
 fi
 if [[ $mode == time || $mode == all ]]; then
-    timeout 200 $build/harness time "$@" 2>&1 > "$OUT/time-$tag.log"
+    timeout 200 $build/harness time "$@" > "$build/time.log" 2>&1
+    cat "$build/time.log" >> "$log"
     if [[ ! -s $OUT/sdpa.log ]]; then
         timeout 200 python3 bench/sm90/sdpa.py "$@" 2>&1 | grep -v Warning > "$OUT/sdpa.log"
     fi
-    python3 bench/sm90/compare.py "$OUT/time-$tag.log" "$OUT/sdpa.log" | tee "$OUT/table-$tag.log"
+    python3 bench/sm90/compare.py "$build/time.log" "$OUT/sdpa.log" | tee -a "$log"
 fi

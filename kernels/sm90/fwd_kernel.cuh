@@ -30,11 +30,11 @@ constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consum
 
 constexpr int kTileSlots = 2;  // tile indices handed from the producer to the consumers
 
-template <int Stages>
+template <int Stages, int QStages>
 struct Barriers {
     uint64_t tile_full[kTileSlots], tile_empty[kTileSlots];
     int tile[kTileSlots];
-    uint64_t q_full, q_empty;
+    uint64_t q_full[QStages], q_empty[QStages];
     uint64_t k_full[Stages], k_empty[Stages];
     uint64_t v_full[Stages], v_empty[Stages];
 };
@@ -87,23 +87,26 @@ struct Forward {
     using Shape = TileShape<HeadDim, Causal>;
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
+    static constexpr int kQStages = Shape::q_stages;
     static constexpr int kSlabs = HeadDim / kSlabElems;
     static constexpr int kQkSteps = HeadDim / kMmaK;  // k16 steps of Q·Kᵀ
     static constexpr int kPvSteps = kN / kMmaK;       // k16 steps of P·V
     using Ring = sm90::Ring<kStages>;
+    using QRing = sm90::Ring<kQStages>;
     using Sched = Schedule<HeadDim, Causal>;
 
     struct Smem {
-        char* q;  // [kConsumers][slab][64][64]
+        char* q;  // [kQStages][kConsumers][slab][64][64]
         char* k;  // [kStages][slab][kN][64]
         char* v;  // [kStages][slab][kN][64]
         char* o;  // [kConsumers][slab][64][64]
+        __device__ __forceinline__ char* q_stage(int s) const { return q + s * Shape::q_stage_bytes; }
         __device__ __forceinline__ char* k_stage(int s) const { return k + s * Shape::kv_bytes; }
         __device__ __forceinline__ char* v_stage(int s) const { return v + s * Shape::kv_bytes; }
     };
 
     // ---------------------------------------------------------------- producer (one thread)
-    static __device__ __forceinline__ void produce(const FwdParams& p, const Smem& sm, Barriers<kStages>& bar,
+    static __device__ __forceinline__ void produce(const FwdParams& p, const Smem& sm, Barriers<kStages, kQStages>& bar,
                                                    const CUtensorMap* tq, const CUtensorMap* tk,
                                                    const CUtensorMap* tv) {
         uint32_t kv = 0, qc = 0, tc = 0;  // K and V ring positions coincide at tile starts
@@ -138,12 +141,13 @@ struct Forward {
             // Q: one 64-row half per consumer; a half wholly past seqlen_q is not loaded (its rows are never stored).
             const int row0 = t.m * kBlockM;
             const int halves = min(kConsumers, (p.seqlen_q - row0 + 63) / 64);
-            barrier_wait(&bar.q_empty, (qc & 1) ^ 1);
-            barrier_expect_bytes(&bar.q_full, halves * Shape::q_bytes);
+            const int qs = QRing::stage(qc);
+            barrier_wait(&bar.q_empty[qs], QRing::empty_parity(qc));
+            barrier_expect_bytes(&bar.q_full[qs], halves * Shape::q_bytes);
             for (int h = 0; h < halves; ++h)
                 for (int slab = 0; slab < kSlabs; ++slab)
-                    tma_load(sm.q + h * Shape::q_bytes + slab * 64 * kSlabRowBytes, tq, slab * kSlabElems, row0 + 64 * h,
-                             t.head, t.batch, &bar.q_full);
+                    tma_load(sm.q_stage(qs) + h * Shape::q_bytes + slab * 64 * kSlabRowBytes, tq, slab * kSlabElems,
+                             row0 + 64 * h, t.head, t.batch, &bar.q_full[qs]);
             ++qc;
             // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n].
             for (int i = 0; i < blocks; ++i) {
@@ -159,10 +163,11 @@ struct Forward {
     struct Consumer {
         const FwdParams& p;
         const Smem& sm;
-        Barriers<kStages>& bar;
+        Barriers<kStages, kQStages>& bar;
         int cw;                   // consumer index 0/1
         int warp, lane;           // within the warpgroup
         uint32_t kc = 0, vc = 0, qc = 0;
+        int qs = 0;               // Q buffer of the current tile
 
         float s[kN / 2];          // S = Q·Kᵀ, then P in fp32; s[4j+2h+b] is (row 16·warp + lane/4 + 8h, col 8j + 2·(lane%4) + b)
         uint32_t pr[kPvSteps][4]; // P packed as the A operand of P·V, one k16 step per row
@@ -179,7 +184,7 @@ struct Forward {
 
         // S = Q·Kᵀ
         __device__ __forceinline__ void gemm_qk(const char* k) {
-            const char* q = sm.q + cw * Shape::q_bytes;
+            const char* q = sm.q_stage(qs) + cw * Shape::q_bytes;
 #pragma unroll
             for (int kk = 0; kk < kQkSteps; ++kk)
                 MmaAtom<T, kN>::ss(s, desc_k_major<64>(q, kk), desc_k_major<kN>(k, kk), kk > 0);
@@ -286,7 +291,8 @@ struct Forward {
         }
 
         __device__ __forceinline__ void run_tile(const Sched& t, int blocks, int unmasked) {
-            barrier_wait(&bar.q_full, qc & 1);
+            qs = QRing::stage(qc);
+            barrier_wait(&bar.q_full[qs], QRing::parity(qc));
             ++qc;
             // First block: S = Q·K[last]ᵀ, always through the masked path.
             int n = blocks - 1;
@@ -312,7 +318,7 @@ struct Forward {
             const int last = n;
             for (--n; n >= unmasked; --n) step<true>(t.m, n, n + 1 < last);
             for (; n >= 0; --n) step<false>(t.m, n, n + 1 < last);
-            if (!Shape::o_aliases_q) release(&bar.q_empty);  // last read of Q is done
+            if (!Shape::o_aliases_q) release(&bar.q_empty[qs]);  // last read of Q is done
             // O += P·V[0]
             const int vs = Ring::stage(vc);
             barrier_wait(&bar.v_full[vs], Ring::parity(vc));
@@ -350,7 +356,7 @@ struct Forward {
         // O: registers → swizzled shared tile (conflict-free 4-byte stores) → TMA store, clipped at seqlen_q.
         __device__ __forceinline__ void store(const Sched& t, const CUtensorMap* to) {
             const int tid = warp * 32 + lane;
-            char* tile = (Shape::o_aliases_q ? sm.q : sm.o) + cw * Shape::q_bytes;
+            char* tile = (Shape::o_aliases_q ? sm.q_stage(qs) : sm.o) + cw * Shape::q_bytes;
             if (!Shape::o_aliases_q) {  // the previous tile's store must have read the staging tile
                 if (tid == 0) tma_store_wait_read();
                 named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
@@ -376,7 +382,7 @@ struct Forward {
                 }
                 if (Shape::o_aliases_q) {  // Q's shared memory is free once the store has read it
                     tma_store_wait_read();
-                    barrier_arrive(&bar.q_empty, kWarps);  // on behalf of the warpgroup's warps
+                    barrier_arrive(&bar.q_empty[qs], kWarps);  // on behalf of the warpgroup's warps
                 }
             }
         }
@@ -394,7 +400,7 @@ struct Forward {
         }
     };
 
-    static __device__ __forceinline__ void consume(const FwdParams& p, const Smem& sm, Barriers<kStages>& bar, int cw,
+    static __device__ __forceinline__ void consume(const FwdParams& p, const Smem& sm, Barriers<kStages, kQStages>& bar, int cw,
                                                    const CUtensorMap* to) {
         Consumer c{p, sm, bar, cw, int(threadIdx.x % kWarpgroupThreads) / 32, int(threadIdx.x % 32)};
         if (cw == 1) named_arrive(kTurnBarrier, kConsumers * kWarpgroupThreads);  // consumer 0 takes the first turn
@@ -428,12 +434,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     using F = Forward<HeadDim, T, Causal>;
     using Shape = typename F::Shape;
     constexpr int kStages = F::kStages;
-    __shared__ Barriers<kStages> bar;  // static shared memory also marks the sm_90a body (see fwd_ready)
+    __shared__ Barriers<kStages, F::kQStages> bar;  // static shared memory also marks the sm_90a body (see fwd_ready)
     extern __shared__ char smem_raw[];
     char* base = reinterpret_cast<char*>(
         (reinterpret_cast<uintptr_t>(smem_raw) + Shape::smem_alignment - 1) / Shape::smem_alignment * Shape::smem_alignment);
-    const typename F::Smem sm{base, base + kConsumers * Shape::q_bytes,
-                              base + kConsumers * Shape::q_bytes + kStages * Shape::kv_bytes, base + Shape::o_offset};
+    const typename F::Smem sm{base, base + Shape::k_offset, base + Shape::v_offset, base + Shape::o_offset};
 
     const int wg = threadIdx.x / kWarpgroupThreads;
     if (threadIdx.x == 0) {
@@ -441,8 +446,10 @@ __global__ void __launch_bounds__(kThreads, 1)
             barrier_init(&bar.tile_full[s], 1);
             barrier_init(&bar.tile_empty[s], kReleaseArrivals);
         }
-        barrier_init(&bar.q_full, 1);
-        barrier_init(&bar.q_empty, kReleaseArrivals);
+        for (int s = 0; s < F::kQStages; ++s) {
+            barrier_init(&bar.q_full[s], 1);
+            barrier_init(&bar.q_empty[s], kReleaseArrivals);
+        }
         for (int s = 0; s < kStages; ++s) {
             barrier_init(&bar.k_full[s], 1);
             barrier_init(&bar.k_empty[s], kReleaseArrivals);
@@ -454,13 +461,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();
 
     if (wg == 0) {
-        registers_release<kProducerRegisters>();
+        registers_release<Shape::producer_registers>();
         if (threadIdx.x == 0) {
             tma_prefetch_map(&tq), tma_prefetch_map(&tk), tma_prefetch_map(&tv), tma_prefetch_map(&to);
             F::produce(p, sm, bar, &tq, &tk, &tv);
         }
     } else {
-        registers_claim<kConsumerRegisters>();
+        registers_claim<Shape::consumer_registers>();
         F::consume(p, sm, bar, wg - 1, &to);
     }
 #endif

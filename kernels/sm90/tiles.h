@@ -13,26 +13,28 @@ constexpr int kConsumers = 2;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
 constexpr int kBlockM = kConsumers * kMmaM;       // query rows per tile
-constexpr int kProducerRegisters = 24;         // setmaxnreg budgets: 128·24 + 256·240 ≤ 65536
-constexpr int kConsumerRegisters = 240;
+constexpr int kRegisterPool = 65536 / kThreads * kThreads;  // what a 384-thread CTA is given (168 each)
 constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per block
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
-// One row per (head_dim, causal). block_n: keys per tile; stages: K/V ring depth; o_aliases_q:
-// the O staging tile reuses Q's shared memory (Q is then reloaded only after the O store has read it).
+// One row per (head_dim, causal). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
+// buffers (2: the next tile's Q loads during this tile); o_aliases_q: the O staging tile reuses Q's
+// shared memory (that Q buffer is then reloaded only after the O store has read it); consumer_registers:
+// setmaxnreg budget of each consumer thread, the producer gets the rest of the pool.
 struct TileConfig {
     int head_dim;
     bool causal;
-    int block_n, stages;
+    int block_n, stages, q_stages;
     bool o_aliases_q;
+    int consumer_registers;
 };
 constexpr TileConfig kTiles[] = {
-    {64, false, 128, 2, false},
-    {64, true, 128, 2, false},
-    {128, false, 128, 2, false},
-    {128, true, 128, 2, false},
-    {256, false, 80, 2, true},
-    {256, true, 80, 2, true},
+    {64, false, 128, 2, 2, false, 232},
+    {64, true, 128, 2, 2, false, 232},
+    {128, false, 128, 2, 2, false, 232},
+    {128, true, 128, 2, 2, false, 232},
+    {256, false, 80, 2, 1, true, 240},
+    {256, true, 80, 2, 1, true, 240},
 };
 
 constexpr TileConfig tile_config(int head_dim, bool causal) {
@@ -46,11 +48,18 @@ struct TileShape {
     static constexpr TileConfig config = tile_config(HeadDim, Causal);
     static constexpr int block_n = config.block_n;
     static constexpr int stages = config.stages;
+    static constexpr int q_stages = config.q_stages;
+    static constexpr int consumer_registers = config.consumer_registers;
+    static constexpr int producer_registers =
+        (kRegisterPool - kConsumers * kWarpgroupThreads * consumer_registers) / kWarpgroupThreads / 8 * 8;
     static constexpr bool o_aliases_q = config.o_aliases_q;
     static constexpr int kElemBytes = 2;
     static constexpr int q_bytes = kMmaM * HeadDim * kElemBytes;        // one consumer's Q (or O) tile
     static constexpr int kv_bytes = block_n * HeadDim * kElemBytes;  // one K or V stage
-    static constexpr int o_offset = kConsumers * q_bytes + 2 * stages * kv_bytes;
+    static constexpr int q_stage_bytes = kConsumers * q_bytes;         // both consumers' Q
+    static constexpr int k_offset = q_stages * q_stage_bytes;
+    static constexpr int v_offset = k_offset + stages * kv_bytes;
+    static constexpr int o_offset = v_offset + stages * kv_bytes;
     static constexpr int smem_bytes = o_offset + (o_aliases_q ? 0 : kConsumers * q_bytes);
     static constexpr int smem_alignment = 1024;  // SWIZZLE_128B tiles start on 1 KB
     static constexpr int smem_request = smem_bytes + smem_alignment;
@@ -59,10 +68,11 @@ struct TileShape {
     static_assert(HeadDim % 64 == 0 && HeadDim <= 256, "head_dim is whole 128-byte slabs, and one wgmma N");
     static_assert(block_n % 16 == 0 && block_n <= 256, "block_n is whole k16 steps of P·V, one wgmma N of Q·Kᵀ and one TMA box");
     static_assert(stages >= 2, "K/V need double buffering");
+    static_assert(q_stages == 1 || q_stages == 2, "one Q buffer, or two");
     static_assert(smem_request <= kSmemLimit, "shared memory over the H100 limit");
     static_assert(block_n / 2 + block_n / 4 + HeadDim / 2 <= kAccumulatorBudget, "S + P + O exceed the register budget");
-    static_assert(kProducerRegisters * kWarpgroupThreads + kConsumers * kConsumerRegisters * kWarpgroupThreads <=
-                      65536, "register file");
+    static_assert(consumer_registers % 8 == 0 && consumer_registers <= 256 && producer_registers >= 24,
+                  "setmaxnreg takes multiples of 8 in [24, 256]");
 };
 
 }  // namespace flashsci::kernels::sm90
