@@ -50,11 +50,12 @@ using flashsci::test::Shape;
     } while (0)
 
 // Tolerances (DESIGN §5). fp32: max |gpu − ref| <= kFp32Tolerance·max |ref|. fp16/bf16: |gpu − ref| <=
-// kHalfRelative·|ref| + kHalfFloor·max |ref| (rounding the output costs at most one ulp, 2⁻⁷ relative in bf16).
+// kHalfRelative·|ref| + kHalfFloor·max |ref|: rounding the output costs one ulp (2⁻⁸ relative in bf16), and
+// tensor-core paths round P to the input type before P·V, which costs ~1e-3·max |ref| on bf16 (seen on H100).
 // LSE (always fp32 math): |gpu − ref| <= kLseTolerance·max(1, |ref|).
 inline constexpr double kFp32Tolerance = 2e-5;
 inline constexpr double kHalfRelative = 1e-2;
-inline constexpr double kHalfFloor = 1e-3;
+inline constexpr double kHalfFloor = 5e-3;
 inline constexpr double kLseTolerance = 2e-5;
 
 inline constexpr int64_t kOutputRowPad = 8;  // elements of padding after each packed-layout output row, never written
