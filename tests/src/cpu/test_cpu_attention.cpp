@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "reference.h"
 #include "tensors.h"
@@ -36,13 +37,37 @@ constexpr int64_t kPadding = 8;
 
 constexpr flashsci_dtype_t kAllDtypes[] = {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32};
 
-// How q, k, v and o are laid out in memory.
-enum class Storage {
+// How one tensor is laid out in memory.
+enum class Arrangement {
     contiguous,  // [batch, seqlen, heads, head_dim]
     bhsd,        // [batch, heads, seqlen, head_dim]
     padded,      // contiguous order with gaps between heads, rows and sequences
-    packed_qkv,  // one [batch, seqlen, 3, heads, head_dim] tensor holding q, k, v; o contiguous
+    packed_qkv,  // one [batch, seqlen, 3, heads, head_dim] tensor holding q, k, v
 };
+
+// How q, k, v and o are laid out together.
+enum class Storage {
+    contiguous,
+    bhsd,
+    padded,
+    packed_qkv,  // o contiguous
+    mixed,       // each tensor its own way, so that strides mixed up between tensors show
+};
+
+Arrangement arrangement_of(Storage storage, flashsci_tensor_t tensor) {
+    switch (storage) {
+        case Storage::bhsd: return Arrangement::bhsd;
+        case Storage::padded: return Arrangement::padded;
+        case Storage::packed_qkv: return tensor == FLASHSCI_TENSOR_O ? Arrangement::contiguous : Arrangement::packed_qkv;
+        case Storage::mixed: {
+            constexpr Arrangement by_tensor[] = {Arrangement::padded, Arrangement::bhsd, Arrangement::contiguous,
+                                                 Arrangement::bhsd};  // q, k, v, o
+            return by_tensor[tensor];
+        }
+        case Storage::contiguous: break;
+    }
+    return Arrangement::contiguous;
+}
 
 const char* storage_name(Storage s) {
     switch (s) {
@@ -50,6 +75,7 @@ const char* storage_name(Storage s) {
         case Storage::bhsd: return "bhsd";
         case Storage::padded: return "padded";
         case Storage::packed_qkv: return "packed qkv";
+        case Storage::mixed: return "mixed";
     }
     return "?";
 }
@@ -87,17 +113,25 @@ float effective_scale(const Case& c) {
     return c.scale > 0 ? c.scale : float(1.0 / std::sqrt(double(c.shape.head_dim)));
 }
 
-Layout layout_for(Storage storage, int64_t seqlen, int64_t heads, int64_t head_dim) {
-    switch (storage) {
-        case Storage::bhsd: return flashsci::test::bhsd_layout(seqlen, heads, head_dim);
-        case Storage::padded: {
+Layout layout_for(Arrangement arrangement, int64_t seqlen, int64_t heads, int64_t head_dim) {
+    switch (arrangement) {
+        case Arrangement::bhsd: return flashsci::test::bhsd_layout(seqlen, heads, head_dim);
+        case Arrangement::padded: {
             const int64_t head = head_dim + kPadding, seq = heads * head + kPadding;
             return {seqlen * seq + kPadding, seq, head};
         }
-        case Storage::packed_qkv: return {seqlen * 3 * heads * head_dim, 3 * heads * head_dim, head_dim};
-        case Storage::contiguous: break;
+        case Arrangement::packed_qkv: return {seqlen * 3 * heads * head_dim, 3 * heads * head_dim, head_dim};
+        case Arrangement::contiguous: break;
     }
     return flashsci::test::contiguous_layout(seqlen, heads, head_dim);
+}
+
+Layout query_layout(const Case& c, flashsci_tensor_t tensor) {
+    return layout_for(arrangement_of(c.storage, tensor), c.shape.seqlen_q, c.shape.heads_q, c.shape.head_dim);
+}
+
+Layout key_layout(const Case& c, flashsci_tensor_t tensor) {
+    return layout_for(arrangement_of(c.storage, tensor), c.shape.seqlen_k, c.shape.heads_kv, c.shape.head_dim);
 }
 
 // Elements a tensor needs: one past its last element.
@@ -123,15 +157,14 @@ struct Tensors {
     HostTensor q, k, v, o, lse;
 
     Tensors(const Case& c, std::mt19937_64& rng)
-        : lq(layout_for(c.storage, c.shape.seqlen_q, c.shape.heads_q, c.shape.head_dim)),
-          lk(layout_for(c.storage, c.shape.seqlen_k, c.shape.heads_kv, c.shape.head_dim)),
-          lv(lk),
-          lo(layout_for(c.storage == Storage::packed_qkv ? Storage::contiguous : c.storage, c.shape.seqlen_q,
-                        c.shape.heads_q, c.shape.head_dim)),
+        : lq(query_layout(c, FLASHSCI_TENSOR_Q)),
+          lk(key_layout(c, FLASHSCI_TENSOR_K)),
+          lv(key_layout(c, FLASHSCI_TENSOR_V)),
+          lo(query_layout(c, FLASHSCI_TENSOR_O)),
           q(c.dtype, extent(lq, c.shape.batch, c.shape.seqlen_q, c.shape.heads_q, c.shape.head_dim) +
                          (c.storage == Storage::packed_qkv ? 2 * packed_head_group(c) : 0)),
           k(c.dtype, extent(lk, c.shape.batch, c.shape.seqlen_k, c.shape.heads_kv, c.shape.head_dim)),
-          v(c.dtype, k.count()),
+          v(c.dtype, extent(lv, c.shape.batch, c.shape.seqlen_k, c.shape.heads_kv, c.shape.head_dim)),
           o(c.dtype, extent(lo, c.shape.batch, c.shape.seqlen_q, c.shape.heads_q, c.shape.head_dim)),
           lse(FLASHSCI_DTYPE_FLOAT32, size_t(c.shape.batch * c.shape.heads_q * c.shape.seqlen_q)) {
         q.fill_random(rng, c.input_range);
@@ -319,7 +352,7 @@ TEST_CASE("CPU attention with grouped and multi-query heads", "[cpu]") {
 }
 
 TEST_CASE("CPU attention reads and writes strided layouts", "[cpu]") {
-    const Storage storage = GENERATE(Storage::bhsd, Storage::padded, Storage::packed_qkv);
+    const Storage storage = GENERATE(Storage::bhsd, Storage::padded, Storage::packed_qkv, Storage::mixed);
     for (flashsci_dtype_t dtype : kAllDtypes) {
         Case c;
         // Packed QKV holds as many k/v heads as q heads.
@@ -363,5 +396,35 @@ TEST_CASE("CPU attention stays finite and exact on large-magnitude inputs", "[cp
         c.mask = mask;
         c.input_range = kLargeInputRange;
         check_case(c);
+    }
+}
+
+// With q = 0 both keys weigh the same, so O is the exact mean of two V rows; rows one unit in
+// the last place apart make that mean a tie between two representable values, which must
+// round to the even one (truncation or round-half-up would pass the tolerance checks above).
+TEST_CASE("CPU attention rounds its output to nearest even", "[cpu]") {
+    for (flashsci_dtype_t dtype : kAllDtypes) {
+        Case c;
+        c.shape = {1, 1, 2, 1, 1, 8};
+        c.dtype = dtype;
+        std::mt19937_64 rng(flashsci::test::fresh_seed());
+        Tensors t(c, rng);
+        const double ulp = dtype == FLASHSCI_DTYPE_FLOAT32 ? 0x1p-23 : dtype == FLASHSCI_DTYPE_BFLOAT16 ? 0x1p-7 : 0x1p-10;
+        std::vector<double> expected;
+        for (int64_t d = 0; d < c.shape.head_dim; ++d) {
+            const double sign = d < c.shape.head_dim / 2 ? 1.0 : -1.0;
+            // Even lanes: the tie 1 + ulp/2 goes down to 1; odd lanes: 1 + 3ulp/2 goes up to 1 + 2ulp.
+            const double low = d % 2 == 0 ? 1.0 : 1.0 + ulp;
+            t.q.set(size_t(d), 0.0f);
+            t.v.set(t.lv.offset(0, 0, 0) + size_t(d), float(sign * low));
+            t.v.set(t.lv.offset(0, 1, 0) + size_t(d), float(sign * (low + ulp)));
+            expected.push_back(sign * (d % 2 == 0 ? 1.0 : 1.0 + 2 * ulp));
+        }
+        run_flashsci(c, t);
+        INFO(flashsci::test::dtype_name(dtype));
+        for (int64_t d = 0; d < c.shape.head_dim; ++d) {
+            INFO("lane " << d);
+            CHECK(t.o.get(t.lo.offset(0, 0, 0) + size_t(d)) == expected[size_t(d)]);
+        }
     }
 }
