@@ -1,30 +1,33 @@
 #!/bin/bash
 # Build, check and time the sm_90a forward on the device machine; logs land in $OUT.
 #   bench/sm90/run.sh [check|small|time|all] [harness time args, e.g. d=128 s=8192]
-# TILES="128,false,176,2,true;..." builds a variant whose kTiles rows (head_dim, causal, ...) are replaced.
+# TILES="128,false,176,2,1,true,240;..." builds a variant whose kTiles rows (head_dim, causal, ...) are replaced;
+# PATCH='python statements' edits that variant's copy of kernels/sm90 (variable k: its path) for A/B runs.
 set -o pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/sm90-out}
 mode=${1:-all}
 shift
-tag=${TILES:+variant}
+tag=${TILES:+variant}${PATCH:+variant}
+tag=${tag:0:7}
 tag=${tag:-base}
 build=build/sm90-$tag
 mkdir -p "$OUT" "$build"
 kdir=kernels
-if [[ -n $TILES ]]; then
+if [[ $tag == variant ]]; then
     rm -rf "$build/kernels" && mkdir -p "$build/kernels" && cp -r kernels/sm90 kernels/common "$build/kernels/"
     python3 - "$build/kernels/sm90/tiles.h" "$TILES" <<'PY' || exit 1
 import re, sys
 path, rows = sys.argv[1], sys.argv[2]
 text = open(path).read()
-for row in rows.split(";"):
+for row in filter(None, rows.split(";")):
     d, c = row.split(",")[:2]
     text, n = re.subn(r"\{%s, %s, [^}]*\}" % (d, c), "{%s}" % row.replace(",", ", "), text)
     assert n == 1, row
 open(path, "w").write(text)
 print("tiles:", re.findall(r"\{\d+, (?:true|false), [^}]*\}", text))
 PY
+    k=$build/kernels/sm90 python3 -c "import os; k = os.environ['k']; $PATCH" || exit 1
     kdir=$build/kernels
 fi
 flags="-std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I$kdir -Xptxas -v"

@@ -29,7 +29,7 @@ struct TileConfig {
     int consumer_registers;
 };
 constexpr TileConfig kTiles[] = {
-    {64, false, 128, 2, 2, false, 232},
+    {64, false, 192, 2, 2, false, 232},
     {64, true, 128, 2, 2, false, 232},
     {128, false, 128, 2, 2, false, 232},
     {128, true, 128, 2, 2, false, 232},
