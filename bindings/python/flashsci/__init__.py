@@ -1,14 +1,18 @@
-"""libflashsci from Python: exact attention through the library's C ABI (ctypes).
+"""libflashsci from Python: exact attention through the library's C ABI (ctypes, no compiler).
 
     import flashsci
     out = flashsci.attention(q, k, v, causal=True)          # q, k, v: [batch, seqlen, heads, head_dim]
     out, lse = flashsci.attention(q, k, v, return_lse=True)  # lse: float32 [batch, heads_q, seqlen_q]
 
-CUDA tensors run on the CUDA backend, enqueued on torch's current stream; CPU
-tensors run on the CPU backend. Forward only (no autograd). The library is found
-through $FLASHSCI_LIBRARY, then this package's folder, then build/ of the
-repository, then the system loader. torch is imported only when attention() is
-called.
+Arrays may be torch tensors (CUDA tensors run on torch's current stream, CPU tensors on
+the CPU backend), numpy arrays (CPU backend; bf16 as ml_dtypes.bfloat16 or as uint16
+bit patterns with dtype="bfloat16"), or any object with __cuda_array_interface__ or
+__dlpack__ (CuPy, Numba, JAX, ...). Forward only (no autograd). Failures raise
+flashsci.Error carrying the status and the library's message.
+
+The library is found through $FLASHSCI_LIBRARY, then this package's folder, then
+build/ of a source checkout, then the system loader (LD_LIBRARY_PATH, ldconfig).
+No array library is imported unless an array of it is passed.
 """
 
 import ctypes
@@ -16,16 +20,17 @@ import math
 import threading
 from collections import OrderedDict
 
-from . import _lib
+from . import _arrays, _lib
 
-__all__ = ["Error", "Forward", "Plan", "attention", "prepare", "version", "version_string", "library_path"]
+__version__ = "0.1.0"
+__all__ = ["Error", "Forward", "Plan", "attention", "prepare", "lib", "version", "version_string", "library_path"]
 
 _lib_handle = None
 _lib_lock = threading.Lock()
 
 
 def lib():
-    """The loaded ctypes library (loaded on first use)."""
+    """The loaded ctypes library, its signatures declared (loaded on first use; OSError if absent)."""
     global _lib_handle
     if _lib_handle is None:
         with _lib_lock:
@@ -35,7 +40,7 @@ def lib():
 
 
 class Error(RuntimeError):
-    """A libflashsci call failed: `status` (int) and the library's `message`."""
+    """A libflashsci call failed: `status` (int), `status_name` ("INVALID_VALUE", ...) and `message`."""
 
     def __init__(self, status, message):
         self.status = int(status)
@@ -60,37 +65,235 @@ def version_string():
 
 
 def library_path():
-    """The path the library was loaded from."""
+    """The path (or loader name) the library was loaded from."""
     return lib().path
 
 
+_BACKENDS = {"auto": _lib.BACKEND_AUTO, "cuda": _lib.BACKEND_CUDA, "cpu": _lib.BACKEND_CPU}
+_MASKS = {"none": _lib.MASK_NONE, "causal": _lib.MASK_CAUSAL, "top_left": _lib.MASK_CAUSAL,
+          "causal_bottom_right": _lib.MASK_CAUSAL_BOTTOM_RIGHT, "bottom_right": _lib.MASK_CAUSAL_BOTTOM_RIGHT}
+_TENSORS = {"q": _lib.TENSOR_Q, "k": _lib.TENSOR_K, "v": _lib.TENSOR_V, "o": _lib.TENSOR_O, "out": _lib.TENSOR_O}
+
+
+def _code(table, what, value):
+    if isinstance(value, int) and value in table.values():
+        return value
+    if isinstance(value, str) and value.lower() in table:
+        return table[value.lower()]
+    raise ValueError(f"flashsci: {what} must be one of {sorted(table)}, got {value!r}")
+
+
+def _device_context(device_index):
+    """A context making CUDA device `device_index` current (torch or CuPy), or a no-op for -1/None."""
+    import contextlib
+
+    if device_index is None or device_index < 0:
+        return contextlib.nullcontext()
+    import sys
+
+    if "torch" in sys.modules or "cupy" not in sys.modules:
+        try:
+            import torch
+
+            return torch.cuda.device(device_index)
+        except ImportError:
+            pass
+    try:
+        import cupy
+
+        return cupy.cuda.Device(device_index)
+    except ImportError:
+        raise RuntimeError(f"flashsci: selecting CUDA device {device_index} needs torch or CuPy") from None
+
+
 class Plan:
-    """An owned flashsci_plan_t with its workspace size and kernel name."""
+    """A reusable flashsci_plan_t: created once, described with setters, run many times.
 
-    def __init__(self, backend):
+        plan = flashsci.Plan("cpu").set_shape(1, 128, 128, 8, 8, 64).set_dtype("float32").set_mask("causal")
+        plan.forward(q, k, v, out, lse)           # arrays (checked against the plan) or raw pointers (ints)
+
+    backend: "auto", "cuda" or "cpu". A CUDA plan binds to `device` (an index; default
+    the current device). Setters return the plan; they must not run while another thread
+    uses it. forward() may be called from many threads at once. close() (or `with`)
+    destroys the plan; so does garbage collection.
+    """
+
+    def __init__(self, backend="auto", *, device=None):
+        self._lib = lib()
         handle = ctypes.c_void_p()
-        _check(lib().flashsci_plan_create(ctypes.byref(handle), backend))
+        with _device_context(device):
+            _check(self._lib.flashsci_plan_create(ctypes.byref(handle), _code(_BACKENDS, "backend", backend)))
         self.handle = handle
-        self.workspace_bytes = 0
-        self.kernel_name = None
+        self.device = device
+        resolved = ctypes.c_int()
+        _check(self._lib.flashsci_plan_get_backend(self.handle, ctypes.byref(resolved)))
+        self._backend = resolved.value
+        self.shape = None  # (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim)
+        self.dtype = None  # flashsci dtype code
+        self._strides = {}
 
-    def finish(self):
-        """Reads what the plan decided once all setters ran."""
+    # ---- setters -------------------------------------------------------------
+    def set_shape(self, batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim):
+        """Sets the shape; resets strides to contiguous [batch, seqlen, heads, head_dim]."""
+        shape = tuple(int(x) for x in (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim))
+        _check(self._lib.flashsci_plan_set_shape(self.handle, *shape))
+        self.shape = shape
+        b, sq, sk, hq, hkv, d = shape
+        self._strides = {_lib.TENSOR_Q: (sq * hq * d, hq * d, d), _lib.TENSOR_O: (sq * hq * d, hq * d, d),
+                         _lib.TENSOR_K: (sk * hkv * d, hkv * d, d), _lib.TENSOR_V: (sk * hkv * d, hkv * d, d)}
+        return self
+
+    def set_dtype(self, dtype):
+        """"float16", "bfloat16", "float32" (or fp16/bf16/fp32, a numpy/torch dtype)."""
+        code = _arrays.dtype_code(dtype)
+        _check(self._lib.flashsci_plan_set_dtype(self.handle, code))
+        self.dtype = code
+        return self
+
+    def set_mask(self, mask):
+        """"none", "causal" (top-left, PyTorch's is_causal) or "causal_bottom_right"."""
+        _check(self._lib.flashsci_plan_set_mask(self.handle, _code(_MASKS, "mask", mask)))
+        return self
+
+    def set_softmax_scale(self, scale):
+        """The factor on q·kᵀ; default 1/sqrt(head_dim)."""
+        _check(self._lib.flashsci_plan_set_softmax_scale(self.handle, float(scale)))
+        return self
+
+    def set_strides(self, tensor, batch_stride, seq_stride, head_stride):
+        """Strides in elements of "q", "k", "v" or "o" (the head_dim stride is 1)."""
+        code = _code(_TENSORS, "tensor", tensor)
+        strides = (int(batch_stride), int(seq_stride), int(head_stride))
+        _check(self._lib.flashsci_plan_set_strides(self.handle, code, *strides))
+        self._strides[code] = strides
+        return self
+
+    # ---- getters -------------------------------------------------------------
+    @property
+    def backend(self):
+        """"cuda" or "cpu" (AUTO resolved)."""
+        return "cuda" if self._backend == _lib.BACKEND_CUDA else "cpu"
+
+    @property
+    def workspace_size(self):
+        """Bytes of scratch memory forward() needs (0: none)."""
         size = ctypes.c_size_t()
-        _check(lib().flashsci_plan_get_workspace_size(self.handle, ctypes.byref(size)))
-        self.workspace_bytes = size.value
-        if hasattr(lib(), "flashsci_plan_get_kernel_name"):
-            name = ctypes.c_char_p()
-            _check(lib().flashsci_plan_get_kernel_name(self.handle, ctypes.byref(name)))
-            self.kernel_name = name.value.decode()
+        _check(self._lib.flashsci_plan_get_workspace_size(self.handle, ctypes.byref(size)))
+        return size.value
 
-    def __del__(self):
+    workspace_bytes = workspace_size
+
+    @property
+    def kernel_name(self):
+        """The kernel forward() runs, e.g. "cpu", "cuda_general", "sm90_hd128_bf16"."""
+        name = ctypes.c_char_p()
+        _check(self._lib.flashsci_plan_get_kernel_name(self.handle, ctypes.byref(name)))
+        return name.value.decode()
+
+    # ---- running -------------------------------------------------------------
+    def forward(self, q, k, v, out, lse=None, workspace=None, stream=None, *, dtype=None):
+        """flashsci_forward on arrays or raw pointers (ints).
+
+        Arrays are checked against the plan: shape, strides, dtype and device (for
+        uint16 bit patterns pass dtype=). With ints nothing can be checked: they must
+        point to memory laid out as the plan says. A workspace is allocated when none is
+        given and the plan needs one. CUDA: enqueued on `stream` (default: the stream of
+        the arrays' library, e.g. torch's current stream). Raises flashsci.Error.
+        """
+        ptrs, views = [], []
+        for name, x in (("q", q), ("k", k), ("v", v), ("out", out)):
+            if isinstance(x, int):
+                ptrs.append(x)
+                continue
+            vw = _arrays.view(name, x, _arrays.stream_handle(stream))
+            self._check_view(name, vw, dtype)
+            views.append(vw)
+            ptrs.append(vw.ptr)
+        lse_ptr = None
+        if lse is not None:
+            if isinstance(lse, int):
+                lse_ptr = lse
+            else:
+                lv = _arrays.view("lse", lse)
+                b, sq, _, hq, _, _ = self._need_shape()
+                if lv.shape != (b, hq, sq) or lv.strides != (hq * sq, sq, 1) or lv.dtype != _lib.DTYPE_FLOAT32:
+                    raise ValueError(f"flashsci: lse must be contiguous float32 {(b, hq, sq)}, got shape {lv.shape}, "
+                                     f"strides {lv.strides}, dtype {_arrays.DTYPE_LABEL.get(lv.dtype, lv.dtype)}")
+                self._check_device("lse", lv)
+                views.append(lv)
+                lse_ptr = lv.ptr
+        keep = []
+        ws_bytes = self.workspace_size
+        if isinstance(workspace, int):
+            ws_ptr = workspace
+        elif workspace is not None:
+            wv = _arrays.view("workspace", workspace)
+            ws_ptr = wv.ptr
+        elif ws_bytes:
+            if not views:
+                raise ValueError(f"flashsci: this plan needs a {ws_bytes}-byte workspace; pass workspace=")
+            ws = _arrays.allocate(views[0], (ws_bytes,), "uint8", None)
+            keep.append(ws)
+            ws_ptr = _arrays.view("workspace", ws).ptr
+        else:
+            ws_ptr = None
+        handle = _arrays.stream_handle(stream)
+        if handle is None and self._backend == _lib.BACKEND_CUDA and views:
+            handle = _arrays.default_cuda_stream(views, views[0].device[1])
+        _check(self._lib.flashsci_forward(self.handle, *ptrs, lse_ptr, ws_ptr, ws_bytes, handle))
+        return out
+
+    def _need_shape(self):
+        if self.shape is None or self.dtype is None:
+            raise ValueError("flashsci: set the plan's shape and dtype before forward()")
+        return self.shape
+
+    def _check_device(self, name, vw):
+        want = "cuda" if self._backend == _lib.BACKEND_CUDA else "cpu"
+        if vw.device[0] != want:
+            raise ValueError(f"flashsci: {name} is in {vw.device[0]} memory, this plan runs on {want}")
+
+    def _check_view(self, name, vw, dtype):
+        b, sq, sk, hq, hkv, d = self._need_shape()
+        want_shape = (b, sq, hq, d) if name in ("q", "out") else (b, sk, hkv, d)
+        if vw.shape != want_shape:
+            raise ValueError(f"flashsci: {name} has shape {vw.shape}, the plan says {want_shape}")
+        code = vw.dtype if vw.dtype != _arrays.RAW16 else _arrays.dtype_code(dtype)
+        if code is None:
+            raise TypeError(f"flashsci: {name} holds uint16 bit patterns; say dtype='bfloat16' or 'float16'")
+        if code != self.dtype:
+            raise TypeError(f"flashsci: {name} is {_arrays.DTYPE_LABEL[code]}, the plan says "
+                            f"{_arrays.DTYPE_LABEL[self.dtype]}")
+        want_strides = self._strides[_TENSORS[name]] + (1,)
+        if vw.strides != want_strides:
+            raise ValueError(f"flashsci: {name} has strides {vw.strides}, the plan says {want_strides} "
+                             "(set_strides describes other layouts)")
+        if name == "out" and vw.readonly:
+            raise ValueError("flashsci: out is read-only")
+        self._check_device(name, vw)
+
+    # ---- lifetime ------------------------------------------------------------
+    def close(self):
+        """Destroys the plan now (idempotent)."""
         handle, self.handle = getattr(self, "handle", None), None
         if handle and _lib_handle is not None:
             try:
                 _lib_handle.flashsci_plan_destroy(handle)
             except Exception:  # interpreter shutdown
                 pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        return (f"flashsci.Plan(backend={self.backend!r}, shape={self.shape}, "
+                f"dtype={_arrays.DTYPE_LABEL.get(self.dtype)})")
 
 
 _PLAN_CACHE_SIZE = 64
@@ -99,22 +302,17 @@ _plans_lock = threading.Lock()
 
 
 def _get_plan(key):
-    backend, _device, shape, dtype, mask, scale, strides = key
+    backend, device, shape, dtype, mask, scale, strides = key
     with _plans_lock:
         plan = _plans.get(key)
         if plan is not None:
             _plans.move_to_end(key)
             return plan
-    plan = Plan(backend)
-    L = lib()
-    _check(L.flashsci_plan_set_shape(plan.handle, *shape))
-    _check(L.flashsci_plan_set_dtype(plan.handle, dtype))
-    _check(L.flashsci_plan_set_mask(plan.handle, mask))
+    plan = Plan(backend, device=device if device >= 0 else None).set_shape(*shape).set_dtype(dtype).set_mask(mask)
     if scale is not None:
-        _check(L.flashsci_plan_set_softmax_scale(plan.handle, scale))
-    for tensor, s in zip((_lib.TENSOR_Q, _lib.TENSOR_K, _lib.TENSOR_V, _lib.TENSOR_O), strides):
-        _check(L.flashsci_plan_set_strides(plan.handle, tensor, *s))
-    plan.finish()
+        plan.set_softmax_scale(scale)
+    for tensor, s in zip("qkvo", strides):
+        plan.set_strides(tensor, *s)
     with _plans_lock:
         _plans[key] = plan
         while len(_plans) > _PLAN_CACHE_SIZE:
@@ -122,121 +320,130 @@ def _get_plan(key):
     return plan
 
 
-def _dtype_code(torch, dtype):
-    codes = {torch.float16: _lib.DTYPE_FLOAT16, torch.bfloat16: _lib.DTYPE_BFLOAT16, torch.float32: _lib.DTYPE_FLOAT32}
-    if dtype not in codes:
-        raise TypeError(f"flashsci: dtype {dtype} not supported (float16, bfloat16 or float32)")
-    return codes[dtype]
-
-
-def _strides(name, t):
-    if t.dim() != 4:
-        raise ValueError(f"flashsci: {name} must be 4-D [batch, seqlen, heads, head_dim], got shape {tuple(t.shape)}")
-    if t.stride(3) != 1:
-        raise ValueError(f"flashsci: {name} needs a contiguous last dimension, got strides {t.stride()}")
-    return (t.stride(0), t.stride(1), t.stride(2))
-
-
-def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None):
-    """Validates the tensors, allocates what is missing and finds (or makes) the plan.
-
-    Takes attention()'s arguments and returns a Forward without running it.
-    """
-    import torch
-
-    if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor)):
-        raise TypeError("flashsci: q, k and v must be torch tensors")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"flashsci: q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not (q.device == k.device == v.device):
-        raise ValueError(f"flashsci: q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
-    if q.device.type not in ("cuda", "cpu"):
-        raise ValueError(f"flashsci: device {q.device} not supported (cuda or cpu)")
-    dtype = _dtype_code(torch, q.dtype)
-    q_strides, k_strides, v_strides = _strides("q", q), _strides("k", k), _strides("v", v)
-    batch, seqlen_q, heads_q, head_dim = q.shape
-    if k.shape != v.shape or k.shape[0] != batch or k.shape[3] != head_dim:
-        raise ValueError(f"flashsci: k and v must be [batch, seqlen_k, heads_kv, head_dim] matching q "
-                         f"{tuple(q.shape)}, got k {tuple(k.shape)}, v {tuple(v.shape)}")
-    seqlen_k, heads_kv = k.shape[1], k.shape[2]
-
-    if not causal:
-        mask = _lib.MASK_NONE
-    elif causal_alignment == "top_left":
-        mask = _lib.MASK_CAUSAL
-    elif causal_alignment == "bottom_right":
-        mask = _lib.MASK_CAUSAL_BOTTOM_RIGHT
-    else:
-        raise ValueError(f"flashsci: causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
-    if scale is not None:
-        scale = float(scale)
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"flashsci: scale must be finite and positive, got {scale}")
-
-    if out is None:
-        out = torch.empty((batch, seqlen_q, heads_q, head_dim), dtype=q.dtype, device=q.device)
-    elif out.shape != q.shape or out.dtype != q.dtype or out.device != q.device:
-        raise ValueError(f"flashsci: out must match q ({tuple(q.shape)}, {q.dtype}, {q.device}), got "
-                         f"{tuple(out.shape)}, {out.dtype}, {out.device}")
-    o_strides = _strides("out", out)
-    lse = None
-    if return_lse:
-        lse = torch.empty((batch, heads_q, seqlen_q), dtype=torch.float32, device=q.device)
-
-    on_cuda = q.device.type == "cuda"
-    backend = _lib.BACKEND_CUDA if on_cuda else _lib.BACKEND_CPU
-    device_index = q.device.index if on_cuda else -1
-    if on_cuda and device_index is None:
-        device_index = torch.cuda.current_device()
-    key = (backend, device_index, (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim), dtype, mask, scale,
-           (q_strides, k_strides, v_strides, o_strides))
-    if on_cuda:
-        with torch.cuda.device(device_index):  # a CUDA plan binds to the current device
-            plan = _get_plan(key)
-            stream = torch.cuda.current_stream().cuda_stream
-    else:
-        plan = _get_plan(key)
-        stream = None
-
-    workspace, workspace_ptr = None, None
-    if plan.workspace_bytes:
-        workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
-        workspace_ptr = workspace.data_ptr()
-    args = (plan.handle, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
-            lse.data_ptr() if lse is not None else None, workspace_ptr, plan.workspace_bytes, stream)
-    return Forward(plan, out, lse, workspace, args)
-
-
 class Forward:
-    """One prepared forward: its plan, output tensors, workspace and flashsci_forward arguments.
+    """One prepared forward: its plan, output arrays, workspace and flashsci_forward arguments.
 
-    Calling it enqueues (CUDA) or runs (CPU) the forward again on the same pointers and
+    Calling it runs (CPU) or enqueues (CUDA) the forward again on the same pointers and
     stream and returns the raw status; `args` may also be passed to lib().flashsci_forward.
     """
 
-    def __init__(self, plan, out, lse, workspace, args):
+    def __init__(self, plan, out, lse, workspace, args, keep):
         self.plan, self.out, self.lse, self.workspace, self.args = plan, out, lse, workspace, args
+        self._keep = keep  # the inputs, alive as long as the pointers in args are used
         self._forward = lib().flashsci_forward
 
     def __call__(self):
         return self._forward(*self.args)
 
 
-def attention(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None):
-    """softmax(scale · q kᵀ + mask) v for torch tensors laid out [batch, seqlen, heads, head_dim].
+def _mask_code(causal, causal_alignment):
+    if not causal:
+        return _lib.MASK_NONE
+    if causal_alignment == "top_left":
+        return _lib.MASK_CAUSAL
+    if causal_alignment == "bottom_right":
+        return _lib.MASK_CAUSAL_BOTTOM_RIGHT
+    raise ValueError(f"flashsci: causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
+
+
+def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None,
+            dtype=None, stream=None):
+    """Checks the arrays, allocates what is missing and finds (or makes) the plan.
+
+    Takes attention()'s arguments and returns a Forward without running it.
+    """
+    user_stream = _arrays.stream_handle(stream)
+    vq, vk, vv = (_arrays.view(n, x, user_stream) for n, x in (("q", q), ("k", k), ("v", v)))
+    views = (vq, vk, vv)
+    for vw, name in zip(views, "qkv"):
+        if len(vw.shape) != 4:
+            raise ValueError(f"flashsci: {name} must be 4-D [batch, seqlen, heads, head_dim], got shape {vw.shape}")
+        if vw.strides[3] != 1:
+            raise ValueError(f"flashsci: {name} needs a contiguous last dimension, got strides {vw.strides}")
+    kinds = {vw.dtype for vw in views}
+    if len(kinds) != 1:
+        labels = [_arrays.DTYPE_LABEL.get(vw.dtype, vw.dtype) for vw in views]
+        raise TypeError(f"flashsci: q, k, v must share a dtype, got {', '.join(map(str, labels))}")
+    code = kinds.pop()
+    hint = _arrays.dtype_code(dtype)
+    if code == _arrays.RAW16:
+        if hint not in (_lib.DTYPE_FLOAT16, _lib.DTYPE_BFLOAT16):
+            raise TypeError("flashsci: q, k, v hold uint16 bit patterns; say dtype='bfloat16' or dtype='float16'")
+        code = hint
+    elif hint is not None and hint != code:
+        raise TypeError(f"flashsci: dtype={dtype!r} but the arrays are {_arrays.DTYPE_LABEL[code]}")
+    devices = {vw.device for vw in views}
+    if len(devices) != 1:
+        raise ValueError(f"flashsci: q, k, v must be on one device, got {[vw.device for vw in views]}")
+    device = devices.pop()
+    on_cuda = device[0] == "cuda"
+
+    batch, seqlen_q, heads_q, head_dim = vq.shape
+    if vk.shape != vv.shape or vk.shape[0] != batch or vk.shape[3] != head_dim:
+        raise ValueError(f"flashsci: k and v must be [batch, seqlen_k, heads_kv, head_dim] matching q "
+                         f"{vq.shape}, got k {vk.shape}, v {vv.shape}")
+    seqlen_k, heads_kv = vk.shape[1], vk.shape[2]
+    mask = _mask_code(causal, causal_alignment)
+    if scale is not None:
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"flashsci: scale must be finite and positive, got {scale}")
+
+    if out is None:
+        out = _arrays.allocate(vq, vq.shape, "like", code)
+    vo = _arrays.view("out", out, user_stream)
+    if vo.shape != vq.shape or vo.device != device or (vo.dtype != code and vo.dtype != _arrays.RAW16):
+        raise ValueError(f"flashsci: out must match q ({vq.shape}, {_arrays.DTYPE_LABEL[code]}, {device}), got "
+                         f"{vo.shape}, {_arrays.DTYPE_LABEL.get(vo.dtype, vo.dtype)}, {vo.device}")
+    if vo.strides[3] != 1 or vo.readonly:
+        raise ValueError(f"flashsci: out must be writable with a contiguous last dimension (strides {vo.strides})")
+    lse = _arrays.allocate(vq, (batch, heads_q, seqlen_q), "float32", code) if return_lse else None
+
+    backend = _lib.BACKEND_CUDA if on_cuda else _lib.BACKEND_CPU
+    key = (backend, device[1], (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim), code, mask, scale,
+           tuple(vw.strides[:3] for vw in (vq, vk, vv, vo)))
+    plan = _get_plan(key)
+    stream_ptr = None
+    if on_cuda:
+        stream_ptr = user_stream if user_stream is not None else _arrays.default_cuda_stream(views, device[1])
+    elif user_stream is not None:
+        raise ValueError("flashsci: stream= is for CUDA arrays; the CPU backend runs synchronously")
+
+    workspace, workspace_ptr = None, None
+    ws_bytes = plan.workspace_size
+    if ws_bytes:
+        workspace = _arrays.allocate(vq, (ws_bytes,), "uint8", code)
+        workspace_ptr = _arrays.view("workspace", workspace).ptr
+    lse_ptr = _arrays.view("lse", lse).ptr if lse is not None else None
+    args = (plan.handle, vq.ptr, vk.ptr, vv.ptr, vo.ptr, lse_ptr, workspace_ptr, ws_bytes, stream_ptr)
+    return Forward(plan, out, lse, workspace, args, (views, vo))
+
+
+def attention(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None,
+              dtype=None, stream=None):
+    """softmax(scale · q kᵀ + mask) v for arrays laid out [batch, seqlen, heads, head_dim].
 
     q: [batch, seqlen_q, heads_q, head_dim]; k, v: [batch, seqlen_k, heads_kv, head_dim] with
-    heads_q % heads_kv == 0 (GQA/MQA). Any strides with a contiguous last dimension.
-    float16, bfloat16 or float32; all on one CUDA device (run on torch's current stream) or
-    all on the CPU.
+    heads_q % heads_kv == 0 (GQA/MQA); head_dim a multiple of 8 up to 256. Any strides with a
+    contiguous last dimension. float16, bfloat16 or float32, all of one type; all on one
+    CUDA device or all in host memory.
 
+    Arrays: torch tensors, numpy arrays (host; bf16 as ml_dtypes.bfloat16 or uint16 bits with
+    dtype="bfloat16"), objects with __cuda_array_interface__ or __dlpack__ (CuPy, ...).
     causal: mask future keys; causal_alignment 'top_left' (row i sees keys j <= i, PyTorch's
     is_causal) or 'bottom_right' (j <= i + seqlen_k - seqlen_q, FlashAttention-2's convention).
-    scale: defaults to 1/sqrt(head_dim). out: optional output tensor shaped like q.
+    scale: defaults to 1/sqrt(head_dim). out: optional output array shaped like q.
+    dtype: says what uint16 arrays hold ("bfloat16" or "float16").
+    stream: CUDA stream (int handle or a torch/CuPy stream); default torch's (or CuPy's)
+    current stream. CUDA work is enqueued, not waited for; host arrays are computed before
+    the call returns.
+
     Returns out, or (out, lse) with return_lse=True, lse float32 [batch, heads_q, seqlen_q]
-    (natural log; -inf for a row that sees no key). Raises flashsci.Error on a library failure.
+    (natural log; -inf for a row that sees no key), arrays of the inputs' library.
+    Raises flashsci.Error (status + the library's message) on a library failure, TypeError or
+    ValueError for arrays it cannot pass.
     """
     fwd = prepare(q, k, v, causal=causal, causal_alignment=causal_alignment, scale=scale,
-                  return_lse=return_lse, out=out)
+                  return_lse=return_lse, out=out, dtype=dtype, stream=stream)
     _check(fwd())
     return (fwd.out, fwd.lse) if return_lse else fwd.out

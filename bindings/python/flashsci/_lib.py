@@ -1,12 +1,24 @@
-"""Loads libflashsci.so and declares the C signatures of flashsci.h (ctypes)."""
+"""Loads libflashsci.so and declares the C signatures of flashsci.h (ctypes).
+
+abi/check_bindings.py compares SIGNATURES and the constants below with the header.
+"""
 
 import ctypes
 import ctypes.util
 import os
 from pathlib import Path
 
+# The ABI major version these declarations were written for (FLASHSCI_VERSION_MAJOR).
+ABI_MAJOR = 0
+
 # flashsci.h enumerations (values are pinned by the ABI).
 STATUS_SUCCESS = 0
+STATUS_INVALID_VALUE = 1
+STATUS_NOT_SUPPORTED = 2
+STATUS_NO_DEVICE = 3
+STATUS_OUT_OF_MEMORY = 4
+STATUS_DEVICE_ERROR = 5
+STATUS_INTERNAL_ERROR = 6
 STATUS_NAMES = {
     0: "SUCCESS",
     1: "INVALID_VALUE",
@@ -44,45 +56,60 @@ SIGNATURES = {
     "flashsci_plan_get_kernel_name": (_status, [_plan, ctypes.POINTER(ctypes.c_char_p)]),
     "flashsci_forward": (_status, [_plan, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p]),
 }
-# Functions that older libraries may lack; the rest must exist.
-OPTIONAL = {"flashsci_plan_get_kernel_name"}
 
-_REPO_ROOT = Path(__file__).resolve().parents[3]
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPO_ROOT = _PACKAGE_DIR.parents[2]
 
 
 def candidates():
-    """Where libflashsci.so is looked for, in order."""
+    """Where libflashsci is looked for, in order: (description, path or loader name)."""
     env = os.environ.get("FLASHSCI_LIBRARY")
     if env:
-        yield env
+        yield "$FLASHSCI_LIBRARY", env
         return
-    here = Path(__file__).resolve().parent
-    for name in ("libflashsci.so", "libflashsci.so.0"):
-        yield str(here / name)
-    yield str(_REPO_ROOT / "build" / "libflashsci.so")
+    for name in ("libflashsci.so", f"libflashsci.so.{ABI_MAJOR}"):
+        yield "package folder", str(_PACKAGE_DIR / name)
+    # A source checkout: bindings/python/flashsci -> the repository's build/.
+    if (_REPO_ROOT / "include" / "flashsci.h").exists():
+        yield "repository build/", str(_REPO_ROOT / "build" / "libflashsci.so")
+    # The system loader: LD_LIBRARY_PATH, the ld.so cache, the default folders.
+    yield "system loader", f"libflashsci.so.{ABI_MAJOR}"
     found = ctypes.util.find_library("flashsci")
-    yield found or "libflashsci.so.0"
+    if found:
+        yield "ctypes.util.find_library", found
+
+
+def declare(lib):
+    for name, (restype, argtypes) in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    return lib
 
 
 def load():
-    """The loaded library with its signatures declared; OSError when none is found."""
+    """The loaded library with its signatures declared; OSError when none fits."""
     tried = []
     explicit = bool(os.environ.get("FLASHSCI_LIBRARY"))
-    for path in candidates():
+    for where, path in candidates():
         if "/" in path and not os.path.exists(path):
-            tried.append(f"{path} (absent)")
+            tried.append(f"{path} ({where}: absent)")
             continue
         try:
             lib = ctypes.CDLL(path)
         except OSError as e:
-            tried.append(f"{path} ({e})")
+            tried.append(f"{path} ({where}: {e})")
             continue
-        for name, (restype, argtypes) in SIGNATURES.items():
-            if name in OPTIONAL and not hasattr(lib, name):
-                continue
-            fn = getattr(lib, name)
-            fn.restype, fn.argtypes = restype, argtypes
+        missing = [name for name in SIGNATURES if not hasattr(lib, name)]
+        if missing:
+            tried.append(f"{path} ({where}: lacks {', '.join(missing)}: too old)")
+            continue
+        declare(lib)
+        major = lib.flashsci_version() // 10000
+        if major != ABI_MAJOR:
+            tried.append(f"{path} ({where}: ABI major {major}, this binding needs {ABI_MAJOR})")
+            continue
         lib.path = path
+        lib.found_by = where
         return lib
     hint = "" if explicit else "; set FLASHSCI_LIBRARY to the path of libflashsci.so"
     raise OSError("libflashsci not found, tried: " + "; ".join(tried) + hint)
