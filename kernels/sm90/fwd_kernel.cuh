@@ -166,7 +166,7 @@ struct Forward {
         Barriers<kStages, kQStages>& bar;
         int cw;                   // consumer index 0/1
         int warp, lane;           // within the warpgroup
-        uint32_t kc = 0, vc = 0, qc = 0, tc = 0;
+        uint32_t kc = 0, vc = 0, qc = 0;
         int qs = 0;               // Q buffer of the current tile
 
         float s[kN / 2];          // S = Q·Kᵀ, then P in fp32; s[4j+2h+b] is (row 16·warp + lane/4 + 8h, col 8j + 2·(lane%4) + b)
@@ -290,57 +290,25 @@ struct Forward {
             convert_p();
         }
 
-        // Waits for the next tile's Q and last key block; returns the K stage.
-        __device__ __forceinline__ int wait_first_s_inputs() {
+        __device__ __forceinline__ void run_tile(const Sched& t, int blocks, int unmasked) {
             qs = QRing::stage(qc);
             barrier_wait(&bar.q_full[qs], QRing::parity(qc));
             ++qc;
-            const int ks = Ring::stage(kc);
-            barrier_wait(&bar.k_full[ks], Ring::parity(kc));
-            return ks;
-        }
-        __device__ __forceinline__ void first_s_done(int ks) {
-            pin(s);
-            release(&bar.k_empty[ks]);
-            ++kc;
-        }
-
-        // S = Q·K[last]ᵀ of a tile on its own (a CTA's first tile, or every tile when O aliases Q).
-        __device__ __forceinline__ void begin() {
-            const int ks = wait_first_s_inputs();
-            pin(s);
-            turn_begin();
-            wgmma_fence();
-            gemm_qk(sm.k_stage(ks));
-            wgmma_commit();
-            turn_end();
-            wgmma_wait<0>();
-            first_s_done(ks);
-        }
-
-        // The next tile with key blocks (tiles whose rows see no key are written on the way), or num_tiles.
-        __device__ __forceinline__ int next_work() {
-            for (;; ++tc) {
-                const int s = tc % kTileSlots;
-                barrier_wait(&bar.tile_full[s], tc / kTileSlots & 1);
-                const int tile = bar.tile[s];
-                __syncwarp();
-                release(&bar.tile_empty[s]);
-                if (tile >= p.num_tiles) return tile;
-                const Sched t(p, tile);
-                if (t.kv_blocks(p) > 0) {
-                    ++tc;
-                    return tile;
-                }
-                store_empty(t);
-            }
-        }
-
-        // Tile t, whose first S has landed. With a separate O tile, the next tile's first S is issued
-        // beside this tile's last P·V (one turn), so the epilogue below runs with it already done.
-        // Returns the next tile (num_tiles at the end), or -1 when the caller fetches it.
-        __device__ __forceinline__ int run_tile(const Sched& t, int blocks, int unmasked) {
+            // First block: S = Q·K[last]ᵀ, always through the masked path.
             int n = blocks - 1;
+            {
+                const int ks = Ring::stage(kc);
+                barrier_wait(&bar.k_full[ks], Ring::parity(kc));
+                turn_begin();
+                wgmma_fence();
+                gemm_qk(sm.k_stage(ks));
+                wgmma_commit();
+                turn_end();
+                wgmma_wait<0>();
+                pin(s);
+                release(&bar.k_empty[ks]);
+                ++kc;
+            }
             row_max[0] = row_max[1] = -INFINITY;
             row_sum[0] = row_sum[1] = 0.f;
             if (Causal) mask_causal(t.m, n);
@@ -351,33 +319,17 @@ struct Forward {
             for (--n; n >= unmasked; --n) step<true>(t.m, n, n + 1 < last);
             for (; n >= 0; --n) step<false>(t.m, n, n + 1 < last);
             if (!Shape::o_aliases_q) release(&bar.q_empty[qs]);  // last read of Q is done
-            const int next = Shape::o_aliases_q ? -1 : next_work();
-            const bool overlap = next >= 0 && next < p.num_tiles;
-            // O += P·V[0]  (| S' = Q'·K'[last]ᵀ of the next tile)
+            // O += P·V[0]
             const int vs = Ring::stage(vc);
             barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-            if (overlap) {
-                const int ks = wait_first_s_inputs();
-                pin(o), pin(pr), pin(s);
-                turn_begin();
-                wgmma_fence();
-                gemm_pv(sm.v_stage(vs), blocks > 1);
-                gemm_qk(sm.k_stage(ks));
-                wgmma_commit();
-                turn_end();
-                wgmma_wait<0>();
-                first_s_done(ks);
-            } else {
-                pin(o), pin(pr);
-                wgmma_fence();
-                gemm_pv(sm.v_stage(vs), blocks > 1);
-                wgmma_commit();
-                wgmma_wait<0>();
-            }
+            pin(o), pin(pr);
+            wgmma_fence();
+            gemm_pv(sm.v_stage(vs), blocks > 1);
+            wgmma_commit();
+            wgmma_wait<0>();
             pin(o);
             release(&bar.v_empty[vs]);
             ++vc;
-            return next;
         }
 
         // O /= l, LSE = m·scale + ln(l); a row with no visible key gets O = 0, LSE = −inf.
@@ -452,19 +404,22 @@ struct Forward {
                                                    const CUtensorMap* to) {
         Consumer c{p, sm, bar, cw, int(threadIdx.x % kWarpgroupThreads) / 32, int(threadIdx.x % 32)};
         if (cw == 1) named_arrive(kTurnBarrier, kConsumers * kWarpgroupThreads);  // consumer 0 takes the first turn
-        int tile = c.next_work();
-        if (tile < p.num_tiles) c.begin();
-        while (tile < p.num_tiles) {
+        for (uint32_t tc = 0;; ++tc) {
+            const int s = tc % kTileSlots;
+            barrier_wait(&bar.tile_full[s], tc / kTileSlots & 1);
+            const int tile = bar.tile[s];
+            __syncwarp();
+            c.release(&bar.tile_empty[s]);
+            if (tile >= p.num_tiles) break;
             const Sched t(p, tile);
             const int blocks = t.kv_blocks(p);
-            int next = c.run_tile(t, blocks, min(t.unmasked_blocks(p), blocks));
+            if (blocks == 0) {
+                c.store_empty(t);
+                continue;
+            }
+            c.run_tile(t, blocks, min(t.unmasked_blocks(p), blocks));
             c.finalize(t);
             c.store(t, to);
-            if (next < 0) {
-                next = c.next_work();
-                if (next < p.num_tiles) c.begin();
-            }
-            tile = next;
         }
         if (threadIdx.x % kWarpgroupThreads == 0) tma_store_wait_all();
     }
