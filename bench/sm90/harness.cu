@@ -341,21 +341,25 @@ float time_case(const Case& c, const Buffers& b, int reps) {
 void time_grid(int argc, char** argv) {
     std::vector<int> dims = {64, 128, 256}, seqs = {512, 1024, 2048, 4096, 8192, 16384};
     Element el = Element::bf16;
+    int heads = 0, group = 1;  // heads 0: 2048 / head_dim; group: query heads per kv head
     for (int i = 2; i < argc; ++i) {
         if (!std::strcmp(argv[i], "f16")) el = Element::f16;
         if (!std::strncmp(argv[i], "d=", 2)) dims = {std::atoi(argv[i] + 2)};
         if (!std::strncmp(argv[i], "s=", 2)) seqs = {std::atoi(argv[i] + 2)};
+        if (!std::strncmp(argv[i], "h=", 2)) heads = std::atoi(argv[i] + 2);
+        if (!std::strncmp(argv[i], "g=", 2)) group = std::atoi(argv[i] + 2);
     }
-    const size_t elems = size_t(16384) * 2048;
-    Buffers b = alloc(elems, 16384 * 32);
+    const size_t elems = size_t(16384) * std::max(2048, heads * 256);
+    Buffers b = alloc(elems, size_t(16384) * std::max(32, heads));
     for (int d : dims)
         for (int causal = 0; causal < 2; ++causal)
             for (int s : seqs) {
-                const Case c{16384 / s, s, s, 2048 / d, 2048 / d, d, causal ? Mask::causal_top_left : Mask::none, el};
+                const int hq = heads ? heads : 2048 / d;
+                const Case c{16384 / s, s, s, hq, hq / group, d, causal ? Mask::causal_top_left : Mask::none, el};
                 const float ms = el == Element::bf16 ? time_case<__nv_bfloat16>(c, b, 20) : time_case<__half>(c, b, 20);
                 const double flops = 4.0 * c.batch * c.hq * double(s) * s * d / (causal ? 2 : 1);
-                std::printf("TIME d=%d causal=%d s=%d %s ms=%.4f tflops=%.1f\n", d, causal, s,
-                            el == Element::bf16 ? "bf16" : "f16", ms, flops / ms / 1e9);
+                std::printf("TIME d=%d causal=%d s=%d %s ms=%.4f tflops=%.1f hq=%d hkv=%d\n", d, causal, s,
+                            el == Element::bf16 ? "bf16" : "f16", ms, flops / ms / 1e9, c.hq, c.hkv);
             }
 }
 

@@ -31,13 +31,15 @@ PY
     kdir=$build/kernels
 fi
 flags="-std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I$kdir -Xptxas -v"
-for f in $kdir/sm90/sm90.cu $kdir/sm90/sm90_hd*.cu bench/sm90/harness.cu; do
-    nvcc $flags -c "$f" -o "$build/$(basename "$f").o" > "$build/$(basename "$f").log" 2>&1 &
-done
-wait
 log=$OUT/$tag.log
-cat $build/*.log | grep -E "error|spill stores|C75[0-9][0-9]" | grep -v C7519 | sort | uniq -c | tee -a "$log"
-nvcc -O3 -gencode arch=compute_90a,code=sm_90a $build/*.o -o $build/harness || exit 1
+if [[ ! -x $build/harness || -n $(find $kdir/sm90 bench/sm90/harness.cu -newer $build/harness) ]]; then
+    for f in $kdir/sm90/sm90.cu $kdir/sm90/sm90_hd*.cu bench/sm90/harness.cu; do
+        nvcc $flags -c "$f" -o "$build/$(basename "$f").o" > "$build/$(basename "$f").log" 2>&1 &
+    done
+    wait
+    cat $build/*.log | grep -E "error|spill stores|C75[0-9][0-9]" | grep -v C7519 | sort | uniq -c | tee -a "$log"
+    nvcc -O3 -gencode arch=compute_90a,code=sm_90a $build/*.o -o $build/harness || exit 1
+fi
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader | tee -a "$log"
 if [[ $mode == check || $mode == all ]]; then
     timeout 120 $build/harness check 2>&1 | tee -a "$log" | grep -v " ok$"
