@@ -180,15 +180,17 @@ flashsci_status_t check_no_aliasing(const char* function, const kernels::Problem
 
 extern "C" {
 
-flashsci_status_t flashsci_plan_create(flashsci_plan_t* plan, flashsci_backend_t backend) {
+flashsci_status_t flashsci_plan_create(flashsci_plan_t* plan, flashsci_backend_t requested) {
     static constexpr const char* fn = "flashsci_plan_create";
     return guarded(fn, [&] {
         if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
-        if (backend != FLASHSCI_BACKEND_AUTO && backend != FLASHSCI_BACKEND_CUDA && backend != FLASHSCI_BACKEND_CPU)
+        const int value = flashsci::passed_value(requested);
+        if (value != FLASHSCI_BACKEND_AUTO && value != FLASHSCI_BACKEND_CUDA && value != FLASHSCI_BACKEND_CPU)
             return fail(FLASHSCI_STATUS_INVALID_VALUE,
                         "%s: backend (%d) must be FLASHSCI_BACKEND_AUTO (0), FLASHSCI_BACKEND_CUDA (1) or "
                         "FLASHSCI_BACKEND_CPU (2)",
-                        fn, int(backend));
+                        fn, value);
+        const auto backend = static_cast<flashsci_backend_t>(value);
         flashsci::DeviceInfo device{-1, 0, 0, 0};
         flashsci_backend_t resolved = FLASHSCI_BACKEND_CPU;
         if (backend == FLASHSCI_BACKEND_CUDA || (backend == FLASHSCI_BACKEND_AUTO && flashsci::cuda_available())) {
@@ -259,12 +261,13 @@ flashsci_status_t flashsci_plan_set_shape(flashsci_plan_t plan, int64_t batch, i
 flashsci_status_t flashsci_plan_set_dtype(flashsci_plan_t plan, flashsci_dtype_t dtype) {
     static constexpr const char* fn = "flashsci_plan_set_dtype";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
-    if (dtype != FLASHSCI_DTYPE_FLOAT16 && dtype != FLASHSCI_DTYPE_BFLOAT16 && dtype != FLASHSCI_DTYPE_FLOAT32)
+    const int value = flashsci::passed_value(dtype);
+    if (value != FLASHSCI_DTYPE_FLOAT16 && value != FLASHSCI_DTYPE_BFLOAT16 && value != FLASHSCI_DTYPE_FLOAT32)
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
                     "%s: dtype (%d) must be FLASHSCI_DTYPE_FLOAT16 (1), FLASHSCI_DTYPE_BFLOAT16 (2) or "
                     "FLASHSCI_DTYPE_FLOAT32 (3)",
-                    fn, int(dtype));
-    plan->dtype = dtype;
+                    fn, value);
+    plan->dtype = static_cast<flashsci_dtype_t>(value);
     plan->has_dtype = true;
     return FLASHSCI_STATUS_SUCCESS;
 }
@@ -272,12 +275,13 @@ flashsci_status_t flashsci_plan_set_dtype(flashsci_plan_t plan, flashsci_dtype_t
 flashsci_status_t flashsci_plan_set_mask(flashsci_plan_t plan, flashsci_mask_t mask) {
     static constexpr const char* fn = "flashsci_plan_set_mask";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
-    if (mask != FLASHSCI_MASK_NONE && mask != FLASHSCI_MASK_CAUSAL && mask != FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT)
+    const int value = flashsci::passed_value(mask);
+    if (value != FLASHSCI_MASK_NONE && value != FLASHSCI_MASK_CAUSAL && value != FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT)
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
                     "%s: mask (%d) must be FLASHSCI_MASK_NONE (0), FLASHSCI_MASK_CAUSAL (1) or "
                     "FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT (2)",
-                    fn, int(mask));
-    plan->mask = mask;
+                    fn, value);
+    plan->mask = static_cast<flashsci_mask_t>(value);
     return FLASHSCI_STATUS_SUCCESS;
 }
 
@@ -291,14 +295,16 @@ flashsci_status_t flashsci_plan_set_softmax_scale(flashsci_plan_t plan, float sc
     return FLASHSCI_STATUS_SUCCESS;
 }
 
-flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tensor_t tensor, int64_t batch_stride,
+flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tensor_t which, int64_t batch_stride,
                                             int64_t seq_stride, int64_t head_stride) {
     static constexpr const char* fn = "flashsci_plan_set_strides";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
-    if (tensor != FLASHSCI_TENSOR_Q && tensor != FLASHSCI_TENSOR_K && tensor != FLASHSCI_TENSOR_V &&
-        tensor != FLASHSCI_TENSOR_O)
+    const int value = flashsci::passed_value(which);
+    if (value != FLASHSCI_TENSOR_Q && value != FLASHSCI_TENSOR_K && value != FLASHSCI_TENSOR_V &&
+        value != FLASHSCI_TENSOR_O)
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: tensor (%d) must be FLASHSCI_TENSOR_Q (0), _K (1), _V (2) or _O (3)", fn, int(tensor));
+                    "%s: tensor (%d) must be FLASHSCI_TENSOR_Q (0), _K (1), _V (2) or _O (3)", fn, value);
+    const auto tensor = static_cast<flashsci_tensor_t>(value);
     if (!plan->has_shape)
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
                     "%s: the plan has no shape; call flashsci_plan_set_shape before setting strides", fn);
@@ -378,6 +384,16 @@ flashsci_status_t flashsci_forward(flashsci_plan_t plan, const void* q, const vo
         if (plan->backend == FLASHSCI_BACKEND_CPU && stream != nullptr)
             return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: stream (%p) must be NULL on the CPU backend", fn,
                         static_cast<void*>(stream));
+        const bool on_device = plan->backend == FLASHSCI_BACKEND_CUDA;
+        if (on_device) {
+            for (const auto& t : tensors)
+                if ((status = flashsci::check_device_pointer(fn, t.name, t.pointer, plan->device)) !=
+                    FLASHSCI_STATUS_SUCCESS)
+                    return status;
+            if (lse != nullptr &&
+                (status = flashsci::check_device_pointer(fn, "lse", lse, plan->device)) != FLASHSCI_STATUS_SUCCESS)
+                return status;
+        }
         flashsci::KernelSelection selection;
         if ((status = flashsci::select_kernel(fn, *plan, p, &selection)) != FLASHSCI_STATUS_SUCCESS) return status;
         if (selection.workspace_bytes > 0 && (workspace == nullptr || workspace_bytes < selection.workspace_bytes))
@@ -385,6 +401,10 @@ flashsci_status_t flashsci_forward(flashsci_plan_t plan, const void* q, const vo
                         "%s: workspace (%p, %zu bytes) must hold at least %zu bytes "
                         "(flashsci_plan_get_workspace_size)",
                         fn, workspace, workspace_bytes, selection.workspace_bytes);
+        if (on_device && selection.workspace_bytes > 0 &&
+            (status = flashsci::check_device_pointer(fn, "workspace", workspace, plan->device)) !=
+                FLASHSCI_STATUS_SUCCESS)
+            return status;
         return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream);
     });
 }

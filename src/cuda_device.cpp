@@ -38,6 +38,59 @@ bool cuda_available() {
     return available;
 }
 
+namespace {
+
+// Puts the calling thread in relaxed capture mode for a scope, so that a query cannot invalidate a
+// global-mode capture in progress (pointer queries are not capture-unsafe, but the rule is the driver's).
+class RelaxedCaptureScope {
+public:
+    RelaxedCaptureScope() { restore_ = cudaThreadExchangeStreamCaptureMode(&mode_) == cudaSuccess; }
+    ~RelaxedCaptureScope() {
+        if (restore_) cudaThreadExchangeStreamCaptureMode(&mode_);
+    }
+    RelaxedCaptureScope(const RelaxedCaptureScope&) = delete;
+    RelaxedCaptureScope& operator=(const RelaxedCaptureScope&) = delete;
+
+private:
+    cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+    bool restore_ = false;
+};
+
+}  // namespace
+
+flashsci_status_t check_device_pointer(const char* function, const char* name, const void* pointer, int device) {
+    cudaPointerAttributes attributes{};
+    cudaError_t err;
+    {
+        const RelaxedCaptureScope relaxed;
+        err = cudaPointerGetAttributes(&attributes, pointer);
+    }
+    if (err != cudaSuccess) {
+        cudaGetLastError();  // the driver cannot tell; leave no error behind
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+    switch (attributes.type) {
+        case cudaMemoryTypeUnregistered:
+            return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                        "%s: %s (%p) is not CUDA memory (a host pointer?); the CUDA backend needs device memory of "
+                        "device %d",
+                        function, name, pointer, device);
+        case cudaMemoryTypeHost:
+            return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                        "%s: %s (%p) is page-locked host memory; the CUDA backend needs device memory of device %d",
+                        function, name, pointer, device);
+        case cudaMemoryTypeDevice:
+            if (attributes.device != device)
+                return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                            "%s: %s (%p) is memory of device %d; the plan runs on device %d (the device current at "
+                            "flashsci_plan_create)",
+                            function, name, pointer, attributes.device, device);
+            return FLASHSCI_STATUS_SUCCESS;
+        case cudaMemoryTypeManaged: break;  // reachable from every device
+    }
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
 #else
 
 flashsci_status_t current_device(const char* function, DeviceInfo*) {
@@ -46,6 +99,8 @@ flashsci_status_t current_device(const char* function, DeviceInfo*) {
 }
 
 bool cuda_available() { return false; }
+
+flashsci_status_t check_device_pointer(const char*, const char*, const void*, int) { return FLASHSCI_STATUS_SUCCESS; }
 
 #endif
 

@@ -15,4 +15,9 @@ flashsci_status_t current_device(const char* function, DeviceInfo* info);
 // Whether a usable CUDA device exists, without setting any message.
 bool cuda_available();
 
+// Where the driver can tell: INVALID_VALUE (message naming `name`) when `pointer` is host memory
+// (ordinary or page-locked) or memory of a device other than `device`. Pointers the driver knows
+// nothing about pass. A pure query, legal while the calling thread captures a CUDA graph.
+flashsci_status_t check_device_pointer(const char* function, const char* name, const void* pointer, int device);
+
 }  // namespace flashsci

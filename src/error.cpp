@@ -24,7 +24,9 @@ extern "C" {
 const char* flashsci_last_error(void) { return flashsci::last_message; }
 
 const char* flashsci_status_string(flashsci_status_t status) {
-    switch (status) {
+    const int value = flashsci::passed_value(status);
+    if (value < FLASHSCI_STATUS_SUCCESS || value > FLASHSCI_STATUS_INTERNAL_ERROR) return "unknown status";
+    switch (static_cast<flashsci_status_t>(value)) {
         case FLASHSCI_STATUS_SUCCESS: return "success";
         case FLASHSCI_STATUS_INVALID_VALUE: return "invalid value";
         case FLASHSCI_STATUS_NOT_SUPPORTED: return "not supported";

@@ -113,6 +113,26 @@ __device__ __forceinline__ void load_tile(float* tile, const T* src, int64_t row
     }
 }
 
+// O += P·V over one key tile for a thread's RM rows and RD columns. kGuarded: only keys n <= last[i] reach row i,
+// for tiles that cross the causal diagonal, where a masked key's P = 0 would still turn a non-finite V into NaN.
+template <bool kGuarded, int kKeys, int kPPitch, int kVPitch, int RM, int RD>
+__device__ __forceinline__ void accumulate_pv(float (&acc)[RM][RD], const float* sP, const float* sV, int row0,
+                                              int lane, const int (&last)[RM]) {
+#pragma unroll
+    for (int n = 0; n < kKeys; ++n) {
+        float pv[RM], vv[RD];
+#pragma unroll
+        for (int i = 0; i < RM; ++i) pv[i] = sP[(row0 + i) * kPPitch + n];
+#pragma unroll
+        for (int c = 0; c < RD; ++c) vv[c] = sV[n * kVPitch + lane + c * kLanesPerRow];
+#pragma unroll
+        for (int i = 0; i < RM; ++i)
+#pragma unroll
+            for (int c = 0; c < RD; ++c)
+                acc[i][c] = !kGuarded || n <= last[i] ? fmaf(pv[i], vv[c], acc[i][c]) : acc[i][c];
+    }
+}
+
 // ---- the kernel -----------------------------------------------------------------------------------------------
 // Work item w → (query tile, head, batch); row i sees key j iff j <= i + diagonal and j < seqlen_k.
 template <typename T, int kHeadDim>
@@ -180,10 +200,12 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
                 }
             }
 
+            int last[RM];  // each row's last visible key in this tile (tile-relative, clamped to the tile)
 #pragma unroll
             for (int i = 0; i < RM; ++i) {
                 // S = −inf past the row's last visible key (tile-relative)
                 const int64_t limit = min(p.seqlen_k - 1, q0 + row0 + i + diagonal) - k0;
+                last[i] = int(max(int64_t{-1}, min(limit, int64_t{Cfg::keys})));
 #pragma unroll
                 for (int j = 0; j < RN; ++j)
                     if (lane + j * kLanesPerRow > limit) s[i][j] = -INFINITY;
@@ -212,36 +234,31 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
             }
             __syncwarp();  // this row group's P is in sP
 
-            // O += P·V  (O was rescaled by alpha with the softmax)
-#pragma unroll
-            for (int n = 0; n < Cfg::keys; ++n) {
-                float pv[RM], vv[RD];
-#pragma unroll
-                for (int i = 0; i < RM; ++i) pv[i] = sP[(row0 + i) * Cfg::p_pitch + n];
-#pragma unroll
-                for (int c = 0; c < RD; ++c) vv[c] = sV[n * Cfg::v_pitch + lane + c * kLanesPerRow];
-#pragma unroll
-                for (int i = 0; i < RM; ++i)
-#pragma unroll
-                    for (int c = 0; c < RD; ++c) acc[i][c] = fmaf(pv[i], vv[c], acc[i][c]);
-            }
+            // O += P·V  (O was rescaled by alpha with the softmax). Keys past seqlen_k were staged as 0; a tile
+            // every row of the CTA sees whole needs no guard.
+            if (min(k0 + Cfg::keys, p.seqlen_k) - 1 <= q0 + diagonal)
+                accumulate_pv<false, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, last);
+            else
+                accumulate_pv<true, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, last);
         }
 
-        // O = acc / l; LSE = scale·m + log(l). A row that saw no key: O = 0, LSE = −inf.
+        // O = acc / l; LSE = scale·m + log(l). A row that saw no key: l = 0, O = 0, LSE = −inf. A row that saw a
+        // NaN score: l = NaN, so O and LSE are NaN.
 #pragma unroll
         for (int i = 0; i < RM; ++i) {
             const float l_row = row_sum(l[i]);
+            const bool saw_keys = l_row != 0.0f;
             const int64_t row = q0 + row0 + i;
             if (row >= p.seqlen_q) continue;
 #pragma unroll
             for (int c = 0; c < RD; ++c) {
                 const int col = lane + c * kLanesPerRow;
                 if (col < head_dim)
-                    o[row * p.o_strides.seq + col] = from_float<T>(l_row > 0.0f ? acc[i][c] / l_row : 0.0f);
+                    o[row * p.o_strides.seq + col] = from_float<T>(saw_keys ? acc[i][c] / l_row : 0.0f);
             }
             if (lane == 0 && p.lse != nullptr)
                 p.lse[(b * p.heads_q + h) * p.seqlen_q + row] =
-                    l_row > 0.0f ? fmaf(p.scale, m[i], logf(l_row)) : -INFINITY;
+                    saw_keys ? fmaf(p.scale, m[i], logf(l_row)) : -INFINITY;
         }
     }
 }

@@ -210,16 +210,18 @@ private:
     }
 
     // O = acc / l, LSE = m + log(l); a row that saw no key keeps l = 0 and gets O = 0, LSE = -inf.
+    // A row that saw a NaN score has l = NaN, so its O and LSE are NaN (never taken for a row without keys).
     void write_rows(const RowBlock& block) {
         auto* o = static_cast<Stored*>(p_.o);
         for (int64_t r = 0; r < block.rows; ++r) {
             const int64_t row = block.first_row + r;
             const Acc l = row_sum_[size_t(r)];
+            const bool saw_keys = l != Acc(0);
             const Acc* acc = &out_[size_t(r * dims_)];
             Stored* dst = o + offset(p_.o_strides, block.batch, row, block.head);
-            for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = Format<E>::store(l > 0 ? acc[d] / l : Acc(0));
+            for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = Format<E>::store(saw_keys ? acc[d] / l : Acc(0));
             if (p_.lse) {
-                const Acc lse = l > 0 ? row_max_[size_t(r)] + std::log(l) : -std::numeric_limits<Acc>::infinity();
+                const Acc lse = saw_keys ? row_max_[size_t(r)] + std::log(l) : -std::numeric_limits<Acc>::infinity();
                 p_.lse[(block.batch * p_.heads_q + block.head) * p_.seqlen_q + row] = static_cast<float>(lse);
             }
         }
