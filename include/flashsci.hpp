@@ -1,0 +1,226 @@
+/*
+ * libflashsci — C++17 RAII wrapper of flashsci.h (header only).
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#ifndef FLASHSCI_HPP
+#define FLASHSCI_HPP
+
+/**
+ * @file flashsci.hpp
+ * @brief A header-only C++17 wrapper of flashsci.h: an owning, movable flashsci::Plan
+ *        whose setters chain and throw flashsci::Error on failure.
+ *
+ * It adds no state and no symbols to the library: every call is the C function of the
+ * same name, and the C ABI (flashsci.h) stays the only contract.
+ *
+ * @code
+ * #include <flashsci.hpp>
+ *
+ * flashsci::Plan plan(flashsci::Backend::cpu);
+ * plan.set_shape({batch, seqlen, seqlen, heads_q, heads_kv, 64})
+ *     .set_dtype(flashsci::Dtype::float32)
+ *     .set_mask(flashsci::Mask::causal);
+ * plan.forward(q, k, v, o, lse);   // throws flashsci::Error with the status and the library's message
+ * @endcode
+ *
+ * Threads follow flashsci.h: the const members (forward(), the getters) may run
+ * concurrently on one plan; the setters must not run concurrently with anything else on
+ * it. A Plan may be moved to and destroyed on another thread.
+ */
+
+#include <flashsci.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+/** The C++ API of libflashsci. */
+namespace flashsci {
+
+/** Element type of q, k, v and o (the values of #flashsci_dtype_t). */
+enum class Dtype : int {
+    float16 = FLASHSCI_DTYPE_FLOAT16,   /**< IEEE binary16. */
+    bfloat16 = FLASHSCI_DTYPE_BFLOAT16, /**< bfloat16. */
+    float32 = FLASHSCI_DTYPE_FLOAT32    /**< IEEE binary32. */
+};
+
+/** Where a plan computes (the values of #flashsci_backend_t). */
+enum class Backend : int {
+    automatic = FLASHSCI_BACKEND_AUTO, /**< CUDA when a usable GPU exists, else CPU. */
+    cuda = FLASHSCI_BACKEND_CUDA,      /**< The current CUDA device; device pointers. */
+    cpu = FLASHSCI_BACKEND_CPU         /**< The host, all cores; host pointers. */
+};
+
+/** Which keys each query row may see (the values of #flashsci_mask_t). */
+enum class Mask : int {
+    none = FLASHSCI_MASK_NONE,                              /**< Every key. */
+    causal = FLASHSCI_MASK_CAUSAL,                          /**< Row i sees keys j <= i (PyTorch is_causal). */
+    causal_bottom_right = FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT /**< Row i sees j <= i + seqlen_k - seqlen_q. */
+};
+
+/** Names a tensor for Plan::set_strides() (the values of #flashsci_tensor_t). */
+enum class Tensor : int {
+    q = FLASHSCI_TENSOR_Q, /**< Queries. */
+    k = FLASHSCI_TENSOR_K, /**< Keys. */
+    v = FLASHSCI_TENSOR_V, /**< Values. */
+    o = FLASHSCI_TENSOR_O  /**< Output. */
+};
+
+/** A failed call: the status and the library's message for it. */
+class Error : public std::runtime_error {
+public:
+    /** An error of `status` whose message is `message`. */
+    Error(flashsci_status_t status, const std::string& message)
+        : std::runtime_error(std::string(flashsci_status_string(status)) + ": " + message), status_(status),
+          message_(message) {}
+
+    /** Why the call failed. */
+    flashsci_status_t status() const noexcept { return status_; }
+
+    /** The library's message: the function, the argument, its value and what is allowed. */
+    const std::string& message() const noexcept { return message_; }
+
+private:
+    flashsci_status_t status_;
+    std::string message_;
+};
+
+/** Throws flashsci::Error with this thread's message unless `status` is success. */
+inline void check(flashsci_status_t status) {
+    if (status != FLASHSCI_STATUS_SUCCESS) throw Error(status, flashsci_last_error());
+}
+
+/** The loaded library's version: MAJOR*10000 + MINOR*100 + PATCH (compare with #FLASHSCI_VERSION). */
+inline int version() noexcept { return flashsci_version(); }
+
+/** The loaded library's version as "MAJOR.MINOR.PATCH". */
+inline std::string version_string() { return flashsci_version_string(); }
+
+/** The problem shape, in the order of flashsci_plan_set_shape(). */
+struct Shape {
+    std::int64_t batch;    /**< Number of sequences, >= 1. */
+    std::int64_t seqlen_q; /**< Query rows per sequence, >= 1. */
+    std::int64_t seqlen_k; /**< Keys (and values) per sequence, >= 1. */
+    std::int64_t heads_q;  /**< Query (and output) heads, >= 1. */
+    std::int64_t heads_kv; /**< Key/value heads, >= 1, dividing heads_q. */
+    std::int64_t head_dim; /**< Features per head: a multiple of 8 from 8 to 256. */
+
+    /** Elements of a contiguous q or o. */
+    std::size_t q_elements() const noexcept { return static_cast<std::size_t>(batch * seqlen_q * heads_q * head_dim); }
+    /** Elements of a contiguous k or v. */
+    std::size_t kv_elements() const noexcept {
+        return static_cast<std::size_t>(batch * seqlen_k * heads_kv * head_dim);
+    }
+    /** Elements of the LSE, [batch, heads_q, seqlen_q]. */
+    std::size_t lse_elements() const noexcept { return static_cast<std::size_t>(batch * heads_q * seqlen_q); }
+};
+
+/** An owned #flashsci_plan_t: created by the constructor, destroyed by the destructor; movable, not copyable. */
+class Plan {
+public:
+    /** Creates a plan (flashsci_plan_create()); a CUDA plan binds to the current device. Throws Error. */
+    explicit Plan(Backend backend = Backend::automatic) {
+        check(flashsci_plan_create(&plan_, static_cast<flashsci_backend_t>(backend)));
+    }
+
+    /** Takes ownership of a plan made with flashsci_plan_create(). */
+    explicit Plan(flashsci_plan_t owned) noexcept : plan_(owned) {}
+
+    /** Destroys the plan (flashsci_plan_destroy()). */
+    ~Plan() { flashsci_plan_destroy(plan_); }
+
+    /** Moves the plan; `other` is left empty. */
+    Plan(Plan&& other) noexcept : plan_(std::exchange(other.plan_, nullptr)) {}
+
+    /** Destroys this plan and takes `other`'s. */
+    Plan& operator=(Plan&& other) noexcept {
+        if (this != &other) {
+            flashsci_plan_destroy(plan_);
+            plan_ = std::exchange(other.plan_, nullptr);
+        }
+        return *this;
+    }
+
+    Plan(const Plan&) = delete;            /**< Plans are not copied. */
+    Plan& operator=(const Plan&) = delete; /**< Plans are not copied. */
+
+    /** The raw handle, still owned by this object. */
+    flashsci_plan_t get() const noexcept { return plan_; }
+
+    /** Gives up ownership: the caller destroys the returned handle. */
+    flashsci_plan_t release() noexcept { return std::exchange(plan_, nullptr); }
+
+    /** Sets the shape; resets strides to contiguous (flashsci_plan_set_shape()). Throws Error. */
+    Plan& set_shape(const Shape& s) {
+        check(flashsci_plan_set_shape(plan_, s.batch, s.seqlen_q, s.seqlen_k, s.heads_q, s.heads_kv, s.head_dim));
+        return *this;
+    }
+
+    /** Sets the element type (flashsci_plan_set_dtype()). Throws Error. */
+    Plan& set_dtype(Dtype dtype) {
+        check(flashsci_plan_set_dtype(plan_, static_cast<flashsci_dtype_t>(dtype)));
+        return *this;
+    }
+
+    /** Sets the mask (flashsci_plan_set_mask()). Throws Error. */
+    Plan& set_mask(Mask mask) {
+        check(flashsci_plan_set_mask(plan_, static_cast<flashsci_mask_t>(mask)));
+        return *this;
+    }
+
+    /** Sets the factor on Q·Kᵀ (flashsci_plan_set_softmax_scale()). Throws Error. */
+    Plan& set_softmax_scale(float scale) {
+        check(flashsci_plan_set_softmax_scale(plan_, scale));
+        return *this;
+    }
+
+    /** Describes a tensor's layout in elements (flashsci_plan_set_strides()). Throws Error. */
+    Plan& set_strides(Tensor tensor, std::int64_t batch_stride, std::int64_t seq_stride, std::int64_t head_stride) {
+        check(flashsci_plan_set_strides(plan_, static_cast<flashsci_tensor_t>(tensor), batch_stride, seq_stride,
+                                        head_stride));
+        return *this;
+    }
+
+    /** The backend, AUTO resolved (flashsci_plan_get_backend()). Throws Error. */
+    Backend backend() const {
+        flashsci_backend_t b;
+        check(flashsci_plan_get_backend(plan_, &b));
+        return static_cast<Backend>(b);
+    }
+
+    /** Bytes of scratch memory forward() needs (flashsci_plan_get_workspace_size()). Throws Error. */
+    std::size_t workspace_size() const {
+        std::size_t bytes = 0;
+        check(flashsci_plan_get_workspace_size(plan_, &bytes));
+        return bytes;
+    }
+
+    /** The kernel forward() runs (flashsci_plan_get_kernel_name()), e.g. "cpu". Throws Error. */
+    const char* kernel_name() const {
+        const char* name = nullptr;
+        check(flashsci_plan_get_kernel_name(plan_, &name));
+        return name;
+    }
+
+    /**
+     * Computes O = softmax(scale · Q Kᵀ + mask) V, and the LSE when `lse` is not null
+     * (flashsci_forward()). Host pointers and a null stream for a CPU plan; device
+     * pointers and a stream (enqueued, not waited for) for a CUDA plan. Throws Error;
+     * on failure nothing is written.
+     */
+    void forward(const void* q, const void* k, const void* v, void* o, float* lse = nullptr,
+                 void* workspace = nullptr, std::size_t workspace_bytes = 0,
+                 flashsci_stream_t stream = nullptr) const {
+        check(flashsci_forward(plan_, q, k, v, o, lse, workspace, workspace_bytes, stream));
+    }
+
+private:
+    flashsci_plan_t plan_ = nullptr;
+};
+
+}  // namespace flashsci
+
+#endif /* FLASHSCI_HPP */
