@@ -17,7 +17,7 @@ namespace {
 constexpr int kElemBytes = 2;
 constexpr int64_t kTmaAlignment = 16;            // global address and stride granularity of TMA
 constexpr int64_t kTmaStrideLimit = int64_t{1} << 40;
-constexpr int64_t kMaxSeqlen = int64_t{1} << 30;  // row + diagonal and tile offsets stay in int
+constexpr int64_t kMaxSeqlen = int64_t{1} << 29;  // row + diagonal + a tile stays in int
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int64_t kL2SectionBytes = 32 << 20;  // K+V of one causal tile section, about 2/3 of the H100's L2
 
