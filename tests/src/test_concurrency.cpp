@@ -1,6 +1,6 @@
 // Threads on the CPU backend: one plan shared by 8 threads, plans created and destroyed concurrently,
 // per-thread error messages, and memory that stays flat over 100k plan lifetimes. CI runs the
-// [concurrency] tests under ThreadSanitizer and every CPU test under ASan/LSan (tests/sanitizers.sh).
+// [concurrency] tests under ThreadSanitizer and every CPU test under ASan/LSan (tests/fuzz/sanitizers.sh).
 #include <catch2/catch.hpp>
 #include <flashsci.h>
 
