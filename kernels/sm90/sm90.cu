@@ -70,6 +70,22 @@ bool causal(const Problem& p) { return p.mask != Mask::none; }
 
 int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q + kBlockM - 1) / kBlockM; }
 
+// Head dims whose instances this build holds (CMake's FLASHSCI_SM90_HEAD_DIMS defines FLASHSCI_SM90_HD<d>).
+template <int HeadDim>
+constexpr bool kCompiled = false;
+#ifdef FLASHSCI_SM90_HD64
+template <>
+constexpr bool kCompiled<64> = true;
+#endif
+#ifdef FLASHSCI_SM90_HD128
+template <>
+constexpr bool kCompiled<128> = true;
+#endif
+#ifdef FLASHSCI_SM90_HD256
+template <>
+constexpr bool kCompiled<256> = true;
+#endif
+
 template <int HeadDim, typename T>
 bool ready(const Problem& p) {
     return causal(p) ? fwd_ready<HeadDim, T, true>() : fwd_ready<HeadDim, T, false>();
@@ -77,6 +93,7 @@ bool ready(const Problem& p) {
 
 template <int HeadDim>
 bool ready_hd(const Problem& p) {
+    if constexpr (!kCompiled<HeadDim>) return false;
     return p.element == Element::bf16 ? ready<HeadDim, __nv_bfloat16>(p) : ready<HeadDim, __half>(p);
 }
 
@@ -121,6 +138,7 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
 
 template <int HeadDim>
 cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
+    if constexpr (!kCompiled<HeadDim>) return cudaErrorNotSupported;
     return causal(p) ? launch_hd<HeadDim, true>(p, workspace, num_sms, stream)
                      : launch_hd<HeadDim, false>(p, workspace, num_sms, stream);
 }
