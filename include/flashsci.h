@@ -81,27 +81,72 @@
  * - CPU (#FLASHSCI_BACKEND_CPU): host pointers, `stream` must be NULL, runs
  *   synchronously on all cores with fp32 accumulation (fp64 for fp32 inputs).
  * - CUDA (#FLASHSCI_BACKEND_CUDA): device pointers on the device that was
- *   current when the plan was created; the work is enqueued on `stream` without
- *   host synchronisation or allocation, so a forward can be captured in a CUDA
- *   graph. Every input type is accumulated in fp32; fp32 inputs are multiplied
- *   in full fp32 precision (no TF32).
+ *   current when the plan was created (or managed memory); the work is enqueued
+ *   on `stream` without host synchronisation or allocation, so a forward can be
+ *   captured in a CUDA graph (also in cudaStreamCaptureModeGlobal) and replayed
+ *   any number of times. Every input type is accumulated in fp32; fp32 inputs
+ *   are multiplied in full fp32 precision (no TF32).
  * - AUTO resolves to CUDA when a usable GPU exists, else to CPU.
  *
  * @section errors Error model
  *
  * Every function returns a #flashsci_status_t (except the few documented
  * otherwise). No function aborts, exits, prints, or lets a C++ exception escape.
- * A failing call writes nothing to its outputs and sets a message for the
- * calling thread — naming the function, the argument, its value and what is
- * allowed — that flashsci_last_error() returns until the thread's next failing
- * call.
+ * A failing call writes nothing to its outputs, enqueues nothing, and sets a
+ * message for the calling thread — naming the function, the argument, its value
+ * and what is allowed — that flashsci_last_error() returns until the thread's
+ * next failing call. Enumeration arguments outside their enumerators, negative
+ * or zero sizes, and shapes or strides whose element or byte counts overflow 64
+ * bits are #FLASHSCI_STATUS_INVALID_VALUE. Every size the library accepts is
+ * indexed with 64-bit offsets on every path; a fast path that indexes with
+ * 32-bit numbers is not selected beyond its range (the general path runs
+ * instead).
+ *
+ * What the library cannot check is the caller's precondition: a plan handle
+ * from flashsci_plan_create() that has not been destroyed, and buffers that
+ * hold every element the plan's shape and strides reach (q, k, v, o) and
+ * batch × heads_q × seqlen_q floats (lse). The CUDA backend asks the driver
+ * about each pointer and rejects, with #FLASHSCI_STATUS_INVALID_VALUE naming
+ * the argument, ordinary or page-locked host memory and memory of another
+ * device; a pointer the driver knows nothing about passes that check.
  *
  * @section threads Threads
  *
  * One plan may serve concurrent flashsci_forward() calls from many threads
- * (on different streams for the CUDA backend). Setters must not run
- * concurrently with any other call on the same plan. Distinct plans are
- * independent.
+ * (on different streams for the CUDA backend), and each gives the result it
+ * would give alone. Setters must not run concurrently with any other call on
+ * the same plan, nor flashsci_plan_destroy() with any. Distinct plans are
+ * independent, and may be created and destroyed on any threads at once. Error
+ * messages are per thread. A workspace must not be shared by forwards that may
+ * run at the same time. The CPU backend runs each forward on threads of its
+ * own, all joined before the call returns.
+ *
+ * @section nonfinite NaN and infinity
+ *
+ * A non-finite input reaches only the query rows that see it:
+ * - a NaN in a row of q, or in a row of k that query row i sees, makes all of
+ *   row i of o and lse[i] NaN;
+ * - a NaN in v[b, j, h, d] makes o[b, i, ·, d] NaN for the rows i that see key
+ *   j; their other columns and their lse are unaffected;
+ * - an infinity makes the rows that see it unspecified (Inf or NaN are
+ *   possible, as is a finite value);
+ * - every other row is bit-for-bit what it would be without that input; in
+ *   particular a masked key never reaches a row through 0 · NaN, and a row that
+ *   sees no key still gets o = 0 and lse = -inf.
+ *
+ * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
+ * itself is finite in fp32) neither overflow nor degrade the softmax: the
+ * running maximum is subtracted before every exponential.
+ *
+ * @section determinism Determinism
+ *
+ * The same inputs on the same plan and the same device give bit-identical o
+ * and lse, whichever threads or streams run the forwards and whether or not a
+ * CUDA graph replays them: no path reduces with atomics or in an order that
+ * depends on scheduling. A plan created again with the same settings on the
+ * same device selects the same kernel and gives the same bits. Different
+ * devices, backends or library versions may differ within the documented
+ * tolerances.
  *
  * @section abi ABI
  *
@@ -335,7 +380,10 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t pla
  * Computes O = softmax(scale · Q Kᵀ + mask) V, and optionally the LSE.
  *
  * Pointers are host memory for the CPU backend and device memory (of the plan's
- * device) for the CUDA backend.
+ * device) for the CUDA backend. Each buffer must hold every element the plan's
+ * shape and strides reach: the library cannot know how large a buffer is (see
+ * @ref errors). A forward is safe to call from many threads at once on one plan
+ * (see @ref threads), and captures into a CUDA graph.
  * @param plan            a plan with shape and dtype set; must not be NULL.
  * @param q               queries [batch, seqlen_q, heads_q, head_dim] (or the set strides); not NULL.
  * @param k               keys [batch, seqlen_k, heads_kv, head_dim]; not NULL.
@@ -348,8 +396,9 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t pla
  * @param stream          CUDA backend: the stream to enqueue on (NULL: legacy default stream).
  *                        CPU backend: must be NULL.
  * @return #FLASHSCI_STATUS_SUCCESS (for CUDA: enqueued); #FLASHSCI_STATUS_INVALID_VALUE
- *         for a NULL pointer, a missing shape or dtype, a small workspace or a
- *         stream on the CPU backend; #FLASHSCI_STATUS_NOT_SUPPORTED when this build
+ *         for a NULL or misaligned pointer, outputs overlapping inputs, a missing
+ *         shape or dtype, a small workspace, a stream on the CPU backend, or (CUDA)
+ *         a host pointer or one of another device; #FLASHSCI_STATUS_NOT_SUPPORTED when this build
  *         cannot run the plan; #FLASHSCI_STATUS_DEVICE_ERROR when a launch fails.
  *         On failure `o` and `lse` are not written.
  */
