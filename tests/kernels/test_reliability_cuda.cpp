@@ -302,7 +302,7 @@ TEST_CASE("reliability: CUDA plans created, used and destroyed on 8 threads at o
     }
 }
 
-TEST_CASE("reliability: a captured forward replayed 100 times equals the eager one bit for bit", "[gpu][quick]") {
+TEST_CASE("reliability: a captured forward replayed 100 times equals the eager one bit for bit", "[gpu]") {
     std::mt19937_64 rng(fresh_seed());
     for (const Path& path : paths())
         for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL}) {
