@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <new>
 
 #include "cuda_device.h"
@@ -384,16 +385,6 @@ flashsci_status_t flashsci_forward(flashsci_plan_t plan, const void* q, const vo
         if (plan->backend == FLASHSCI_BACKEND_CPU && stream != nullptr)
             return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: stream (%p) must be NULL on the CPU backend", fn,
                         static_cast<void*>(stream));
-        const bool on_device = plan->backend == FLASHSCI_BACKEND_CUDA;
-        if (on_device) {
-            for (const auto& t : tensors)
-                if ((status = flashsci::check_device_pointer(fn, t.name, t.pointer, plan->device)) !=
-                    FLASHSCI_STATUS_SUCCESS)
-                    return status;
-            if (lse != nullptr &&
-                (status = flashsci::check_device_pointer(fn, "lse", lse, plan->device)) != FLASHSCI_STATUS_SUCCESS)
-                return status;
-        }
         flashsci::KernelSelection selection;
         if ((status = flashsci::select_kernel(fn, *plan, p, &selection)) != FLASHSCI_STATUS_SUCCESS) return status;
         if (selection.workspace_bytes > 0 && (workspace == nullptr || workspace_bytes < selection.workspace_bytes))
@@ -401,10 +392,14 @@ flashsci_status_t flashsci_forward(flashsci_plan_t plan, const void* q, const vo
                         "%s: workspace (%p, %zu bytes) must hold at least %zu bytes "
                         "(flashsci_plan_get_workspace_size)",
                         fn, workspace, workspace_bytes, selection.workspace_bytes);
-        if (on_device && selection.workspace_bytes > 0 &&
-            (status = flashsci::check_device_pointer(fn, "workspace", workspace, plan->device)) !=
+        if (plan->backend == FLASHSCI_BACKEND_CUDA) {
+            const flashsci::NamedPointer pointers[] = {
+                {"q", q}, {"k", k}, {"v", v}, {"o", o}, {"lse", lse},
+                {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
+            if ((status = flashsci::check_device_pointers(fn, pointers, int(std::size(pointers)), plan->device)) !=
                 FLASHSCI_STATUS_SUCCESS)
-            return status;
+                return status;
+        }
         return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream);
     });
 }

@@ -56,16 +56,9 @@ private:
     bool restore_ = false;
 };
 
-}  // namespace
-
-flashsci_status_t check_device_pointer(const char* function, const char* name, const void* pointer, int device) {
+flashsci_status_t check_device_pointer(const char* function, const NamedPointer& p, int device) {
     cudaPointerAttributes attributes{};
-    cudaError_t err;
-    {
-        const RelaxedCaptureScope relaxed;
-        err = cudaPointerGetAttributes(&attributes, pointer);
-    }
-    if (err != cudaSuccess) {
+    if (cudaPointerGetAttributes(&attributes, p.pointer) != cudaSuccess) {
         cudaGetLastError();  // the driver cannot tell; leave no error behind
         return FLASHSCI_STATUS_SUCCESS;
     }
@@ -74,20 +67,32 @@ flashsci_status_t check_device_pointer(const char* function, const char* name, c
             return fail(FLASHSCI_STATUS_INVALID_VALUE,
                         "%s: %s (%p) is not CUDA memory (a host pointer?); the CUDA backend needs device memory of "
                         "device %d",
-                        function, name, pointer, device);
+                        function, p.name, p.pointer, device);
         case cudaMemoryTypeHost:
             return fail(FLASHSCI_STATUS_INVALID_VALUE,
                         "%s: %s (%p) is page-locked host memory; the CUDA backend needs device memory of device %d",
-                        function, name, pointer, device);
+                        function, p.name, p.pointer, device);
         case cudaMemoryTypeDevice:
             if (attributes.device != device)
                 return fail(FLASHSCI_STATUS_INVALID_VALUE,
                             "%s: %s (%p) is memory of device %d; the plan runs on device %d (the device current at "
                             "flashsci_plan_create)",
-                            function, name, pointer, attributes.device, device);
+                            function, p.name, p.pointer, attributes.device, device);
             return FLASHSCI_STATUS_SUCCESS;
         case cudaMemoryTypeManaged: break;  // reachable from every device
     }
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+flashsci_status_t check_device_pointers(const char* function, const NamedPointer* pointers, int count, int device) {
+    const RelaxedCaptureScope relaxed;
+    for (int i = 0; i < count; ++i)
+        if (pointers[i].pointer != nullptr) {
+            const flashsci_status_t status = check_device_pointer(function, pointers[i], device);
+            if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        }
     return FLASHSCI_STATUS_SUCCESS;
 }
 
@@ -100,7 +105,7 @@ flashsci_status_t current_device(const char* function, DeviceInfo*) {
 
 bool cuda_available() { return false; }
 
-flashsci_status_t check_device_pointer(const char*, const char*, const void*, int) { return FLASHSCI_STATUS_SUCCESS; }
+flashsci_status_t check_device_pointers(const char*, const NamedPointer*, int, int) { return FLASHSCI_STATUS_SUCCESS; }
 
 #endif
 

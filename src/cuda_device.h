@@ -15,9 +15,14 @@ flashsci_status_t current_device(const char* function, DeviceInfo* info);
 // Whether a usable CUDA device exists, without setting any message.
 bool cuda_available();
 
-// Where the driver can tell: INVALID_VALUE (message naming `name`) when `pointer` is host memory
-// (ordinary or page-locked) or memory of a device other than `device`. Pointers the driver knows
-// nothing about pass. A pure query, legal while the calling thread captures a CUDA graph.
-flashsci_status_t check_device_pointer(const char* function, const char* name, const void* pointer, int device);
+struct NamedPointer {
+    const char* name;
+    const void* pointer;  // NULL: not checked
+};
+
+// Where the driver can tell: INVALID_VALUE (message naming the argument) for the first pointer that is
+// host memory (ordinary or page-locked) or memory of a device other than `device`. Pointers the driver
+// knows nothing about pass. Pure queries, legal while the calling thread captures a CUDA graph.
+flashsci_status_t check_device_pointers(const char* function, const NamedPointer* pointers, int count, int device);
 
 }  // namespace flashsci
