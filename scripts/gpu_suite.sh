@@ -51,6 +51,13 @@ if [ $sanitize -eq 1 ]; then
     done
 fi
 
+if python3 -c "import torch, pytest; assert torch.cuda.is_available()" 2>/dev/null; then
+    echo "== Python binding tests (torch CUDA tensors against SDPA)"
+    FLASHSCI_LIBRARY="$PWD/$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
+        python3 -m pytest -q bindings/python/tests >"$out/pytest.log" 2>&1 || status=1
+    tail -3 "$out/pytest.log"
+fi
+
 if [ -n "$bench_args" ]; then
     echo "== bench"
     FLASHSCI_LIBRARY="$PWD/$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
