@@ -36,8 +36,8 @@ echo "== [gpu] tests"
 grep -v "^[0-9.]* s: " "$out/gpu_tests.log" | tail -25
 
 if [ $sanitize -eq 1 ]; then
-    # memcheck over every [gpu] test but the long one; the slower race and sync checks over [quick].
-    for tool in memcheck racecheck synccheck; do
+    # memcheck over every [gpu] test but the long ones; the slower race, sync and init checks over [quick].
+    for tool in memcheck racecheck synccheck initcheck; do
         echo "== compute-sanitizer $tool"
         filter="[quick]"
         [ "$tool" = memcheck ] && filter="~[long]"
