@@ -227,14 +227,13 @@ class Plan:
         if isinstance(workspace, int):
             ws_ptr = workspace
         elif workspace is not None:
-            wv = _arrays.view("workspace", workspace)
-            ws_ptr = wv.ptr
+            ws_ptr = _arrays.buffer_pointer("workspace", workspace)
         elif ws_bytes:
             if not views:
                 raise ValueError(f"flashsci: this plan needs a {ws_bytes}-byte workspace; pass workspace=")
             ws = _arrays.allocate(views[0], (ws_bytes,), "uint8", None)
             keep.append(ws)
-            ws_ptr = _arrays.view("workspace", ws).ptr
+            ws_ptr = _arrays.buffer_pointer("workspace", ws)
         else:
             ws_ptr = None
         handle = _arrays.stream_handle(stream)
@@ -413,7 +412,7 @@ def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, r
     ws_bytes = plan.workspace_size
     if ws_bytes:
         workspace = _arrays.allocate(vq, (ws_bytes,), "uint8", code)
-        workspace_ptr = _arrays.view("workspace", workspace).ptr
+        workspace_ptr = _arrays.buffer_pointer("workspace", workspace)
     lse_ptr = _arrays.view("lse", lse).ptr if lse is not None else None
     args = (plan.handle, vq.ptr, vk.ptr, vv.ptr, vo.ptr, lse_ptr, workspace_ptr, ws_bytes, stream_ptr)
     return Forward(plan, out, lse, workspace, args, (views, vo))

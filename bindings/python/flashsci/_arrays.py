@@ -184,6 +184,17 @@ def view(name, x, stream=None):
                     "a numpy array, or an object with __cuda_array_interface__, __dlpack__ or __array_interface__")
 
 
+def buffer_pointer(name, x):
+    """The address of an array-like's data, whatever its element type (for raw byte buffers: the workspace)."""
+    if _module(x) == "torch" and hasattr(x, "data_ptr"):
+        return x.data_ptr()
+    for iface in ("__cuda_array_interface__", "__array_interface__"):
+        desc = getattr(x, iface, None)
+        if desc is not None:
+            return desc["data"][0]
+    return view(name, x).ptr
+
+
 def _cai_device(x):
     """The CUDA device of a __cuda_array_interface__ object: its .device (CuPy, Numba) or the current one (-1)."""
     dev = getattr(x, "device", None)
