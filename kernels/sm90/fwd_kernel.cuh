@@ -332,7 +332,8 @@ struct Forward {
             ++vc;
         }
 
-        // O /= l, LSE = m·scale + ln(l); a row with no visible key gets O = 0, LSE = −inf.
+        // O /= l, LSE = m·scale + ln(l); a row with no visible key gets O = 0, LSE = −inf, and a NaN
+        // sum (a NaN among the row's scores) stays NaN in both.
         __device__ __forceinline__ void finalize(const Sched& t) {
             float lse[2];
 #pragma unroll
@@ -340,7 +341,7 @@ struct Forward {
                 float l = row_sum[h];
                 l += __shfl_xor_sync(0xffffffffu, l, 1);
                 l += __shfl_xor_sync(0xffffffffu, l, 2);
-                const bool empty = l == 0.f || l != l;
+                const bool empty = l == 0.f;
                 rescale[h] = empty ? 0.f : 1.f / l;
                 lse[h] = empty ? -INFINITY : (row_max[h] * p.scale_log2 + __log2f(l)) * float(M_LN2);
             }
