@@ -320,7 +320,8 @@ flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tenso
     const kernels::Strides candidate{batch_stride, seq_stride, head_stride};
     const Extent extent = extent_of(*plan, tensor);
     int64_t last = 0;
-    if (!max_offset(extent, candidate, plan->shape.head_dim, &last) || !checked_mul(last + 1, sizeof(float), &last))
+    if (!max_offset(extent, candidate, plan->shape.head_dim, &last) || !checked_add(last, 1, &last) ||
+        !checked_mul(last, sizeof(float), &last))
         return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: the strides of %s (%lld, %lld, %lld) overflow a 64-bit offset",
                     fn, tensor_name(tensor), static_cast<long long>(batch_stride),
                     static_cast<long long>(seq_stride), static_cast<long long>(head_stride));

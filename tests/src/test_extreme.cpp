@@ -311,3 +311,16 @@ TEST_CASE("extreme: the same inputs on the same plan give bit-identical outputs"
             }
         }
 }
+
+TEST_CASE("extreme: strides reaching offset INT64_MAX are rejected without overflowing", "[extreme]") {
+    // Found by the fuzzer (UBSan): the largest offset is exactly INT64_MAX, so its element count is not.
+    flashsci_plan_t plan = nullptr;
+    REQUIRE(flashsci_plan_create(&plan, FLASHSCI_BACKEND_CPU) == FLASHSCI_STATUS_SUCCESS);
+    REQUIRE(flashsci_plan_set_shape(plan, 2, 1, 1, 1, 1, 8) == FLASHSCI_STATUS_SUCCESS);
+    const int64_t batch_stride = std::numeric_limits<int64_t>::max() - 7;  // 7 + 1·batch_stride = INT64_MAX
+    for (const flashsci_tensor_t tensor : {FLASHSCI_TENSOR_Q, FLASHSCI_TENSOR_K, FLASHSCI_TENSOR_V, FLASHSCI_TENSOR_O}) {
+        CHECK(flashsci_plan_set_strides(plan, tensor, batch_stride, 8, 8) == FLASHSCI_STATUS_INVALID_VALUE);
+        CHECK(std::string(flashsci_last_error()).find("overflow") != std::string::npos);
+    }
+    flashsci_plan_destroy(plan);
+}
