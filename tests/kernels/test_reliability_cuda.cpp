@@ -385,9 +385,10 @@ HostTensor large_score_input(const Case& c, const Placement& pl, std::mt19937_64
     return in;
 }
 
-// Like compare(), but fp32 scores of 1e4 carry an absolute error of ~1e-3 (an fp32 ulp of 1e4), which moves
-// softmax weights by ~1e-3 relative: fp32 outputs get kLargeScoreFp32Tolerance·max|ref|, not kFp32Tolerance.
-constexpr double kLargeScoreFp32Tolerance = 3e-3;
+// Like compare(), but fp32 scores of 1e4 carry an absolute error of ~1e-2 (head_dim fp32 roundings of terms
+// of ~1e4·2⁻²⁴ each, summed in another order than the fp64 reference), which moves softmax weights by ~1%:
+// fp32 outputs get kLargeScoreFp32Tolerance·max|ref| (3.3e-3 seen at head_dim 256 on H100), not kFp32Tolerance.
+constexpr double kLargeScoreFp32Tolerance = 1e-2;
 
 void compare_large_scores(const Case& c, const Placement& pl, const gpu::Outputs& gpu, const gpu::Outputs& cpu) {
     const Shape& s = c.shape;
@@ -436,6 +437,16 @@ bool reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h)
            x.row <= i + mask_diagonal(c.mask, c.shape);
 }
 
+// flashsci.h's one exception: on the sm90 path an infinity in v also reaches the rows of a query tile
+// (kSm90TileRows rows of one batch and head) that holds a row seeing it, through 0·Inf in the tensor cores.
+constexpr int64_t kSm90TileRows = 128;
+
+bool tile_reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h) {
+    const int64_t first = i / kSm90TileRows * kSm90TileRows;
+    const int64_t last = std::min(first + kSm90TileRows, c.shape.seqlen_q) - 1;
+    return reached(c, x, b, last, h);  // the tile's last row sees the most keys
+}
+
 bool same_element(const HostTensor& a, const HostTensor& b, size_t index) {
     const size_t bytes = dtype_bytes(a.dtype());
     return std::memcmp(static_cast<const char*>(a.data()) + index * bytes,
@@ -445,10 +456,11 @@ bool same_element(const HostTensor& a, const HostTensor& b, size_t index) {
 // flashsci.h's policy against a clean run on the same plan: NaN in q or k → the rows that see it are NaN
 // (O and LSE); NaN in v[.., d] → column d of those rows is NaN, the rest unchanged; ±Inf → those rows are
 // unspecified; every other row is bit-identical to the clean run.
-void check_policy(const Case& c, const Placement& pl, const Injection& x, const gpu::Outputs& clean,
-                  const gpu::Outputs& dirty) {
+void check_policy(const Path& path, const Case& c, const Placement& pl, const Injection& x,
+                  const gpu::Outputs& clean, const gpu::Outputs& dirty) {
     const Shape& s = c.shape;
     const bool nan = std::isnan(x.value);
+    const bool tile_spill_allowed = std::string(path.force) == "sm90" && x.tensor == Injection::v && !nan;
     Mismatches spilled, off_policy;
     int64_t reached_rows = 0;
     for (int64_t b = 0; b < s.batch; ++b)
@@ -460,6 +472,7 @@ void check_policy(const Case& c, const Placement& pl, const Injection& x, const 
                 };
                 const bool lse_same = std::memcmp(&clean.lse[l], &dirty.lse[l], sizeof(float)) == 0;
                 if (!reached(c, x, b, i, h)) {
+                    if (tile_spill_allowed && tile_reached(c, x, b, i, h)) continue;
                     bool same = lse_same;
                     for (int64_t d = 0; d < s.head_dim; ++d)
                         same = same && same_element(clean.o, dirty.o, pl.o.offset(b, i, h) + size_t(d));
@@ -591,7 +604,7 @@ TEST_CASE("reliability: a NaN reaches only the rows that see it, Inf never spill
                             problem.poison(out, nullptr);
                             REQUIRE_FLASHSCI(problem.forward(out, nullptr));
                             INFO(path.force);
-                            check_policy(c, pl, x, clean, problem.fetch(out));
+                            check_policy(path, c, pl, x, clean, problem.fetch(out));
                         }
                 }
         }
