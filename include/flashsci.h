@@ -133,11 +133,11 @@
  * - every other row is bit-for-bit what it would be without that input; in
  *   particular a masked key never reaches a row through 0 · NaN, and a row that
  *   sees no key still gets o = 0 and lse = -inf.
- * - One exception, on the Hopper fast path (kernel names `sm90_*`): an infinity
- *   in v may also make NaN the rows of a 128-row query tile (same batch and
- *   head) that holds a row seeing it, because the tensor cores multiply the
- *   masked key's zero weight by it (0 · Inf = NaN). Force the general path
- *   (`FLASHSCI_KERNEL=general`) where that matters.
+ * - One exception, on the Hopper fast path (kernel names `sm90_*`): a NaN or an
+ *   infinity in v may also make NaN the rows of a 128-row query tile (same
+ *   batch and head) that holds a row seeing it, because the tensor cores
+ *   multiply the masked key's zero weight by it (0 · NaN, 0 · Inf). Force the
+ *   general path (`FLASHSCI_KERNEL=general`) where that matters.
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the
