@@ -46,6 +46,7 @@
  *
  *     lse[b, h, i] = log( Σ_j exp(scale · q_i · k_j) ),   lse: float32 [batch, heads_q, seqlen_q]
  *
+ * (over the final scores of @ref features when a softcap or ALiBi is set),
  * which a backward pass needs, and which merges partial results computed over
  * disjoint key ranges. A row that sees no key gets `O = 0` and `lse = -inf`.
  *
@@ -57,6 +58,36 @@
  * - #FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT: row i sees keys
  *   j <= i + seqlen_k - seqlen_q (FlashAttention-2's convention, natural for
  *   decoding with a KV cache). When seqlen_q > seqlen_k the first rows see no key.
+ *
+ * @section features Sliding window, softcap and ALiBi
+ *
+ * Three optional settings change the scores, in this order, on the CPU backend
+ * and the general CUDA path (a plan using any of them never selects the Hopper
+ * fast path; flashsci_plan_get_kernel_name() then says "cuda_general"):
+ *
+ *     s_ij = scale · q_i · k_j
+ *     s_ij = softcap · tanh(s_ij / softcap)        if a softcap is set
+ *     s_ij = s_ij − slope[h] · |i + seqlen_k − seqlen_q − j|   if ALiBi slopes are set
+ *
+ * and the LSE is taken over these final scores. A sliding window
+ * (flashsci_plan_set_window()) restricts the keys each row sees, on top of the
+ * mask. Its diagonal follows FlashAttention-2: `c = i + seqlen_k − seqlen_q`
+ * (bottom-right aligned) for #FLASHSCI_MASK_NONE and
+ * #FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT, and `c = i` for #FLASHSCI_MASK_CAUSAL.
+ * Row i sees key j iff the mask allows it, `j >= c − window_left` (when
+ * window_left >= 0) and `j <= c + window_right` (when window_right >= 0). A row
+ * that sees no key gets `O = 0` and `lse = -inf`. The ALiBi distance is always
+ * measured from the bottom-right diagonal, as in FlashAttention-2.
+ *
+ * Mistral-style local causal attention over the last 4096 keys, Gemma-2's
+ * softcap of 50, and ALiBi with one slope per query head (host memory, copied):
+ *
+ * @code
+ * flashsci_plan_set_mask(plan, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT);
+ * flashsci_plan_set_window(plan, 4095, 0);
+ * flashsci_plan_set_softcap(plan, 50.0f);
+ * flashsci_plan_set_alibi_slopes(plan, slopes);  // after flashsci_plan_set_shape: heads_q floats
+ * @endcode
  *
  * @section usage Usage
  *
@@ -259,7 +290,7 @@ typedef enum flashsci_tensor {
 
 /** @name Plans */
 /**@{*/
-/** An opaque plan: backend, shape, element type, mask, scale and strides. */
+/** An opaque plan: backend, shape, element type, mask, scale, strides, window, softcap and ALiBi slopes. */
 typedef struct flashsci_plan_st* flashsci_plan_t;
 
 /** A CUDA stream; the same type as cudaStream_t. NULL is the legacy default stream. */
@@ -296,7 +327,9 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_backend(flashsci_plan_t plan, f
 /**
  * Sets the problem shape. Resets every tensor's strides to the contiguous
  * [batch, seqlen, heads, head_dim] layout and the softmax scale to
- * 1/sqrt(head_dim) unless flashsci_plan_set_softmax_scale() was called.
+ * 1/sqrt(head_dim) unless flashsci_plan_set_softmax_scale() was called. A
+ * heads_q other than the previous shape's turns ALiBi off
+ * (flashsci_plan_set_alibi_slopes()); window and softcap are kept.
  * @param plan     a plan; must not be NULL.
  * @param batch    number of sequences, >= 1.
  * @param seqlen_q query rows per sequence, >= 1.
@@ -335,6 +368,48 @@ FLASHSCI_API flashsci_status_t flashsci_plan_set_mask(flashsci_plan_t plan, flas
  * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE.
  */
 FLASHSCI_API flashsci_status_t flashsci_plan_set_softmax_scale(flashsci_plan_t plan, float scale);
+
+/**
+ * Restricts each query row to a band of keys (sliding-window, or local, attention);
+ * the default is unbounded on both sides.
+ *
+ * With the window diagonal `c = i + seqlen_k − seqlen_q` (or `c = i` under
+ * #FLASHSCI_MASK_CAUSAL), row i sees key j only if `c − window_left <= j <= c + window_right`,
+ * a side set to -1 being unbounded; the mask applies as well (see @ref features).
+ * `(0, 0)` lets row i see the single key on its diagonal.
+ * @param plan         a plan; must not be NULL.
+ * @param window_left  keys visible before the diagonal: -1 (unbounded) or >= 0.
+ * @param window_right keys visible after the diagonal: -1 (unbounded) or >= 0.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE (a side below -1).
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_window(flashsci_plan_t plan, int64_t window_left,
+                                                        int64_t window_right);
+
+/**
+ * Caps the scores smoothly: `s = softcap · tanh(scale · q·k / softcap)` (Gemma-2,
+ * FlashAttention-2: the scale applies before the cap); the default 0 is off.
+ * @param plan    a plan; must not be NULL.
+ * @param softcap 0 (off), or a finite, positive number.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_softcap(flashsci_plan_t plan, float softcap);
+
+/**
+ * Adds the ALiBi bias `−slopes[h] · |i + seqlen_k − seqlen_q − j|` to the scaled
+ * (and capped) score of query head h, row i, key j (FlashAttention-2's convention).
+ *
+ * The slopes are copied into the plan (for a CUDA plan also onto its device, here,
+ * so that flashsci_forward() allocates nothing); the caller's array may be freed on
+ * return. Needs the shape first; flashsci_plan_set_shape() with another heads_q
+ * turns ALiBi off again. The default is off.
+ * @param plan   a plan with its shape set; must not be NULL.
+ * @param slopes NULL (off), or heads_q finite floats in host memory.
+ * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE for a shape not
+ *         yet set or a non-finite slope (the plan is left unchanged);
+ *         #FLASHSCI_STATUS_OUT_OF_MEMORY or #FLASHSCI_STATUS_DEVICE_ERROR when the
+ *         device copy fails.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_alibi_slopes(flashsci_plan_t plan, const float* slopes);
 
 /**
  * Describes a tensor's layout by three strides in elements; the head_dim stride is 1.

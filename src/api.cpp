@@ -9,6 +9,8 @@
 #include <cstring>
 #include <iterator>
 #include <new>
+#include <utility>
+#include <vector>
 
 #include "cuda_device.h"
 #include "dispatch.h"
@@ -129,6 +131,11 @@ flashsci_status_t complete_problem(const char* function, const flashsci_plan_st*
     p->element = element_of(plan->dtype);
     p->mask = mask_of(plan->mask);
     p->scale = plan->has_custom_scale ? plan->custom_scale : float(1.0 / std::sqrt(double(p->head_dim)));
+    p->window_left = plan->window_left, p->window_right = plan->window_right;
+    p->softcap = plan->softcap;
+    p->alibi_slopes = plan->alibi_slopes.empty()                  ? nullptr
+                      : plan->backend == FLASHSCI_BACKEND_CUDA ? plan->alibi_slopes_device
+                                                               : plan->alibi_slopes.data();
     return FLASHSCI_STATUS_SUCCESS;
 }
 
@@ -175,6 +182,12 @@ flashsci_status_t check_no_aliasing(const char* function, const kernels::Problem
         if (lse.overlaps(inputs[i]))
             return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: lse overlaps %s", function, input_names[i]);
     return FLASHSCI_STATUS_SUCCESS;
+}
+
+void turn_alibi_off(flashsci_plan_st& plan) {
+    flashsci::free_on_device(plan.device, plan.alibi_slopes_device);
+    plan.alibi_slopes_device = nullptr;
+    plan.alibi_slopes.clear();
 }
 
 }  // namespace
@@ -250,6 +263,7 @@ flashsci_status_t flashsci_plan_set_shape(flashsci_plan_t plan, int64_t batch, i
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
                     "%s: batch (%lld) x seqlen x heads x head_dim (%lld) overflows a 64-bit byte count", fn,
                     static_cast<long long>(batch), static_cast<long long>(head_dim));
+    if (heads_q != plan->shape.heads_q) turn_alibi_off(*plan);  // its slopes were per head of the old shape
     kernels::Problem& s = plan->shape;
     s.batch = batch, s.seqlen_q = seqlen_q, s.seqlen_k = seqlen_k;
     s.heads_q = heads_q, s.heads_kv = heads_kv, s.head_dim = head_dim;
@@ -294,6 +308,61 @@ flashsci_status_t flashsci_plan_set_softmax_scale(flashsci_plan_t plan, float sc
     plan->custom_scale = scale;
     plan->has_custom_scale = true;
     return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_window(flashsci_plan_t plan, int64_t window_left, int64_t window_right) {
+    static constexpr const char* fn = "flashsci_plan_set_window";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    const struct {
+        const char* name;
+        int64_t value;
+    } sides[] = {{"window_left", window_left}, {"window_right", window_right}};
+    for (const auto& side : sides)
+        if (side.value < -1)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s (%lld) must be -1 (unbounded) or at least 0", fn,
+                        side.name, static_cast<long long>(side.value));
+    plan->window_left = window_left, plan->window_right = window_right;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_softcap(flashsci_plan_t plan, float softcap) {
+    static constexpr const char* fn = "flashsci_plan_set_softcap";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    if (!std::isfinite(softcap) || softcap < 0.0f)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: softcap (%g) must be 0 (off) or finite and positive", fn,
+                    double(softcap));
+    plan->softcap = softcap;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_alibi_slopes(flashsci_plan_t plan, const float* slopes) {
+    static constexpr const char* fn = "flashsci_plan_set_alibi_slopes";
+    return guarded(fn, [&] {
+        if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+        if (slopes == nullptr) {
+            turn_alibi_off(*plan);
+            return FLASHSCI_STATUS_SUCCESS;
+        }
+        if (!plan->has_shape)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                        "%s: the plan has no shape; call flashsci_plan_set_shape first (slopes holds heads_q values)",
+                        fn);
+        const int64_t heads = plan->shape.heads_q;
+        for (int64_t h = 0; h < heads; ++h)
+            if (!std::isfinite(slopes[h]))
+                return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: slopes[%lld] (%g) must be finite", fn,
+                            static_cast<long long>(h), double(slopes[h]));
+        std::vector<float> host(slopes, slopes + heads);
+        float* device_copy = nullptr;
+        if (plan->backend == FLASHSCI_BACKEND_CUDA) {
+            const flashsci_status_t status = flashsci::copy_to_device(fn, plan->device, slopes, heads, &device_copy);
+            if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        }
+        turn_alibi_off(*plan);
+        plan->alibi_slopes = std::move(host);
+        plan->alibi_slopes_device = device_copy;
+        return FLASHSCI_STATUS_SUCCESS;
+    });
 }
 
 flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tensor_t which, int64_t batch_stride,

@@ -96,7 +96,61 @@ flashsci_status_t check_device_pointers(const char* function, const NamedPointer
     return FLASHSCI_STATUS_SUCCESS;
 }
 
+// Makes `device` current for a scope, restoring the caller's afterwards.
+class CurrentDevice {
+public:
+    explicit CurrentDevice(int device) {
+        if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) {
+            error_ = cudaSetDevice(device);
+            switched_ = error_ == cudaSuccess;
+        }
+    }
+    ~CurrentDevice() {
+        if (switched_) cudaSetDevice(previous_);
+    }
+    cudaError_t error() const { return error_; }
+
+private:
+    int previous_ = -1;
+    bool switched_ = false;
+    cudaError_t error_ = cudaSuccess;
+};
+
+flashsci_status_t copy_to_device(const char* function, int device, const float* host, int64_t count, float** copy) {
+    CurrentDevice scope(device);
+    if (scope.error() != cudaSuccess)
+        return fail(FLASHSCI_STATUS_DEVICE_ERROR, "%s: cannot make the plan's device %d current: %s", function, device,
+                    cudaGetErrorString(scope.error()));
+    const size_t bytes = size_t(count) * sizeof(float);
+    void* memory = nullptr;
+    cudaError_t err = cudaMalloc(&memory, bytes);
+    if (err == cudaErrorMemoryAllocation)
+        return fail(FLASHSCI_STATUS_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes on device %d", function, bytes,
+                    device);
+    if (err == cudaSuccess) err = cudaMemcpy(memory, host, bytes, cudaMemcpyHostToDevice);
+    if (err != cudaSuccess) {
+        cudaFree(memory);
+        return fail(FLASHSCI_STATUS_DEVICE_ERROR, "%s: copying %zu bytes to device %d failed: %s", function, bytes,
+                    device, cudaGetErrorString(err));
+    }
+    *copy = static_cast<float*>(memory);
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+void free_on_device(int device, float* copy) {
+    if (copy == nullptr) return;
+    CurrentDevice scope(device);
+    cudaFree(copy);
+}
+
 #else
+
+flashsci_status_t copy_to_device(const char* function, int, const float*, int64_t, float**) {
+    return fail(FLASHSCI_STATUS_NO_DEVICE, "%s: this build of libflashsci has no CUDA backend (FLASHSCI_CUDA=OFF)",
+                function);
+}
+
+void free_on_device(int, float*) {}
 
 flashsci_status_t current_device(const char* function, DeviceInfo*) {
     return fail(FLASHSCI_STATUS_NO_DEVICE, "%s: this build of libflashsci has no CUDA backend (FLASHSCI_CUDA=OFF)",

@@ -3,6 +3,8 @@
 
 #include <flashsci.h>
 
+#include <cstdint>
+
 namespace flashsci {
 
 struct DeviceInfo {
@@ -24,5 +26,12 @@ struct NamedPointer {
 // host memory (ordinary or page-locked) or memory of a device other than `device`. Pointers the driver
 // knows nothing about pass. Pure queries, legal while the calling thread captures a CUDA graph.
 flashsci_status_t check_device_pointers(const char* function, const NamedPointer* pointers, int count, int device);
+
+// Copies `count` host floats into new memory of `device` (*copy receives it); OUT_OF_MEMORY or DEVICE_ERROR
+// (message set) on failure. The caller's current device is restored.
+flashsci_status_t copy_to_device(const char* function, int device, const float* host, int64_t count, float** copy);
+
+// Frees memory from copy_to_device(); NULL is a no-op.
+void free_on_device(int device, float* copy);
 
 }  // namespace flashsci

@@ -19,6 +19,14 @@ constexpr const char* kCpuName = "cpu";
 constexpr const char* kGeneralName = "cuda_general";
 
 #ifdef FLASHSCI_HAVE_CUDA
+// The first feature set on p that the Hopper path lacks, or null.
+const char* feature_sm90_lacks(const kernels::Problem& p) {
+    if (p.window_left >= 0 || p.window_right >= 0) return "a sliding window (flashsci_plan_set_window)";
+    if (p.softcap > 0.0f) return "a softcap (flashsci_plan_set_softcap)";
+    if (p.alibi_slopes != nullptr) return "ALiBi (flashsci_plan_set_alibi_slopes)";
+    return nullptr;
+}
+
 bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 #ifdef FLASHSCI_HAVE_SM90
     return kernels::sm90::supports(p, plan.cc_major, plan.cc_minor);
@@ -58,7 +66,13 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
-    const bool fast = plan.forced != ForcedKernel::general && sm90_runs(plan, p);
+    const char* lacking = feature_sm90_lacks(p);
+    if (plan.forced == ForcedKernel::sm90 && lacking != nullptr)
+        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                    "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which does not implement %s; unset "
+                    "FLASHSCI_KERNEL to run the general path",
+                    function, lacking);
+    const bool fast = plan.forced != ForcedKernel::general && lacking == nullptr && sm90_runs(plan, p);
     if (plan.forced == ForcedKernel::sm90 && !fast)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "

@@ -3,7 +3,10 @@
 
 #include <flashsci.h>
 
+#include <vector>
+
 #include "common/problem.h"
+#include "cuda_device.h"
 
 // Which kernel FLASHSCI_KERNEL (read at plan creation) forces, if any.
 enum class ForcedKernel { none, general, sm90 };
@@ -17,6 +20,14 @@ struct flashsci_plan_st {
     flashsci_dtype_t dtype = FLASHSCI_DTYPE_FLOAT32;
     flashsci_mask_t mask = FLASHSCI_MASK_NONE;
     float custom_scale = 0.0f;
+    int64_t window_left = -1, window_right = -1;  // -1: unbounded
+    float softcap = 0.0f;                          // 0: off
+    std::vector<float> alibi_slopes;               // [heads_q], or empty: off
+    float* alibi_slopes_device = nullptr;          // CUDA plans: a copy on `device`, owned
+    flashsci_plan_st() = default;
+    flashsci_plan_st(const flashsci_plan_st&) = delete;
+    flashsci_plan_st& operator=(const flashsci_plan_st&) = delete;
+    ~flashsci_plan_st() { flashsci::free_on_device(device, alibi_slopes_device); }
     // Shape and strides; pointers, scale, mask and element are filled per forward.
     flashsci::kernels::Problem shape{};
 };

@@ -28,6 +28,9 @@ struct Problem {
     float scale;
     Mask mask;
     Element element;
+    int64_t window_left, window_right;  // local attention around the window diagonal; -1: unbounded on that side
+    float softcap;                      // s = softcap·tanh(s / softcap) after the scale; 0: off
+    const float* alibi_slopes;          // [heads_q] in the backend's memory, s -= slope[h]·|i + seqlen_k - seqlen_q - j|; null: off
 };
 
 // Row i sees key j iff j <= i + causal_diagonal(p) (every key without a causal mask).
@@ -39,6 +42,31 @@ inline int64_t causal_diagonal(const Problem& p) {
     }
     return p.seqlen_k;
 }
+
+// The diagonal the window is measured from: i for top-left causal, else i + seqlen_k - seqlen_q (FlashAttention-2).
+inline int64_t window_diagonal(const Problem& p) {
+    return p.mask == Mask::causal_top_left ? 0 : p.seqlen_k - p.seqlen_q;
+}
+
+// Row i sees the keys j with i + first <= j <= i + last and 0 <= j < seqlen_k: the causal rule and the window.
+struct KeyBand {
+    int64_t first, last;
+};
+
+inline KeyBand key_band(const Problem& p) {
+    const int64_t reach = p.seqlen_q + p.seqlen_k;  // a window side wider than this bounds nothing (and cannot overflow)
+    const int64_t diagonal = window_diagonal(p);
+    KeyBand band{-reach, causal_diagonal(p)};
+    if (p.window_left >= 0) band.first = diagonal - (p.window_left < reach ? p.window_left : reach);
+    if (p.window_right >= 0) {
+        const int64_t right = diagonal + (p.window_right < reach ? p.window_right : reach);
+        band.last = right < band.last ? right : band.last;
+    }
+    return band;
+}
+
+// Whether scores need more than the scale: a softcap or an ALiBi bias.
+inline bool has_score_transform(const Problem& p) { return p.softcap > 0.0f || p.alibi_slopes != nullptr; }
 
 inline int element_bytes(Element e) { return e == Element::f32 ? 4 : 2; }
 

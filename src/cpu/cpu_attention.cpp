@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <exception>
 #include <limits>
@@ -117,7 +118,7 @@ public:
     explicit RowBlockAttention(const Problem& p)
         : p_(p),
           dims_(round_up(p.head_dim, kDimPadding)),
-          diagonal_(kernels::causal_diagonal(p)),
+          band_(kernels::key_band(p)),
           queries_(size_t(kRowsPerBlock * dims_)),
           keys_transposed_(size_t(dims_ * kKeysPerTile)),
           values_(size_t(kKeysPerTile * dims_)),
@@ -129,22 +130,42 @@ public:
     void run(const RowBlock& block) {
         load_queries(block);
         reset_rows(block.rows);
+        const int64_t block_first_key = first_visible_key(block.first_row);
         const int64_t block_last_key = last_visible_key(block.first_row + block.rows - 1);
-        for (int64_t first_key = 0; first_key <= block_last_key; first_key += kKeysPerTile) {
+        for (int64_t first_key = block_first_key; first_key <= block_last_key; first_key += kKeysPerTile) {
             const int64_t keys = std::min(kKeysPerTile, block_last_key + 1 - first_key);
             load_key_value_tile(block, first_key, keys);
             compute_scores(block.rows);
             for (int64_t r = 0; r < block.rows; ++r) {
-                const int64_t visible = std::min(keys, last_visible_key(block.first_row + r) + 1 - first_key);
-                if (visible > 0) accumulate_row(r, visible);
+                const int64_t row = block.first_row + r;
+                const int64_t begin = std::max<int64_t>(0, first_visible_key(row) - first_key);
+                const int64_t end = std::min(keys, last_visible_key(row) + 1 - first_key);
+                if (begin >= end) continue;
+                if (kernels::has_score_transform(p_)) transform_scores(block, r, first_key, begin, end);
+                accumulate_row(r, begin, end);
             }
         }
         write_rows(block);
     }
 
 private:
-    // The last key row i may see; negative when it sees none.
-    int64_t last_visible_key(int64_t row) const { return std::min(p_.seqlen_k - 1, row + diagonal_); }
+    // The first and last key row i may see; last < first when it sees none.
+    int64_t first_visible_key(int64_t row) const { return std::max<int64_t>(0, row + band_.first); }
+    int64_t last_visible_key(int64_t row) const { return std::min(p_.seqlen_k - 1, row + band_.last); }
+
+    // s = softcap·tanh(s / softcap), then s -= slope·|i + seqlen_k - seqlen_q - j|, over keys [begin, end) of the tile.
+    void transform_scores(const RowBlock& block, int64_t r, int64_t first_key, int64_t begin, int64_t end) {
+        Acc* s = &scores_[size_t(r * kKeysPerTile)];
+        if (p_.softcap > 0.0f) {
+            const Acc cap = p_.softcap;
+            for (int64_t j = begin; j < end; ++j) s[j] = cap * std::tanh(s[j] / cap);
+        }
+        if (p_.alibi_slopes != nullptr) {
+            const Acc slope = p_.alibi_slopes[block.head];
+            const int64_t diagonal = block.first_row + r + p_.seqlen_k - p_.seqlen_q - first_key;  // tile-relative
+            for (int64_t j = begin; j < end; ++j) s[j] -= slope * Acc(std::llabs(diagonal - j));
+        }
+    }
 
     // Q block → queries_ (scaled, so scores need no further multiply), padding zeroed once by the constructor.
     void load_queries(const RowBlock& block) {
@@ -189,11 +210,12 @@ private:
         }
     }
 
-    // m_new = max(m, max_j s_j); O = O·exp(m - m_new) + Σ_j exp(s_j - m_new)·v_j; l likewise.
-    void accumulate_row(int64_t r, int64_t visible) {
+    // Over keys [begin, end) of the tile: m_new = max(m, max_j s_j); O = O·exp(m - m_new) + Σ_j exp(s_j - m_new)·v_j;
+    // l likewise.
+    void accumulate_row(int64_t r, int64_t begin, int64_t end) {
         const Acc* s = &scores_[size_t(r * kKeysPerTile)];
         Acc* o = &out_[size_t(r * dims_)];
-        const Acc tile_max = *std::max_element(s, s + visible);
+        const Acc tile_max = *std::max_element(s + begin, s + end);
         Acc& m = row_max_[size_t(r)];
         Acc& l = row_sum_[size_t(r)];
         if (tile_max > m) {
@@ -202,7 +224,7 @@ private:
             scale_row(o, correction, dims_);
             m = tile_max;
         }
-        for (int64_t j = 0; j < visible; ++j) {
+        for (int64_t j = begin; j < end; ++j) {
             const Acc probability = std::exp(s[j] - m);
             l += probability;
             add_scaled_row(o, &values_[size_t(j * dims_)], probability, dims_);
@@ -229,7 +251,7 @@ private:
 
     const Problem& p_;
     const int64_t dims_;  // head_dim padded to kDimPadding
-    const int64_t diagonal_;
+    const kernels::KeyBand band_;
     std::vector<Acc> queries_;          // [kRowsPerBlock][dims_]
     std::vector<Acc> keys_transposed_;  // [dims_][kKeysPerTile]
     std::vector<Acc> values_;           // [kKeysPerTile][dims_]

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -41,6 +42,25 @@ inline int64_t mask_diagonal(flashsci_mask_t mask, const Shape& s) {
     return s.seqlen_k;
 }
 
+// The optional score features: a window around the diagonal, a softcap, an ALiBi slope (off by default).
+struct Features {
+    int64_t window_left = -1, window_right = -1;  // -1: unbounded
+    double softcap = 0;                           // 0: off
+    double alibi_slope = 0;                       // of the row's query head; 0: off
+};
+
+// The diagonal a window is measured from (FlashAttention-2): i for top-left causal, else bottom-right.
+inline int64_t window_diagonal(flashsci_mask_t mask, const Shape& s) {
+    return mask == FLASHSCI_MASK_CAUSAL ? 0 : s.seqlen_k - s.seqlen_q;
+}
+
+// Whether row i sees key j under the mask and the window, straight from the definition.
+inline bool sees(const Shape& s, flashsci_mask_t mask, const Features& f, int64_t i, int64_t j) {
+    const int64_t c = i + window_diagonal(mask, s);
+    return j < s.seqlen_k && j <= i + mask_diagonal(mask, s) && (f.window_left < 0 || j >= c - f.window_left) &&
+           (f.window_right < 0 || j <= c + f.window_right);
+}
+
 struct RowResult {
     std::vector<double> out;  // head_dim values
     double lse;               // natural log; -inf when the row sees no key
@@ -49,25 +69,30 @@ struct RowResult {
 // O[b, i, h, :] and LSE[b, h, i] in fp64 from the stored (already rounded) inputs.
 inline RowResult reference_row(const Shape& s, flashsci_mask_t mask, double scale, const HostTensor& q,
                                const Layout& lq, const HostTensor& k, const Layout& lk, const HostTensor& v,
-                               const Layout& lv, int64_t b, int64_t h, int64_t i) {
+                               const Layout& lv, int64_t b, int64_t h, int64_t i, const Features& f = {}) {
     const int64_t kv_head = h / (s.heads_q / s.heads_kv);
-    const int64_t last_key = std::min(s.seqlen_k - 1, i + mask_diagonal(mask, s));
     RowResult r{std::vector<double>(size_t(s.head_dim), 0.0), -std::numeric_limits<double>::infinity()};
-    if (last_key < 0) return r;
-    std::vector<double> scores(size_t(last_key + 1));
+    std::vector<int64_t> keys;
+    for (int64_t j = 0; j < s.seqlen_k; ++j)
+        if (sees(s, mask, f, i, j)) keys.push_back(j);
+    if (keys.empty()) return r;
+    std::vector<double> scores;
     double max_score = -std::numeric_limits<double>::infinity();
-    for (int64_t j = 0; j <= last_key; ++j) {
+    for (int64_t j : keys) {
         double dot = 0;
         for (int64_t d = 0; d < s.head_dim; ++d)
             dot += q.get(lq.offset(b, i, h) + size_t(d)) * k.get(lk.offset(b, j, kv_head) + size_t(d));
-        scores[size_t(j)] = scale * dot;
-        max_score = std::max(max_score, scores[size_t(j)]);
+        double score = scale * dot;
+        if (f.softcap > 0) score = f.softcap * std::tanh(score / f.softcap);
+        score -= f.alibi_slope * double(std::llabs(i + s.seqlen_k - s.seqlen_q - j));
+        scores.push_back(score);
+        max_score = std::max(max_score, score);
     }
     double sum = 0;
-    for (int64_t j = 0; j <= last_key; ++j) {
-        double p = std::exp(scores[size_t(j)] - max_score);
+    for (size_t n = 0; n < keys.size(); ++n) {
+        double p = std::exp(scores[n] - max_score);
         sum += p;
-        for (int64_t d = 0; d < s.head_dim; ++d) r.out[size_t(d)] += p * v.get(lv.offset(b, j, kv_head) + size_t(d));
+        for (int64_t d = 0; d < s.head_dim; ++d) r.out[size_t(d)] += p * v.get(lv.offset(b, keys[n], kv_head) + size_t(d));
     }
     for (double& x : r.out) x /= sum;
     r.lse = max_score + std::log(sum);

@@ -179,6 +179,61 @@ TEST_CASE("dtype, mask and scale setters reject values outside their ranges", "[
     CHECK(flashsci_plan_set_softmax_scale(f.plan, 0.125f) == FLASHSCI_STATUS_SUCCESS);
 }
 
+TEST_CASE("window, softcap and ALiBi setters reject bad values and name them", "[api]") {
+    CpuFixture f;
+    require_failure(flashsci_plan_set_window(f.plan, -2, 0), FLASHSCI_STATUS_INVALID_VALUE,
+                    "window_left (-2) must be -1 (unbounded) or at least 0");
+    require_failure(flashsci_plan_set_window(f.plan, 3, std::numeric_limits<int64_t>::min()),
+                    FLASHSCI_STATUS_INVALID_VALUE, "window_right (");
+    require_failure(flashsci_plan_set_window(nullptr, 0, 0), FLASHSCI_STATUS_INVALID_VALUE, "plan");
+    for (float bad : {-1.0f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()})
+        require_failure(flashsci_plan_set_softcap(f.plan, bad), FLASHSCI_STATUS_INVALID_VALUE,
+                        "softcap (" + std::string(std::isnan(bad) ? "nan" : bad < 0 ? "-1" : "inf") + ")");
+    require_failure(flashsci_plan_set_softcap(nullptr, 1.0f), FLASHSCI_STATUS_INVALID_VALUE, "plan");
+    const std::vector<float> slopes(size_t(kHeadsQ), 0.5f);
+    require_failure(flashsci_plan_set_alibi_slopes(f.plan, slopes.data()), FLASHSCI_STATUS_INVALID_VALUE,
+                    "call flashsci_plan_set_shape first");
+    require_failure(flashsci_plan_set_alibi_slopes(nullptr, slopes.data()), FLASHSCI_STATUS_INVALID_VALUE, "plan");
+    f.set_valid_problem();
+    std::vector<float> bad_slopes = slopes;
+    bad_slopes[2] = std::numeric_limits<float>::quiet_NaN();
+    require_failure(flashsci_plan_set_alibi_slopes(f.plan, bad_slopes.data()), FLASHSCI_STATUS_INVALID_VALUE,
+                    "slopes[2] (nan) must be finite");
+    CHECK(flashsci_plan_set_window(f.plan, -1, 0) == FLASHSCI_STATUS_SUCCESS);
+    CHECK(flashsci_plan_set_window(f.plan, std::numeric_limits<int64_t>::max(), 0) == FLASHSCI_STATUS_SUCCESS);
+    CHECK(flashsci_plan_set_softcap(f.plan, 0.0f) == FLASHSCI_STATUS_SUCCESS);
+    CHECK(flashsci_plan_set_softcap(f.plan, 30.0f) == FLASHSCI_STATUS_SUCCESS);
+    CHECK(flashsci_plan_set_alibi_slopes(f.plan, slopes.data()) == FLASHSCI_STATUS_SUCCESS);
+    CHECK(flashsci_plan_set_alibi_slopes(f.plan, nullptr) == FLASHSCI_STATUS_SUCCESS);
+    REQUIRE(f.forward() == FLASHSCI_STATUS_SUCCESS);
+}
+
+// A large slope makes the bias dominate, so whether ALiBi is on shows in O: row i then attends to its diagonal key.
+TEST_CASE("set_shape with another heads_q turns ALiBi off; the same heads_q keeps it", "[api]") {
+    constexpr float kDominantSlope = 1e4f;
+    const std::vector<float> slopes(size_t(kHeadsQ), kDominantSlope);
+    auto run = [](CpuFixture& f) {
+        REQUIRE(f.forward() == FLASHSCI_STATUS_SUCCESS);
+        return std::vector<float>(static_cast<const float*>(f.o.data()),
+                                  static_cast<const float*>(f.o.data()) + f.o.count());
+    };
+    CpuFixture plain, biased;
+    plain.set_valid_problem();
+    biased.set_valid_problem();
+    biased.q = plain.q, biased.k = plain.k, biased.v = plain.v;
+    const std::vector<float> without = run(plain);
+    REQUIRE(flashsci_plan_set_alibi_slopes(biased.plan, slopes.data()) == FLASHSCI_STATUS_SUCCESS);
+    CHECK(run(biased) != without);
+    REQUIRE(flashsci_plan_set_shape(biased.plan, kBatch, kSeqQ, kSeqK, kHeadsQ, kHeadsKv, kHeadDim) ==
+            FLASHSCI_STATUS_SUCCESS);
+    CHECK(run(biased) != without);
+    REQUIRE(flashsci_plan_set_shape(biased.plan, kBatch, kSeqQ, kSeqK, kHeadsKv, kHeadsKv, kHeadDim) ==
+            FLASHSCI_STATUS_SUCCESS);
+    REQUIRE(flashsci_plan_set_shape(biased.plan, kBatch, kSeqQ, kSeqK, kHeadsQ, kHeadsKv, kHeadDim) ==
+            FLASHSCI_STATUS_SUCCESS);
+    CHECK(run(biased) == without);
+}
+
 TEST_CASE("set_strides validates tensor, order, sign, overflow and output overlap", "[api]") {
     CpuFixture f;
     require_failure(flashsci_plan_set_strides(f.plan, FLASHSCI_TENSOR_Q, 1, 1, 1), FLASHSCI_STATUS_INVALID_VALUE,

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "reference.h"
@@ -98,7 +99,15 @@ struct Case {
     float input_range = 1.0f;
     Storage storage = Storage::contiguous;
     int64_t rows_checked = kEveryRow;  // per (batch, head)
+    int64_t window_left = -1, window_right = -1;
+    float softcap = 0.0f;
+    std::vector<float> alibi_slopes;  // [heads_q], or empty: off
 };
+
+// The reference's view of the case's features for query head h.
+flashsci::test::Features features_of(const Case& c, int64_t h) {
+    return {c.window_left, c.window_right, c.softcap, c.alibi_slopes.empty() ? 0.0 : c.alibi_slopes[size_t(h)]};
+}
 
 std::string describe(const Case& c) {
     std::ostringstream s;
@@ -106,7 +115,8 @@ std::string describe(const Case& c) {
       << ", heads " << c.shape.heads_q << "/" << c.shape.heads_kv << ", head_dim " << c.shape.head_dim << ", "
       << flashsci::test::dtype_name(c.dtype) << ", mask " << mask_name(c.mask) << ", scale "
       << (c.scale > 0 ? std::to_string(c.scale) : "default") << ", range " << c.input_range << ", "
-      << storage_name(c.storage);
+      << storage_name(c.storage) << ", window (" << c.window_left << ", " << c.window_right << "), softcap "
+      << c.softcap << ", alibi " << (c.alibi_slopes.empty() ? "off" : "on");
     return s.str();
 }
 
@@ -196,6 +206,10 @@ void run_flashsci(const Case& c, Tensors& t) {
     REQUIRE(flashsci_plan_set_dtype(plan, c.dtype) == FLASHSCI_STATUS_SUCCESS);
     REQUIRE(flashsci_plan_set_mask(plan, c.mask) == FLASHSCI_STATUS_SUCCESS);
     if (c.scale > 0) REQUIRE(flashsci_plan_set_softmax_scale(plan, c.scale) == FLASHSCI_STATUS_SUCCESS);
+    REQUIRE(flashsci_plan_set_window(plan, c.window_left, c.window_right) == FLASHSCI_STATUS_SUCCESS);
+    REQUIRE(flashsci_plan_set_softcap(plan, c.softcap) == FLASHSCI_STATUS_SUCCESS);
+    REQUIRE(flashsci_plan_set_alibi_slopes(plan, c.alibi_slopes.empty() ? nullptr : c.alibi_slopes.data()) ==
+            FLASHSCI_STATUS_SUCCESS);
     set_layout(plan, FLASHSCI_TENSOR_Q, t.lq);
     set_layout(plan, FLASHSCI_TENSOR_K, t.lk);
     set_layout(plan, FLASHSCI_TENSOR_V, t.lv);
@@ -247,7 +261,8 @@ void count_unwritten(const Case& c, const Tensors& t, Comparison& result) {
 void compare_row(const Case& c, const Tensors& t, int64_t b, int64_t h, int64_t i, Comparison& result) {
     const Shape& s = c.shape;
     const flashsci::test::RowResult ref =
-        flashsci::test::reference_row(s, c.mask, effective_scale(c), t.q, t.lq, t.k, t.lk, t.v, t.lv, b, h, i);
+        flashsci::test::reference_row(s, c.mask, effective_scale(c), t.q, t.lq, t.k, t.lk, t.v, t.lv, b, h, i,
+                                      features_of(c, h));
     const double lse = lse_at(t, s, b, h, i);
     bool row_is_zero = true;
     for (int64_t d = 0; d < s.head_dim; ++d) {
@@ -448,4 +463,108 @@ TEST_CASE("CPU attention rounds its output to nearest even", "[cpu]") {
             CHECK(t.o.get(t.lo.offset(0, 0, 0) + size_t(d)) == expected[size_t(d)]);
         }
     }
+}
+
+namespace {
+
+constexpr std::pair<int64_t, int64_t> kWindows[] = {{0, 0}, {16, -1}, {-1, 8}, {5, 3}};
+constexpr flashsci_mask_t kAllMasks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};
+// ALiBi slopes as in the ALiBi paper: 2^(-8h/heads) for head h = 1..heads.
+constexpr double kAlibiExponent = 8.0;
+// Inputs large enough that a softcap of a few units bends the scores.
+constexpr float kSoftcapInputRange = 3.0f;
+
+std::vector<float> alibi_slopes(int64_t heads) {
+    std::vector<float> slopes;
+    for (int64_t h = 1; h <= heads; ++h) slopes.push_back(float(std::exp2(-kAlibiExponent * double(h) / double(heads))));
+    return slopes;
+}
+
+// Rows of one (batch, head) that see no key, counted from the definition.
+int64_t rows_without_keys(const Case& c) {
+    int64_t empty = 0;
+    for (int64_t i = 0; i < c.shape.seqlen_q; ++i) {
+        bool any = false;
+        for (int64_t j = 0; j < c.shape.seqlen_k && !any; ++j)
+            any = flashsci::test::sees(c.shape, c.mask, features_of(c, 0), i, j);
+        empty += !any;
+    }
+    return empty;
+}
+
+}  // namespace
+
+TEST_CASE("CPU sliding-window attention matches fp64 under every mask, dtype and odd length", "[cpu][window]") {
+    const auto lengths = GENERATE(std::make_pair(1, 17), std::make_pair(17, 1), std::make_pair(17, 129),
+                                  std::make_pair(129, 300), std::make_pair(300, 129), std::make_pair(129, 129));
+    const auto window = GENERATE(from_range(std::begin(kWindows), std::end(kWindows)));
+    for (flashsci_mask_t mask : kAllMasks)
+        for (flashsci_dtype_t dtype : kAllDtypes) {
+            Case c;
+            c.shape = {2, lengths.first, lengths.second, 2, 1, 32};
+            c.dtype = dtype;
+            c.mask = mask;
+            c.window_left = window.first, c.window_right = window.second;
+            const Comparison r = check_case(c);
+            CHECK(r.empty_rows == rows_without_keys(c) * c.shape.batch * c.shape.heads_q);
+        }
+}
+
+// Window (0, 0) without a mask: row i sees key i - (seqlen_q - seqlen_k), so the first 300 - 129 rows see none.
+TEST_CASE("CPU sliding window leaves rows before the diagonal empty: O = 0, LSE = -inf", "[cpu][window]") {
+    constexpr int64_t kSeqQ = 300, kSeqK = 129;
+    for (flashsci_dtype_t dtype : kAllDtypes) {
+        Case c;
+        c.shape = {1, kSeqQ, kSeqK, 2, 2, 16};
+        c.dtype = dtype;
+        c.window_left = 0, c.window_right = 0;
+        const Comparison r = check_case(c);
+        CHECK(r.empty_rows == (kSeqQ - kSeqK) * c.shape.heads_q);
+    }
+}
+
+TEST_CASE("CPU softcapped attention matches fp64", "[cpu][softcap]") {
+    const float softcap = GENERATE(1.0f, 5.0f, 50.0f);
+    const auto lengths = GENERATE(std::make_pair(17, 129), std::make_pair(129, 17), std::make_pair(1, 300));
+    for (flashsci_mask_t mask : kAllMasks)
+        for (flashsci_dtype_t dtype : kAllDtypes) {
+            Case c;
+            c.shape = {2, lengths.first, lengths.second, 4, 2, 40};
+            c.dtype = dtype;
+            c.mask = mask;
+            c.softcap = softcap;
+            c.input_range = kSoftcapInputRange;
+            check_case(c);
+        }
+}
+
+TEST_CASE("CPU ALiBi attention matches fp64", "[cpu][alibi]") {
+    const auto lengths = GENERATE(std::make_pair(17, 129), std::make_pair(129, 17), std::make_pair(300, 300),
+                                  std::make_pair(1, 17));
+    for (flashsci_mask_t mask : kAllMasks)
+        for (flashsci_dtype_t dtype : kAllDtypes) {
+            Case c;
+            c.shape = {2, lengths.first, lengths.second, 4, 2, 24};
+            c.dtype = dtype;
+            c.mask = mask;
+            c.alibi_slopes = alibi_slopes(c.shape.heads_q);
+            check_case(c);
+        }
+}
+
+TEST_CASE("CPU attention with window, softcap and ALiBi together, strided and grouped", "[cpu][window][softcap][alibi]") {
+    const auto window = GENERATE(from_range(std::begin(kWindows), std::end(kWindows)));
+    for (flashsci_mask_t mask : kAllMasks)
+        for (flashsci_dtype_t dtype : kAllDtypes) {
+            Case c;
+            c.shape = {2, 129, 300, 6, 2, 72};
+            c.dtype = dtype;
+            c.mask = mask;
+            c.storage = Storage::mixed;
+            c.window_left = window.first, c.window_right = window.second;
+            c.softcap = 5.0f;
+            c.input_range = kSoftcapInputRange;
+            c.alibi_slopes = alibi_slopes(c.shape.heads_q);
+            check_case(c);
+        }
 }
