@@ -3,6 +3,7 @@
 
 #include <flashsci.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -54,11 +55,17 @@ inline int64_t window_diagonal(flashsci_mask_t mask, const Shape& s) {
     return mask == FLASHSCI_MASK_CAUSAL ? 0 : s.seqlen_k - s.seqlen_q;
 }
 
-// Whether row i sees key j under the mask and the window, straight from the definition.
-inline bool sees(const Shape& s, flashsci_mask_t mask, const Features& f, int64_t i, int64_t j) {
+// The keys row i sees under the mask and the window, straight from the definition: [first, last], none if last < first.
+struct KeyRange {
+    int64_t first, last;
+};
+
+inline KeyRange visible_keys(const Shape& s, flashsci_mask_t mask, const Features& f, int64_t i) {
     const int64_t c = i + window_diagonal(mask, s);
-    return j < s.seqlen_k && j <= i + mask_diagonal(mask, s) && (f.window_left < 0 || j >= c - f.window_left) &&
-           (f.window_right < 0 || j <= c + f.window_right);
+    KeyRange r{0, std::min(s.seqlen_k - 1, i + mask_diagonal(mask, s))};
+    if (f.window_left >= 0) r.first = std::max(r.first, c - f.window_left);
+    if (f.window_right >= 0) r.last = std::min(r.last, c + f.window_right);
+    return r;
 }
 
 struct RowResult {
@@ -72,10 +79,9 @@ inline RowResult reference_row(const Shape& s, flashsci_mask_t mask, double scal
                                const Layout& lv, int64_t b, int64_t h, int64_t i, const Features& f = {}) {
     const int64_t kv_head = h / (s.heads_q / s.heads_kv);
     RowResult r{std::vector<double>(size_t(s.head_dim), 0.0), -std::numeric_limits<double>::infinity()};
+    const KeyRange range = visible_keys(s, mask, f, i);
     std::vector<int64_t> keys;
-    for (int64_t j = 0; j < s.seqlen_k; ++j)
-        if (sees(s, mask, f, i, j)) keys.push_back(j);
-    if (keys.empty()) return r;
+    for (int64_t j = range.first; j <= range.last; ++j) keys.push_back(j);
     std::vector<double> scores;
     double max_score = -std::numeric_limits<double>::infinity();
     for (int64_t j : keys) {

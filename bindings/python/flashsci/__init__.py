@@ -160,6 +160,30 @@ class Plan:
         _check(self._lib.flashsci_plan_set_softmax_scale(self.handle, float(scale)))
         return self
 
+    def set_window(self, left, right):
+        """Sliding window: row i sees keys c-left <= j <= c+right around the diagonal
+        c = i + seqlen_k - seqlen_q (c = i under "causal"); -1 leaves a side unbounded."""
+        _check(self._lib.flashsci_plan_set_window(self.handle, int(left), int(right)))
+        return self
+
+    def set_softcap(self, softcap):
+        """Scores become softcap·tanh(scale·q·k / softcap); 0 turns it off."""
+        _check(self._lib.flashsci_plan_set_softcap(self.handle, float(softcap)))
+        return self
+
+    def set_alibi_slopes(self, slopes):
+        """ALiBi: heads_q slopes (a sequence of floats), score -= slope[h]·|i + seqlen_k - seqlen_q - j|;
+        None turns it off. Needs the shape; set_shape with another heads_q turns it off."""
+        if slopes is None:
+            _check(self._lib.flashsci_plan_set_alibi_slopes(self.handle, None))
+            return self
+        values = [float(x) for x in slopes]
+        heads_q = self.shape[3] if self.shape is not None else None
+        if heads_q is not None and len(values) != heads_q:
+            raise ValueError(f"flashsci: alibi_slopes needs heads_q ({heads_q}) slopes, got {len(values)}")
+        _check(self._lib.flashsci_plan_set_alibi_slopes(self.handle, (ctypes.c_float * len(values))(*values)))
+        return self
+
     def set_strides(self, tensor, batch_stride, seq_stride, head_stride):
         """Strides in elements of "q", "k", "v" or "o" (the head_dim stride is 1)."""
         code = _code(_TENSORS, "tensor", tensor)
@@ -301,7 +325,7 @@ _plans_lock = threading.Lock()
 
 
 def _get_plan(key):
-    backend, device, shape, dtype, mask, scale, strides = key
+    backend, device, shape, dtype, mask, scale, strides, window, softcap, alibi_slopes = key
     with _plans_lock:
         plan = _plans.get(key)
         if plan is not None:
@@ -310,6 +334,7 @@ def _get_plan(key):
     plan = Plan(backend, device=device if device >= 0 else None).set_shape(*shape).set_dtype(dtype).set_mask(mask)
     if scale is not None:
         plan.set_softmax_scale(scale)
+    plan.set_window(*window).set_softcap(softcap).set_alibi_slopes(alibi_slopes)
     for tensor, s in zip("qkvo", strides):
         plan.set_strides(tensor, *s)
     with _plans_lock:
@@ -346,7 +371,7 @@ def _mask_code(causal, causal_alignment):
 
 
 def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None,
-            dtype=None, stream=None):
+            dtype=None, stream=None, window=(-1, -1), softcap=0.0, alibi_slopes=None):
     """Checks the arrays, allocates what is missing and finds (or makes) the plan.
 
     Takes attention()'s arguments and returns a Forward without running it.
@@ -387,6 +412,14 @@ def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, r
         scale = float(scale)
         if not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"flashsci: scale must be finite and positive, got {scale}")
+    if len(window) != 2:
+        raise ValueError(f"flashsci: window must be (left, right), got {window!r}")
+    window = (int(window[0]), int(window[1]))
+    softcap = float(softcap)
+    if alibi_slopes is not None:
+        alibi_slopes = tuple(float(x) for x in alibi_slopes)
+        if len(alibi_slopes) != heads_q:
+            raise ValueError(f"flashsci: alibi_slopes needs heads_q ({heads_q}) slopes, got {len(alibi_slopes)}")
 
     if out is None:
         out = _arrays.allocate(vq, vq.shape, "like", code)
@@ -400,7 +433,7 @@ def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, r
 
     backend = _lib.BACKEND_CUDA if on_cuda else _lib.BACKEND_CPU
     key = (backend, device[1], (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim), code, mask, scale,
-           tuple(vw.strides[:3] for vw in (vq, vk, vv, vo)))
+           tuple(vw.strides[:3] for vw in (vq, vk, vv, vo)), window, softcap, alibi_slopes)
     plan = _get_plan(key)
     stream_ptr = None
     if on_cuda:
@@ -419,7 +452,7 @@ def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, r
 
 
 def attention(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None,
-              dtype=None, stream=None):
+              dtype=None, stream=None, window=(-1, -1), softcap=0.0, alibi_slopes=None):
     """softmax(scale · q kᵀ + mask) v for arrays laid out [batch, seqlen, heads, head_dim].
 
     q: [batch, seqlen_q, heads_q, head_dim]; k, v: [batch, seqlen_k, heads_kv, head_dim] with
@@ -432,6 +465,10 @@ def attention(q, k, v, *, causal=False, causal_alignment="top_left", scale=None,
     causal: mask future keys; causal_alignment 'top_left' (row i sees keys j <= i, PyTorch's
     is_causal) or 'bottom_right' (j <= i + seqlen_k - seqlen_q, FlashAttention-2's convention).
     scale: defaults to 1/sqrt(head_dim). out: optional output array shaped like q.
+    window: (left, right) sliding window around the diagonal c = i + seqlen_k - seqlen_q
+    (c = i with causal top_left): row i sees keys c - left <= j <= c + right; -1 is unbounded.
+    softcap: scores become softcap·tanh(scale·q·k / softcap) (Gemma-2); 0 is off.
+    alibi_slopes: heads_q floats; score -= slope[h]·|i + seqlen_k - seqlen_q - j|; None is off.
     dtype: says what uint16 arrays hold ("bfloat16" or "float16").
     stream: CUDA stream (int handle or a torch/CuPy stream); default torch's (or CuPy's)
     current stream. CUDA work is enqueued, not waited for; host arrays are computed before
@@ -443,6 +480,7 @@ def attention(q, k, v, *, causal=False, causal_alignment="top_left", scale=None,
     ValueError for arrays it cannot pass.
     """
     fwd = prepare(q, k, v, causal=causal, causal_alignment=causal_alignment, scale=scale,
-                  return_lse=return_lse, out=out, dtype=dtype, stream=stream)
+                  return_lse=return_lse, out=out, dtype=dtype, stream=stream, window=window, softcap=softcap,
+                  alibi_slopes=alibi_slopes)
     _check(fwd())
     return (fwd.out, fwd.lse) if return_lse else fwd.out

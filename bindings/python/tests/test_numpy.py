@@ -17,7 +17,7 @@ except OSError as e:  # not built: say so loudly rather than pass
     pytest.fail(f"libflashsci not found: {e}", pytrace=False)
 
 
-def reference(q, k, v, mask="none", scale=None):
+def reference(q, k, v, mask="none", scale=None, window=(-1, -1), softcap=0.0, alibi_slopes=None):
     """Naive fp64 attention in [batch, seqlen, heads, head_dim]; lse [batch, heads, seqlen_q]."""
     q, k, v = (np.asarray(x, dtype=np.float64).transpose(0, 2, 1, 3) for x in (q, k, v))
     group = q.shape[1] // k.shape[1]
@@ -25,10 +25,20 @@ def reference(q, k, v, mask="none", scale=None):
     scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
     s = scale * q @ k.transpose(0, 1, 3, 2)
     sq, sk = s.shape[-2:]
+    rows, cols = np.arange(sq)[:, None], np.arange(sk)[None, :]
+    if softcap > 0:
+        s = softcap * np.tanh(s / softcap)
+    if alibi_slopes is not None:
+        s = s - np.asarray(alibi_slopes, dtype=np.float64)[:, None, None] * np.abs(rows + sk - sq - cols)
+    keep = np.ones((sq, sk), dtype=bool)
     if mask != "none":
-        shift = 0 if mask == "causal" else sk - sq
-        keep = np.arange(sk)[None, :] <= np.arange(sq)[:, None] + shift
-        s = np.where(keep, s, -np.inf)
+        keep &= cols <= rows + (0 if mask == "causal" else sk - sq)
+    diagonal = rows + (0 if mask == "causal" else sk - sq)
+    if window[0] >= 0:
+        keep &= cols >= diagonal - window[0]
+    if window[1] >= 0:
+        keep &= cols <= diagonal + window[1]
+    s = np.where(keep, s, -np.inf)
     m = s.max(axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     p = np.exp(s - m)
@@ -77,6 +87,35 @@ def test_fp32_gqa_strided_matches_fp64(mask):
     np.testing.assert_allclose(lse, ref_lse, atol=1e-5, rtol=1e-5)
     if mask == "causal_bottom_right":  # seqlen_q 33 > seqlen_k 17: the first 16 rows see no key
         assert np.all(lse[:, :, :16] == -np.inf) and np.all(out[:, :16] == 0)
+
+
+@pytest.mark.parametrize("mask", ["none", "causal", "causal_bottom_right"])
+def test_window_softcap_alibi_match_fp64(mask):
+    q, k, v = rand(2, 40, 4, 16, seed=11), rand(2, 23, 2, 16, seed=12), rand(2, 23, 2, 16, seed=13)
+    causal = mask != "none"
+    alignment = "bottom_right" if mask == "causal_bottom_right" else "top_left"
+    slopes = [0.5, 0.25, 0.125, 0.0625]
+    for window, softcap, alibi in [((5, 3), 0.0, None), ((-1, 2), 2.0, None), ((-1, -1), 0.0, slopes),
+                                   ((0, 0), 1.5, slopes)]:
+        out, lse = flashsci.attention(q, k, v, causal=causal, causal_alignment=alignment, return_lse=True,
+                                      window=window, softcap=softcap, alibi_slopes=alibi)
+        ref, ref_lse = reference(q, k, v, mask, window=window, softcap=softcap, alibi_slopes=alibi)
+        np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(lse, ref_lse, atol=1e-5, rtol=1e-5)
+
+
+def test_feature_setters_reject_bad_values():
+    plan = flashsci.Plan("cpu")
+    with pytest.raises(flashsci.Error, match="window_left"):
+        plan.set_window(-2, 0)
+    with pytest.raises(flashsci.Error, match="softcap"):
+        plan.set_softcap(-1.0)
+    with pytest.raises(flashsci.Error, match="set_shape"):
+        plan.set_alibi_slopes([1.0])
+    plan.set_shape(1, 4, 4, 2, 1, 8)
+    with pytest.raises(ValueError, match="heads_q"):
+        plan.set_alibi_slopes([1.0])
+    plan.set_alibi_slopes([1.0, 0.5]).set_alibi_slopes(None).set_window(3, -1).set_softcap(0.0)
 
 
 def test_float16_and_custom_scale():

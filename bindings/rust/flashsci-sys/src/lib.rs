@@ -127,6 +127,13 @@ extern "C" {
     pub fn flashsci_plan_set_mask(plan: flashsci_plan_t, mask: flashsci_mask_t) -> flashsci_status_t;
     /// Sets the factor applied to Q·Kᵀ before the softmax (default 1/sqrt(head_dim)).
     pub fn flashsci_plan_set_softmax_scale(plan: flashsci_plan_t, scale: c_float) -> flashsci_status_t;
+    /// Restricts row i to keys `c - window_left <= j <= c + window_right` around the window diagonal
+    /// `c = i + seqlen_k - seqlen_q` (`c = i` under `FLASHSCI_MASK_CAUSAL`); -1 is unbounded (the default).
+    pub fn flashsci_plan_set_window(plan: flashsci_plan_t, window_left: i64, window_right: i64) -> flashsci_status_t;
+    /// Scores become `softcap·tanh(scale·q·k / softcap)`; 0 (the default) is off.
+    pub fn flashsci_plan_set_softcap(plan: flashsci_plan_t, softcap: c_float) -> flashsci_status_t;
+    /// ALiBi: `heads_q` host floats copied into the plan (NULL: off); needs the shape first.
+    pub fn flashsci_plan_set_alibi_slopes(plan: flashsci_plan_t, slopes: *const c_float) -> flashsci_status_t;
     /// Describes a tensor's layout by three strides in elements; the head_dim stride is 1.
     pub fn flashsci_plan_set_strides(
         plan: flashsci_plan_t,

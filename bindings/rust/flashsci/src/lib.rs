@@ -474,6 +474,43 @@ impl Plan {
         Ok(self)
     }
 
+    /// Sliding window: row i sees keys `c - left <= j <= c + right` around the diagonal
+    /// `c = i + seqlen_k - seqlen_q` (`c = i` under [`Mask::Causal`]); `None` leaves a side unbounded.
+    pub fn set_window(&mut self, left: Option<i64>, right: Option<i64>) -> Result<&mut Self> {
+        const UNBOUNDED: i64 = -1;
+        // SAFETY: a live plan, exclusively borrowed.
+        check(unsafe {
+            sys::flashsci_plan_set_window(self.as_raw(), left.unwrap_or(UNBOUNDED), right.unwrap_or(UNBOUNDED))
+        })?;
+        Ok(self)
+    }
+
+    /// Scores become `softcap·tanh(scale·q·k / softcap)` (Gemma-2); 0 turns it off.
+    pub fn set_softcap(&mut self, softcap: f32) -> Result<&mut Self> {
+        // SAFETY: a live plan, exclusively borrowed.
+        check(unsafe { sys::flashsci_plan_set_softcap(self.as_raw(), softcap) })?;
+        Ok(self)
+    }
+
+    /// ALiBi: one slope per query head, `score -= slope[h]·|i + seqlen_k - seqlen_q - j|`; `None` turns it off.
+    /// Needs the shape; [`Plan::set_shape`] with another `heads_q` turns it off.
+    pub fn set_alibi_slopes(&mut self, slopes: Option<&[f32]>) -> Result<&mut Self> {
+        let pointer = match (slopes, self.shape) {
+            (None, _) => std::ptr::null(),
+            (Some(s), Some(shape)) if s.len() as i64 != shape.heads_q => {
+                return Err(Error::new(
+                    Status::InvalidValue,
+                    format!("set_alibi_slopes: slopes has {} values, heads_q is {}", s.len(), shape.heads_q),
+                ))
+            }
+            // Without a shape the library refuses before reading any slope.
+            (Some(s), _) => s.as_ptr(),
+        };
+        // SAFETY: a live plan, exclusively borrowed; `pointer` is null or holds heads_q floats.
+        check(unsafe { sys::flashsci_plan_set_alibi_slopes(self.as_raw(), pointer) })?;
+        Ok(self)
+    }
+
     /// Describes a tensor's layout in elements (after [`Plan::set_shape`], which resets it).
     pub fn set_strides(&mut self, tensor: Tensor, strides: Strides) -> Result<&mut Self> {
         // SAFETY: a live plan, exclusively borrowed.

@@ -247,3 +247,36 @@ fn one_plan_serves_concurrent_forwards() {
     let plan = Arc::try_unwrap(plan).unwrap();
     std::thread::spawn(move || drop(plan)).join().unwrap();
 }
+
+#[test]
+fn window_softcap_and_alibi_setters() {
+    let shape = Shape::new(1, 6, 3, 2, 1, 8); // window (0, 0), no mask: rows 0..2 see no key
+    let mut rng = Rng(11);
+    let (q, k, v) = (rng.vec(shape.q_len()), rng.vec(shape.kv_len()), rng.vec(shape.kv_len()));
+    let mut plan = Plan::new(Backend::Cpu).unwrap();
+    let err = plan.set_alibi_slopes(Some(&[0.5, 0.25])).unwrap_err();
+    assert!(err.message().contains("set_shape"), "{}", err.message());
+    let err = plan.set_window(Some(-2), None).unwrap_err();
+    assert!(err.message().contains("window_left (-2)"), "{}", err.message());
+    assert_eq!(plan.set_softcap(-1.0).unwrap_err().status(), Status::InvalidValue);
+    plan.set_shape(shape).unwrap().set_dtype(Dtype::F32).unwrap();
+    assert_eq!(plan.set_alibi_slopes(Some(&[0.5])).unwrap_err().status(), Status::InvalidValue);
+    plan.set_window(Some(0), Some(0)).unwrap().set_softcap(5.0).unwrap().set_alibi_slopes(Some(&[0.5, 0.25])).unwrap();
+    let mut o = vec![f32::NAN; shape.q_len()];
+    let mut lse = vec![0f32; shape.lse_len()];
+    plan.forward(&q, &k, &v, &mut o, Some(&mut lse)).unwrap();
+    for h in 0..2usize {
+        let row_lse = &lse[h * 6..(h + 1) * 6]; // lse is [batch, heads_q, seqlen_q]
+        assert!(row_lse[..3].iter().all(|&x| x == f32::NEG_INFINITY), "{lse:?}");
+        assert!(row_lse[3..].iter().all(|x| x.is_finite()), "{lse:?}");
+    }
+    assert!(o[..3 * 2 * 8].iter().all(|&x| x == 0.0));
+    // Rows 3..5 see one key each: O is that key's value row, LSE its final score.
+    for i in 3..6usize {
+        for h in 0..2usize {
+            for d in 0..8usize {
+                assert_eq!(o[(i * 2 + h) * 8 + d], v[(i - 3) * 8 + d]);
+            }
+        }
+    }
+}
