@@ -177,6 +177,24 @@ public:
         return *this;
     }
 
+    /** Sliding window around the diagonal, -1 unbounded (flashsci_plan_set_window()). Throws Error. */
+    Plan& set_window(int64_t window_left, int64_t window_right) {
+        check(flashsci_plan_set_window(plan_, window_left, window_right));
+        return *this;
+    }
+
+    /** Caps scores at softcap·tanh(s / softcap), 0 off (flashsci_plan_set_softcap()). Throws Error. */
+    Plan& set_softcap(float softcap) {
+        check(flashsci_plan_set_softcap(plan_, softcap));
+        return *this;
+    }
+
+    /** ALiBi slopes, heads_q host floats or nullptr (flashsci_plan_set_alibi_slopes()). Throws Error. */
+    Plan& set_alibi_slopes(const float* slopes) {
+        check(flashsci_plan_set_alibi_slopes(plan_, slopes));
+        return *this;
+    }
+
     /** Describes a tensor's layout in elements (flashsci_plan_set_strides()). Throws Error. */
     Plan& set_strides(Tensor tensor, std::int64_t batch_stride, std::int64_t seq_stride, std::int64_t head_stride) {
         check(flashsci_plan_set_strides(plan_, static_cast<flashsci_tensor_t>(tensor), batch_stride, seq_stride,
