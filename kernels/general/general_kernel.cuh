@@ -113,11 +113,12 @@ __device__ __forceinline__ void load_tile(float* tile, const T* src, int64_t row
     }
 }
 
-// O += P·V over one key tile for a thread's RM rows and RD columns. kGuarded: only keys n <= last[i] reach row i,
-// for tiles that cross the causal diagonal, where a masked key's P = 0 would still turn a non-finite V into NaN.
+// O += P·V over one key tile for a thread's RM rows and RD columns. kGuarded: only keys first[i] <= n <= last[i]
+// reach row i, for tiles that cross an edge of the key band, where a masked key's P = 0 would still turn a
+// non-finite V into NaN.
 template <bool kGuarded, int kKeys, int kPPitch, int kVPitch, int RM, int RD>
 __device__ __forceinline__ void accumulate_pv(float (&acc)[RM][RD], const float* sP, const float* sV, int row0,
-                                              int lane, const int (&last)[RM]) {
+                                              int lane, const int (&first)[RM], const int (&last)[RM]) {
 #pragma unroll
     for (int n = 0; n < kKeys; ++n) {
         float pv[RM], vv[RD];
@@ -129,14 +130,15 @@ __device__ __forceinline__ void accumulate_pv(float (&acc)[RM][RD], const float*
         for (int i = 0; i < RM; ++i)
 #pragma unroll
             for (int c = 0; c < RD; ++c)
-                acc[i][c] = !kGuarded || n <= last[i] ? fmaf(pv[i], vv[c], acc[i][c]) : acc[i][c];
+                acc[i][c] = !kGuarded || (n >= first[i] && n <= last[i]) ? fmaf(pv[i], vv[c], acc[i][c]) : acc[i][c];
     }
 }
 
 // ---- the kernel -----------------------------------------------------------------------------------------------
-// Work item w → (query tile, head, batch); row i sees key j iff j <= i + diagonal and j < seqlen_k.
+// Work item w → (query tile, head, batch); row i sees key j iff i + band.first <= j <= i + band.last and
+// 0 <= j < seqlen_k. Key tiles wholly outside the band are skipped; only tiles crossing its edges are masked.
 template <typename T, int kHeadDim>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, const int64_t diagonal) {
+__global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, const KeyBand band) {
     using Cfg = Tile<kHeadDim>;
     constexpr int RM = Cfg::rows_per_thread, RN = Cfg::keys_per_thread, RD = Cfg::cols_per_thread;
     extern __shared__ float shared[];
@@ -148,7 +150,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
     const int lane = int(threadIdx.x) % kLanesPerRow;
     const int row0 = int(threadIdx.x) / kLanesPerRow * RM;  // this thread's first row in the tile
     const int head_dim = int(p.head_dim);
-    const float scale_log2 = p.scale * kLog2e;  // exp(scale·s) = exp2(scale_log2·s)
+    // Scores s are raw q·k, or with a softcap or ALiBi the final logits: exp(score_scale·s) = exp2(scale_log2·s).
+    const bool transform = p.softcap > 0.0f || p.alibi_slopes != nullptr;  // has_score_transform(p), on the device
+    const float score_scale = transform ? 1.0f : p.scale;
+    const float scale_log2 = score_scale * kLog2e;
+    const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;  // tanh's argument is scale·q·k / softcap
     const int64_t q_tiles = (p.seqlen_q + Cfg::rows - 1) / Cfg::rows;
     const int64_t work = q_tiles * p.heads_q * p.batch;
     const int64_t group = p.heads_q / p.heads_kv;
@@ -159,8 +165,12 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
         const int64_t b = w / q_tiles / p.heads_q;
         const int64_t q0 = q_tile * Cfg::rows;
         const int64_t last_row = min(q0 + Cfg::rows, p.seqlen_q) - 1;
-        const int64_t last_key = min(p.seqlen_k - 1, last_row + diagonal);
-        const int64_t key_tiles = last_key < 0 ? 0 : last_key / Cfg::keys + 1;  // stop at the last visible tile
+        const int64_t first_key = max(int64_t{0}, q0 + band.first);
+        const int64_t last_key = min(p.seqlen_k - 1, last_row + band.last);
+        // from the first to the last tile any row of this query tile sees
+        const int64_t first_tile = first_key / Cfg::keys;
+        const int64_t end_tile = last_key < first_key ? first_tile : last_key / Cfg::keys + 1;
+        const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[h] : 0.0f;
 
         const T* const q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
         const T* const k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h / group * p.k_strides.head;
@@ -171,12 +181,12 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
         load_tile<T, Cfg::rows, kHeadDim, Cfg::q_pitch>(sQ, q, p.q_strides.seq, q0, p.seqlen_q, head_dim);
 
         float acc[RM][RD] = {};  // O·l, unnormalised
-        float m[RM];             // running max of the raw scores s = q·k
-        float l[RM] = {};        // running Σ exp(scale·(s − m)) over this thread's keys
+        float m[RM];             // running max of the scores s
+        float l[RM] = {};        // running Σ exp(score_scale·(s − m)) over this thread's keys
 #pragma unroll
         for (int i = 0; i < RM; ++i) m[i] = -INFINITY;
 
-        for (int64_t kt = 0; kt < key_tiles; ++kt) {
+        for (int64_t kt = first_tile; kt < end_tile; ++kt) {
             const int64_t k0 = kt * Cfg::keys;
             __syncthreads();  // everyone is done with the previous K, V (and sQ is written)
             load_tile<T, Cfg::keys, kHeadDim, Cfg::k_pitch>(sK, k, p.k_strides.seq, k0, p.seqlen_k, head_dim);
@@ -200,15 +210,28 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
                 }
             }
 
-            int last[RM];  // each row's last visible key in this tile (tile-relative, clamped to the tile)
+            int first[RM], last[RM];  // each row's visible keys in this tile (tile-relative, clamped to the tile)
 #pragma unroll
             for (int i = 0; i < RM; ++i) {
-                // S = −inf past the row's last visible key (tile-relative)
-                const int64_t limit = min(p.seqlen_k - 1, q0 + row0 + i + diagonal) - k0;
-                last[i] = int(max(int64_t{-1}, min(limit, int64_t{Cfg::keys})));
+                const int64_t row = q0 + row0 + i;
+                // s = softcap·tanh(scale·s / softcap) (or scale·s); s −= slope·|i + seqlen_k − seqlen_q − j|
+                if (transform) {
+#pragma unroll
+                    for (int j = 0; j < RN; ++j) {
+                        const float scaled = p.softcap > 0.0f ? p.softcap * tanhf(s[i][j] * cap_scale)
+                                                              : s[i][j] * p.scale;
+                        const int64_t key = k0 + lane + j * kLanesPerRow;
+                        s[i][j] = fmaf(-slope, float(llabs(row + p.seqlen_k - p.seqlen_q - key)), scaled);
+                    }
+                }
+                // S = −inf outside the row's visible keys (tile-relative)
+                const int64_t upper = min(p.seqlen_k - 1, row + band.last) - k0;
+                const int64_t lower = row + band.first - k0;
+                last[i] = int(max(int64_t{-1}, min(upper, int64_t{Cfg::keys})));
+                first[i] = int(min(int64_t{Cfg::keys}, max(lower, int64_t{0})));
 #pragma unroll
                 for (int j = 0; j < RN; ++j)
-                    if (lane + j * kLanesPerRow > limit) s[i][j] = -INFINITY;
+                    if (lane + j * kLanesPerRow > upper || lane + j * kLanesPerRow < lower) s[i][j] = -INFINITY;
 
                 // m_new = max(m_old, rowmax(S)); a row with no visible key yet keeps base 0, so P = 0, not NaN
                 float tile_max = s[i][0];
@@ -216,11 +239,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
                 for (int j = 1; j < RN; ++j) tile_max = fmaxf(tile_max, s[i][j]);
                 const float m_new = fmaxf(m[i], row_max(tile_max));
                 const float base = (m_new == -INFINITY ? 0.0f : m_new) * scale_log2;
-                // alpha = exp(scale·(m_old − m_new))
+                // alpha = exp(score_scale·(m_old − m_new))
                 const float alpha = exp2f(fmaf(m[i], scale_log2, -base));
                 m[i] = m_new;
 
-                // P = exp(scale·(S − m_new)); l = l·alpha + rowsum(P)
+                // P = exp(score_scale·(S − m_new)); l = l·alpha + rowsum(P)
                 float sum = 0.0f;
 #pragma unroll
                 for (int j = 0; j < RN; ++j) {
@@ -236,13 +259,13 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
 
             // O += P·V  (O was rescaled by alpha with the softmax). Keys past seqlen_k were staged as 0; a tile
             // every row of the CTA sees whole needs no guard.
-            if (min(k0 + Cfg::keys, p.seqlen_k) - 1 <= q0 + diagonal)
-                accumulate_pv<false, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, last);
+            if (min(k0 + Cfg::keys, p.seqlen_k) - 1 <= q0 + band.last && k0 >= last_row + band.first)
+                accumulate_pv<false, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, first, last);
             else
-                accumulate_pv<true, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, last);
+                accumulate_pv<true, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, first, last);
         }
 
-        // O = acc / l; LSE = scale·m + log(l). A row that saw no key: l = 0, O = 0, LSE = −inf. A row that saw a
+        // O = acc / l; LSE = score_scale·m + log(l). A row that saw no key: l = 0, O = 0, LSE = −inf. A row that saw a
         // NaN score: l = NaN, so O and LSE are NaN.
 #pragma unroll
         for (int i = 0; i < RM; ++i) {
@@ -258,7 +281,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
             }
             if (lane == 0 && p.lse != nullptr)
                 p.lse[(b * p.heads_q + h) * p.seqlen_q + row] =
-                    saw_keys ? fmaf(p.scale, m[i], logf(l_row)) : -INFINITY;
+                    saw_keys ? fmaf(score_scale, m[i], logf(l_row)) : -INFINITY;
         }
     }
 }
@@ -271,7 +294,7 @@ cudaError_t launch_bucket(const Problem& p, cudaStream_t stream) {
     if (attribute != cudaSuccess) return attribute;
     const int64_t work = (p.seqlen_q + Tile<kHeadDim>::rows - 1) / Tile<kHeadDim>::rows * p.heads_q * p.batch;
     const unsigned grid = unsigned(work < kMaxGridX ? work : kMaxGridX);
-    forward_kernel<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p, causal_diagonal(p));
+    forward_kernel<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p, key_band(p));
     return cudaGetLastError();
 }
 

@@ -27,12 +27,15 @@ using flashsci::test::bhsd_layout;
 using flashsci::test::contiguous_layout;
 using flashsci::test::dtype_bytes;
 using flashsci::test::dtype_name;
+using flashsci::test::Features;
 using flashsci::test::fresh_seed;
 using flashsci::test::HostTensor;
 using flashsci::test::Layout;
 using flashsci::test::mask_diagonal;
 using flashsci::test::reference_row;
 using flashsci::test::RowResult;
+using flashsci::test::KeyRange;
+using flashsci::test::visible_keys;
 using flashsci::test::Shape;
 
 #define REQUIRE_CUDA(call)                                 \
@@ -83,7 +86,15 @@ struct Case {
     Storage storage = Storage::bshd;
     float scale = 0.0f;  // 0: the default 1/sqrt(head_dim)
     bool with_lse = true;
+    int64_t window_left = -1, window_right = -1;  // -1: unbounded
+    float softcap = 0.0f;                          // 0: off
+    std::vector<float> alibi_slopes;               // [heads_q], or empty: off
 };
+
+// The reference's view of the case's window, softcap and ALiBi slope of query head h.
+inline Features features_of(const Case& c, int64_t h) {
+    return {c.window_left, c.window_right, c.softcap, c.alibi_slopes.empty() ? 0.0 : c.alibi_slopes[size_t(h)]};
+}
 
 inline const char* mask_name(flashsci_mask_t mask) {
     switch (mask) {
@@ -110,6 +121,9 @@ inline std::string describe(const Case& c) {
       << " mask " << mask_name(c.mask) << " " << storage_name(c.storage);
     if (c.scale > 0.0f) s << " scale " << c.scale;
     if (!c.with_lse) s << " no lse";
+    if (c.window_left >= 0 || c.window_right >= 0) s << " window (" << c.window_left << ", " << c.window_right << ")";
+    if (c.softcap > 0.0f) s << " softcap " << c.softcap;
+    if (!c.alibi_slopes.empty()) s << " alibi";
     return s.str();
 }
 
@@ -174,6 +188,9 @@ inline void configure(flashsci_plan_t plan, const Case& c, const Placement& pl) 
     REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, c.dtype));
     REQUIRE_FLASHSCI(flashsci_plan_set_mask(plan, c.mask));
     if (c.scale > 0.0f) REQUIRE_FLASHSCI(flashsci_plan_set_softmax_scale(plan, c.scale));
+    REQUIRE_FLASHSCI(flashsci_plan_set_window(plan, c.window_left, c.window_right));
+    REQUIRE_FLASHSCI(flashsci_plan_set_softcap(plan, c.softcap));
+    REQUIRE_FLASHSCI(flashsci_plan_set_alibi_slopes(plan, c.alibi_slopes.empty() ? nullptr : c.alibi_slopes.data()));
     if (c.storage == Storage::bshd) return;
     const std::pair<flashsci_tensor_t, Layout> strides[] = {
         {FLASHSCI_TENSOR_Q, pl.q}, {FLASHSCI_TENSOR_K, pl.k}, {FLASHSCI_TENSOR_V, pl.v}, {FLASHSCI_TENSOR_O, pl.o}};
@@ -331,7 +348,8 @@ private:
 };
 
 inline bool row_is_blind(const Case& c, int64_t i) {
-    return std::min(c.shape.seqlen_k - 1, i + mask_diagonal(c.mask, c.shape)) < 0;
+    const KeyRange keys = visible_keys(c.shape, c.mask, features_of(c, 0), i);
+    return keys.last < keys.first;
 }
 
 inline bool output_close(flashsci_dtype_t dtype, double got, double want, double max_want) {
