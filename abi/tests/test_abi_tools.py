@@ -79,12 +79,12 @@ def test_a_changed_python_declaration_fails(tmp_path, old, new, capsys):
 
 def test_a_new_header_function_needs_bindings(tmp_path, capsys):
     header = changed(tmp_path, HEADER, "/**@}*/\n\n#ifdef __cplusplus",
-                     "FLASHSCI_API flashsci_status_t flashsci_plan_set_window(flashsci_plan_t plan, int64_t left);\n"
+                     "FLASHSCI_API flashsci_status_t flashsci_plan_set_dropout(flashsci_plan_t plan, float p);\n"
                      "/**@}*/\n\n#ifdef __cplusplus")
     assert bindings(header=header) == 1
     out = capsys.readouterr().out
-    assert "rust: missing function flashsci_status_t flashsci_plan_set_window(flashsci_plan_t plan, int64_t left)" in out
-    assert "python: SIGNATURES lacks flashsci_plan_set_window" in out
+    assert "rust: missing function flashsci_status_t flashsci_plan_set_dropout(flashsci_plan_t plan, float p)" in out
+    assert "python: SIGNATURES lacks flashsci_plan_set_dropout" in out
 
 
 def test_header_parser_reads_every_declaration():
