@@ -266,6 +266,38 @@ void fuzz_set_shape(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
     set_contiguous(m);
 }
 
+// Window, softcap and ALiBi: any window sides and softcap bits; slopes (heads_q of them, or NULL) when they fit.
+void fuzz_features(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) {
+    switch (in.ConsumeIntegralInRange<int>(0, 2)) {
+        case 0: {
+            const int64_t left = in.ConsumeBool() ? in.ConsumeIntegralInRange<int64_t>(-2, 300) : in.ConsumeIntegral<int64_t>();
+            const int64_t right = in.ConsumeBool() ? in.ConsumeIntegralInRange<int64_t>(-2, 300) : in.ConsumeIntegral<int64_t>();
+            const flashsci_status_t status = CALL(flashsci_plan_set_window(plan, left, right));
+            EXPECT((status == FLASHSCI_STATUS_SUCCESS) == (plan != nullptr && left >= -1 && right >= -1));
+            break;
+        }
+        case 1: {
+            const uint32_t bits = in.ConsumeIntegral<uint32_t>();
+            float softcap;
+            std::memcpy(&softcap, &bits, sizeof softcap);  // NaN, Inf, subnormal, negative zero
+            const flashsci_status_t status = CALL(flashsci_plan_set_softcap(plan, softcap));
+            const bool allowed = plan != nullptr && softcap >= 0.0f && softcap <= std::numeric_limits<float>::max();
+            EXPECT((status == FLASHSCI_STATUS_SUCCESS) == allowed);
+            break;
+        }
+        default: {
+            const bool fits = m.has_shape && m.heads_q <= kMaxBufferElements;
+            std::vector<float> slopes(size_t(fits ? m.heads_q : 0));
+            for (float& x : slopes) x = in.ConsumeFloatingPoint<float>();
+            const bool null = !fits || in.ConsumeBool();
+            const flashsci_status_t status = CALL(flashsci_plan_set_alibi_slopes(plan, null ? nullptr : slopes.data()));
+            if (plan == nullptr) EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
+            else if (null) EXPECT(status == FLASHSCI_STATUS_SUCCESS);
+            break;
+        }
+    }
+}
+
 void fuzz_set_strides(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
     const int tensor = in.ConsumeIntegralInRange<int>(-1, 4);
     int64_t s[3];
@@ -341,7 +373,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         flashsci_plan_t target = in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nullptr : plan;
         Model none;
         Model& m = target != nullptr ? models[slot] : none;
-        switch (in.ConsumeIntegralInRange<int>(0, 10)) {
+        switch (in.ConsumeIntegralInRange<int>(0, 11)) {
             case 0: {  // create: any backend value; CUDA is not built, so it must say NO_DEVICE
                 const int backend = in.ConsumeBool() ? in.ConsumeIntegralInRange<int>(0, 2) : in.ConsumeIntegral<int>();
                 flashsci_plan_t created = reinterpret_cast<flashsci_plan_t>(uintptr_t(0x5a5a));
@@ -406,6 +438,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 EXPECT(flashsci_version() == FLASHSCI_VERSION && flashsci_version_string() != nullptr);
                 break;
             }
+            case 10: fuzz_features(in, target, m); break;
             default:  // forward is the call that touches memory: give it more weight
                 if (plan != nullptr) fuzz_forward(in, plan, models[slot]);
                 break;
