@@ -96,26 +96,6 @@ flashsci_status_t check_device_pointers(const char* function, const NamedPointer
     return FLASHSCI_STATUS_SUCCESS;
 }
 
-// Makes `device` current for a scope, restoring the caller's afterwards.
-class CurrentDevice {
-public:
-    explicit CurrentDevice(int device) {
-        if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) {
-            error_ = cudaSetDevice(device);
-            switched_ = error_ == cudaSuccess;
-        }
-    }
-    ~CurrentDevice() {
-        if (switched_) cudaSetDevice(previous_);
-    }
-    cudaError_t error() const { return error_; }
-
-private:
-    int previous_ = -1;
-    bool switched_ = false;
-    cudaError_t error_ = cudaSuccess;
-};
-
 flashsci_status_t copy_to_device(const char* function, int device, const float* host, int64_t count, float** copy) {
     CurrentDevice scope(device);
     if (scope.error() != cudaSuccess)

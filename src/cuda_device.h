@@ -5,6 +5,10 @@
 
 #include <cstdint>
 
+#ifdef FLASHSCI_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace flashsci {
 
 struct DeviceInfo {
@@ -33,5 +37,27 @@ flashsci_status_t copy_to_device(const char* function, int device, const float* 
 
 // Frees memory from copy_to_device(); NULL is a no-op.
 void free_on_device(int device, float* copy);
+
+#ifdef FLASHSCI_HAVE_CUDA
+// Makes `device` current for a scope, restoring the caller's afterwards.
+class CurrentDevice {
+public:
+    explicit CurrentDevice(int device) {
+        if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) {
+            error_ = cudaSetDevice(device);
+            switched_ = error_ == cudaSuccess;
+        }
+    }
+    ~CurrentDevice() {
+        if (switched_) cudaSetDevice(previous_);
+    }
+    cudaError_t error() const { return error_; }
+
+private:
+    int previous_ = -1;
+    bool switched_ = false;
+    cudaError_t error_ = cudaSuccess;
+};
+#endif
 
 }  // namespace flashsci

@@ -1,6 +1,7 @@
 #include "dispatch.h"
 
 #include "cpu/cpu_attention.h"
+#include "cuda_device.h"
 #include "error.h"
 
 #ifdef FLASHSCI_HAVE_CUDA
@@ -36,25 +37,6 @@ bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 #endif
 }
 
-// Makes the plan's device current for a scope, restoring the caller's afterwards.
-class DeviceScope {
-public:
-    explicit DeviceScope(int device) {
-        if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) {
-            error_ = cudaSetDevice(device);
-            switched_ = error_ == cudaSuccess;
-        }
-    }
-    ~DeviceScope() {
-        if (switched_) cudaSetDevice(previous_);
-    }
-    cudaError_t error() const { return error_; }
-
-private:
-    int previous_ = -1;
-    bool switched_ = false;
-    cudaError_t error_ = cudaSuccess;
-};
 #endif
 
 }  // namespace
@@ -99,7 +81,7 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
-    DeviceScope scope(plan.device);
+    const CurrentDevice scope(plan.device);
     if (scope.error() != cudaSuccess)
         return fail(FLASHSCI_STATUS_DEVICE_ERROR, "%s: cannot make the plan's device %d current: %s", function,
                     plan.device, cudaGetErrorString(scope.error()));
