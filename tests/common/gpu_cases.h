@@ -423,6 +423,52 @@ inline void check_case(const Path& path, const Case& c, Launch launch = Launch::
     compare(c, pl, gpu, cpu);
 }
 
+// Sampled rows of a single-sequence, single-head problem (batch 1, heads 1/1, BSHD) against the fp64
+// reference, for sizes where the CPU backend would be too slow: `rows` always, plus random rows up to
+// `sampled_rows`.
+inline void check_sampled_rows(const Case& c, const Placement& pl, const HostTensor& in, const Outputs& gpu,
+                               std::vector<int64_t> rows, size_t sampled_rows, std::mt19937_64& rng) {
+    const Shape& s = c.shape;
+    REQUIRE((s.batch == 1 && s.heads_q == 1 && s.heads_kv == 1 && c.storage == Storage::bshd));
+    const auto slice = [&](size_t offset, int64_t seqlen) {  // q, k or v as a tensor of its own
+        HostTensor t(c.dtype, size_t(seqlen * s.head_dim));
+        std::memcpy(t.data(), static_cast<const unsigned char*>(in.data()) + offset * dtype_bytes(c.dtype),
+                    t.size_bytes());
+        return t;
+    };
+    const HostTensor q = slice(pl.q_offset, s.seqlen_q), k = slice(pl.k_offset, s.seqlen_k),
+                     v = slice(pl.v_offset, s.seqlen_k);
+    std::uniform_int_distribution<int64_t> any_row(0, s.seqlen_q - 1);
+    while (rows.size() < sampled_rows) rows.push_back(any_row(rng));
+    const double scale = c.scale > 0.0f ? c.scale : 1.0 / std::sqrt(double(s.head_dim));
+    std::vector<RowResult> want(rows.size());
+    std::vector<std::thread> workers;
+    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
+    for (size_t t = 0; t < threads; ++t)
+        workers.emplace_back([&, t] {
+            for (size_t r = t; r < rows.size(); r += threads)
+                want[r] = reference_row(s, c.mask, scale, q, pl.q, k, pl.k, v, pl.v, 0, 0, rows[r]);
+        });
+    for (std::thread& w : workers) w.join();
+
+    double max_want = 0;
+    for (const RowResult& r : want)
+        for (const double x : r.out) max_want = std::max(max_want, std::fabs(x));
+    Mismatches bad;
+    for (size_t r = 0; r < rows.size(); ++r) {
+        const int64_t i = rows[r];
+        for (int64_t d = 0; d < s.head_dim; ++d) {
+            const double got = gpu.o.get(pl.o.offset(0, i, 0) + size_t(d)), expected = want[r].out[size_t(d)];
+            bad.add(output_close(c.dtype, got, expected, max_want),
+                    [&] { return where("O", 0, i, 0, got, expected) + " at column " + std::to_string(d); });
+        }
+        bad.add(lse_close(row_is_blind(c, i), gpu.lse[size_t(i)], want[r].lse),
+                [&] { return where("LSE", 0, i, 0, gpu.lse[size_t(i)], want[r].lse); });
+    }
+    INFO(bad.count() << " mismatches; first: " << bad.first());
+    CHECK(bad.count() == 0);
+}
+
 inline constexpr flashsci_dtype_t kDtypes[] = {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32};
 inline constexpr flashsci_mask_t kMasks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};
 

@@ -520,41 +520,7 @@ void check_long(const Path& path, int64_t seqlen, flashsci_mask_t mask) {
     REQUIRE_FLASHSCI(problem.forward(out, nullptr));
     const gpu::Outputs gpu = problem.fetch(out);
 
-    const auto slice = [&](size_t offset) {
-        HostTensor t(c.dtype, size_t(seqlen * kHeadDim));
-        std::memcpy(t.data(), static_cast<const unsigned char*>(in.data()) + offset * dtype_bytes(c.dtype), t.size_bytes());
-        return t;
-    };
-    const HostTensor q = slice(pl.q_offset), k = slice(pl.k_offset), v = slice(pl.v_offset);
-    std::vector<int64_t> rows = {0, 1, seqlen / 2, seqlen - 1};
-    std::uniform_int_distribution<int64_t> any_row(0, seqlen - 1);
-    while (rows.size() < size_t(kSampledRows)) rows.push_back(any_row(rng));
-    const double scale = 1.0 / std::sqrt(double(kHeadDim));
-    std::vector<RowResult> want(rows.size());
-    std::vector<std::thread> workers;
-    const size_t threads = std::max(1u, std::thread::hardware_concurrency());
-    for (size_t t = 0; t < threads; ++t)
-        workers.emplace_back([&, t] {
-            for (size_t r = t; r < rows.size(); r += threads)
-                want[r] = reference_row(c.shape, c.mask, scale, q, pl.q, k, pl.k, v, pl.v, 0, 0, rows[r]);
-        });
-    for (std::thread& w : workers) w.join();
-    double max_want = 0;
-    for (const RowResult& r : want)
-        for (const double x : r.out) max_want = std::max(max_want, std::fabs(x));
-    Mismatches bad;
-    for (size_t r = 0; r < rows.size(); ++r) {
-        const int64_t i = rows[r];
-        for (int64_t d = 0; d < kHeadDim; ++d) {
-            const double got = gpu.o.get(pl.o.offset(0, i, 0) + size_t(d)), expected = want[r].out[size_t(d)];
-            bad.add(output_close(c.dtype, got, expected, max_want),
-                    [&] { return where("O", 0, i, 0, got, expected) + " at column " + std::to_string(d); });
-        }
-        bad.add(lse_close(false, gpu.lse[size_t(i)], want[r].lse),
-                [&] { return where("LSE", 0, i, 0, gpu.lse[size_t(i)], want[r].lse); });
-    }
-    INFO(bad.count() << " mismatches; first: " << bad.first());
-    CHECK(bad.count() == 0);
+    check_sampled_rows(c, pl, in, gpu, {0, 1, seqlen / 2, seqlen - 1}, kSampledRows, rng);
 }
 
 }  // namespace
