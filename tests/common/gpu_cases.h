@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -271,6 +272,25 @@ private:
     cudaStream_t stream_ = nullptr;
 };
 
+using GraphExec = std::unique_ptr<CUgraphExec_st, decltype(&cudaGraphExecDestroy)>;
+
+// Captures `forward` (which returns a flashsci status) on `stream` in global mode, where any allocation or
+// synchronisation inside it would end the capture with an error, and instantiates the graph.
+template <typename Forward>
+GraphExec capture_graph(cudaStream_t stream, Forward&& forward) {
+    cudaGraph_t graph = nullptr;
+    REQUIRE_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    const flashsci_status_t captured = forward();
+    const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+    REQUIRE_FLASHSCI(captured);
+    REQUIRE_CUDA(ended);
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    REQUIRE_CUDA(instantiated);
+    return GraphExec(exec, &cudaGraphExecDestroy);
+}
+
 // Enqueues one forward on a stream of its own (directly, or captured in a CUDA graph and replayed).
 // `path` is FLASHSCI_KERNEL's value for the plan; the kernel that runs must be named `kernel_prefix`….
 inline Outputs run_cuda(const Path& path, const Case& c, const Placement& pl, const HostTensor& in,
@@ -303,21 +323,8 @@ inline Outputs run_cuda(const Path& path, const Case& c, const Placement& pl, co
     if (launch == Launch::stream) {
         REQUIRE_FLASHSCI(forward());
     } else {
-        cudaGraph_t graph = nullptr;
-        REQUIRE_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal));
-        const flashsci_status_t captured = forward();
-        const cudaError_t ended = cudaStreamEndCapture(stream.get(), &graph);
-        REQUIRE_FLASHSCI(captured);
-        REQUIRE_CUDA(ended);
-        cudaGraphExec_t exec = nullptr;
-        const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
-        cudaGraphDestroy(graph);
-        REQUIRE_CUDA(instantiated);
-        const cudaError_t launched = cudaGraphLaunch(exec, stream.get());
-        const cudaError_t synced = cudaStreamSynchronize(stream.get());
-        cudaGraphExecDestroy(exec);
-        REQUIRE_CUDA(launched);
-        REQUIRE_CUDA(synced);
+        const GraphExec exec = capture_graph(stream.get(), forward);
+        REQUIRE_CUDA(cudaGraphLaunch(exec.get(), stream.get()));
     }
     REQUIRE_CUDA(cudaStreamSynchronize(stream.get()));
     REQUIRE_CUDA(cudaMemcpy(out.o.data(), d_o.get(), out.o.size_bytes(), cudaMemcpyDeviceToHost));

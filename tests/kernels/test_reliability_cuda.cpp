@@ -313,24 +313,13 @@ TEST_CASE("reliability: a captured forward replayed 100 times equals the eager o
             REQUIRE_FLASHSCI(problem.forward(out, nullptr));
             const gpu::Outputs eager = problem.fetch(out);
 
-            // Global mode: any allocation or synchronisation inside forward would end the capture with an error.
             const Stream stream;
-            cudaGraph_t graph = nullptr;
-            REQUIRE_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal));
-            const flashsci_status_t captured = problem.forward(out, stream.get());
-            const cudaError_t ended = cudaStreamEndCapture(stream.get(), &graph);
-            REQUIRE_FLASHSCI(captured);
-            REQUIRE_CUDA(ended);
-            cudaGraphExec_t exec = nullptr;
-            const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
-            cudaGraphDestroy(graph);
-            REQUIRE_CUDA(instantiated);
-            const auto destroy_exec = std::unique_ptr<CUgraphExec_st, decltype(&cudaGraphExecDestroy)>(exec, &cudaGraphExecDestroy);
+            const GraphExec exec = capture_graph(stream.get(), [&] { return problem.forward(out, stream.get()); });
             constexpr int kReplays = 100;
             int differing = 0;
             for (int r = 0; r < kReplays; ++r) {
                 problem.poison(out, stream.get());
-                REQUIRE_CUDA(cudaGraphLaunch(exec, stream.get()));
+                REQUIRE_CUDA(cudaGraphLaunch(exec.get(), stream.get()));
                 REQUIRE_CUDA(cudaStreamSynchronize(stream.get()));
                 if (!identical(problem.fetch(out), eager)) ++differing;
             }
