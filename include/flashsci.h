@@ -39,6 +39,9 @@
  * `heads_q % heads_kv == 0`: query head `h` reads key/value head
  * `h / (heads_q / heads_kv)`.
  *
+ * Sequences of different lengths may instead be packed along one token axis,
+ * without padding: see @ref varlen.
+ *
  * @section lse Log-sum-exp
  *
  * flashsci_forward() can also return the natural-log log-sum-exp of each query
@@ -49,6 +52,8 @@
  * (over the final scores of @ref features when a softcap or ALiBi is set),
  * which a backward pass needs, and which merges partial results computed over
  * disjoint key ranges. A row that sees no key gets `O = 0` and `lse = -inf`.
+ * A variable-length batch (@ref varlen) has one LSE row per head over all its
+ * tokens: `lse: float32 [heads_q, total_q]`.
  *
  * @section masks Masks
  *
@@ -88,6 +93,54 @@
  * flashsci_plan_set_softcap(plan, 50.0f);
  * flashsci_plan_set_alibi_slopes(plan, slopes);  // after flashsci_plan_set_shape: heads_q floats
  * @endcode
+ *
+ * @section varlen Variable-length batches
+ *
+ * A batch of sequences of different lengths can be packed along one token axis,
+ * without padding (FlashAttention-2's "varlen" layout):
+ *
+ *     q: [total_q, heads_q,  head_dim]      o: [total_q, heads_q, head_dim]
+ *     k: [total_k, heads_kv, head_dim]      v: [total_k, heads_kv, head_dim]
+ *     lse: float32 [heads_q, total_q] contiguous
+ *     cu_seqlens_q, cu_seqlens_k: int32 [batch + 1]
+ *
+ * Sequence b owns the query rows `cu_seqlens_q[b] .. cu_seqlens_q[b+1] - 1` and the
+ * key rows `cu_seqlens_k[b] .. cu_seqlens_k[b+1] - 1`, so `cu_seqlens_q[0] = 0`
+ * and the offsets never decrease. flashsci_plan_set_varlen_shape() describes
+ * such a batch by its totals and its longest sequences, and
+ * flashsci_forward_varlen() runs it. Every sequence is attended on its own, with
+ * its own lengths `len_q = cu_seqlens_q[b+1] − cu_seqlens_q[b]` and
+ * `len_k = cu_seqlens_k[b+1] − cu_seqlens_k[b]` in place of seqlen_q and seqlen_k
+ * in @ref masks and @ref features: bottom-right causal aligns each sequence's own
+ * ends (row i sees `j <= i + len_k − len_q`), and the window diagonal and the
+ * ALiBi distance are measured the same way. GQA, the masks, window, softcap and
+ * ALiBi all apply. A sequence may be empty (`len_q = 0`: nothing to do); the rows
+ * of a sequence with no keys (`len_k = 0`) get `O = 0` and `lse = -inf`. Rows of
+ * o and entries of lse outside every sequence (past `cu_seqlens_q[batch]`) are not
+ * written.
+ *
+ * Strides still work, with a batch stride of 0 (the offsets locate the
+ * sequences) and `seq_stride` the elements between consecutive tokens. Three
+ * sequences of 5, 17 and 1 tokens in one packed QKV tensor `[23, 3, heads, 64]`
+ * (bf16, device memory), causal:
+ *
+ * @code
+ * int32_t cu_seqlens[4] = {0, 5, 22, 23};   // copied to device memory: d_cu_seqlens
+ * flashsci_plan_set_varlen_shape(plan, 3, 23, 23, 17, 17, heads, heads, 64);
+ * flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16);
+ * flashsci_plan_set_mask(plan, FLASHSCI_MASK_CAUSAL);
+ * for (int t = FLASHSCI_TENSOR_Q; t <= FLASHSCI_TENSOR_V; ++t)  // q, k, v: slices of qkv
+ *     flashsci_plan_set_strides(plan, (flashsci_tensor_t)t, 0, 3 * heads * 64, 64);
+ * flashsci_forward_varlen(plan, qkv, qkv + heads * 64, qkv + 2 * heads * 64, o, lse,
+ *                         d_cu_seqlens, d_cu_seqlens, NULL, 0, stream);
+ * @endcode
+ *
+ * The CPU backend checks every offset before it writes anything. The CUDA
+ * backend cannot read device memory without synchronising (a forward must stay
+ * capturable in a CUDA graph), so it trusts the offsets: it clamps each into
+ * `[0, total]` and each length to the maximum, so that no value of them makes
+ * it read or write outside the buffers the plan's shape describes, but the
+ * output for offsets that break the rules above is unspecified.
  *
  * @section usage Usage
  *
@@ -135,11 +188,13 @@
  *
  * What the library cannot check is the caller's precondition: a plan handle
  * from flashsci_plan_create() that has not been destroyed, and buffers that
- * hold every element the plan's shape and strides reach (q, k, v, o) and
- * batch × heads_q × seqlen_q floats (lse). The CUDA backend asks the driver
- * about each pointer and rejects, with #FLASHSCI_STATUS_INVALID_VALUE naming
- * the argument, ordinary or page-locked host memory and memory of another
- * device; a pointer the driver knows nothing about passes that check.
+ * hold every element the plan's shape and strides reach (q, k, v, o),
+ * batch × heads_q × seqlen_q floats (lse; heads_q × total_q for a
+ * variable-length batch) and batch + 1 offsets (cu_seqlens_q, cu_seqlens_k).
+ * The CUDA backend asks the driver about each pointer and rejects, with
+ * #FLASHSCI_STATUS_INVALID_VALUE naming the argument, ordinary or page-locked
+ * host memory and memory of another device; a pointer the driver knows nothing
+ * about passes that check.
  *
  * @section threads Threads
  *
@@ -329,7 +384,8 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_backend(flashsci_plan_t plan, f
  * [batch, seqlen, heads, head_dim] layout and the softmax scale to
  * 1/sqrt(head_dim) unless flashsci_plan_set_softmax_scale() was called. A
  * heads_q other than the previous shape's turns ALiBi off
- * (flashsci_plan_set_alibi_slopes()); window and softcap are kept.
+ * (flashsci_plan_set_alibi_slopes()); window and softcap are kept. A plan with a
+ * variable-length shape (flashsci_plan_set_varlen_shape()) becomes dense again.
  * @param plan     a plan; must not be NULL.
  * @param batch    number of sequences, >= 1.
  * @param seqlen_q query rows per sequence, >= 1.
@@ -344,6 +400,36 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_backend(flashsci_plan_t plan, f
 FLASHSCI_API flashsci_status_t flashsci_plan_set_shape(flashsci_plan_t plan, int64_t batch, int64_t seqlen_q,
                                                        int64_t seqlen_k, int64_t heads_q, int64_t heads_kv,
                                                        int64_t head_dim);
+
+/**
+ * Sets the shape of a variable-length batch (@ref varlen): `batch` sequences of
+ * different lengths packed along one token axis, run by flashsci_forward_varlen()
+ * (flashsci_forward() then refuses the plan). Resets every tensor's strides to the
+ * contiguous packed layout (batch stride 0, seq stride heads × head_dim, head stride
+ * head_dim); scale, mask, window, softcap and ALiBi behave as with
+ * flashsci_plan_set_shape(), which makes the plan dense again.
+ *
+ *     q, o: [total_q, heads_q, head_dim]   k, v: [total_k, heads_kv, head_dim]
+ *     lse: float32 [heads_q, total_q]      cu_seqlens_q, cu_seqlens_k: int32 [batch + 1]
+ *
+ * @param plan         a plan; must not be NULL.
+ * @param batch        number of sequences, >= 1.
+ * @param total_q      query rows of all sequences together (rows of q and o), from 1 to 2^31 − 1.
+ * @param total_k      key (and value) rows of all sequences together, from 1 to 2^31 − 1.
+ * @param max_seqlen_q the longest sequence's query rows, from 1 to total_q.
+ * @param max_seqlen_k the longest sequence's keys, from 1 to total_k.
+ * @param heads_q      query (and output) heads, >= 1.
+ * @param heads_kv     key/value heads, >= 1, dividing heads_q.
+ * @param head_dim     features per head: a multiple of 8 from 8 to 256.
+ * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE (the plan is
+ *         left unchanged) for a value out of range, a maximum above its total, a
+ *         total that int32 offsets cannot reach, or sizes whose element count
+ *         (batch × max_seqlen × heads × head_dim included) overflows 64 bits.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_varlen_shape(flashsci_plan_t plan, int64_t batch, int64_t total_q,
+                                                              int64_t total_k, int64_t max_seqlen_q,
+                                                              int64_t max_seqlen_k, int64_t heads_q,
+                                                              int64_t heads_kv, int64_t head_dim);
 
 /**
  * Sets the element type of q, k, v and o.
@@ -414,18 +500,23 @@ FLASHSCI_API flashsci_status_t flashsci_plan_set_alibi_slopes(flashsci_plan_t pl
 /**
  * Describes a tensor's layout by three strides in elements; the head_dim stride is 1.
  *
- * Needs the shape to be set first (flashsci_plan_set_shape() resets strides).
+ * Needs the shape to be set first (flashsci_plan_set_shape() and
+ * flashsci_plan_set_varlen_shape() reset strides).
  * Example, q stored BHSD ([batch, heads, seqlen, head_dim] contiguous):
  * `flashsci_plan_set_strides(plan, FLASHSCI_TENSOR_Q, heads*seqlen*d, d, seqlen*d)`.
+ * On a variable-length plan (@ref varlen) the tensor is [total, heads, head_dim],
+ * batch_stride must be 0 and seq_stride steps between tokens: k of a packed
+ * [total, 3, heads, d] QKV tensor is `(0, 3*heads*d, d)` from its first element.
  * @param plan         a plan with its shape set; must not be NULL.
  * @param tensor       which tensor: a #flashsci_tensor_t value.
- * @param batch_stride elements between consecutive sequences, >= 0.
- * @param seq_stride   elements between consecutive rows of a sequence, >= 0.
+ * @param batch_stride elements between consecutive sequences, >= 0; 0 on a variable-length plan.
+ * @param seq_stride   elements between consecutive rows (tokens) of a sequence, >= 0.
  * @param head_stride  elements between consecutive heads, >= 0.
  * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE for a negative
- *         stride, an unknown tensor, a shape not yet set, strides whose largest
- *         offset overflows 64 bits, or (for O only) strides under which two
- *         output elements overlap.
+ *         stride, an unknown tensor, a shape not yet set, a batch_stride other
+ *         than 0 on a variable-length plan, strides whose largest offset
+ *         overflows 64 bits, or (for O only) strides under which two output
+ *         elements overlap.
  */
 FLASHSCI_API flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tensor_t tensor,
                                                          int64_t batch_stride, int64_t seq_stride,
@@ -477,7 +568,8 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t pla
  *                        CPU backend: must be NULL.
  * @return #FLASHSCI_STATUS_SUCCESS (for CUDA: enqueued); #FLASHSCI_STATUS_INVALID_VALUE
  *         for a NULL or misaligned pointer, outputs overlapping inputs, a missing
- *         shape or dtype, a small workspace, a stream on the CPU backend, or (CUDA)
+ *         shape or dtype, a variable-length plan (flashsci_forward_varlen() runs
+ *         those), a small workspace, a stream on the CPU backend, or (CUDA)
  *         a host pointer or one of another device; #FLASHSCI_STATUS_NOT_SUPPORTED when this build
  *         cannot run the plan; #FLASHSCI_STATUS_DEVICE_ERROR when a launch fails.
  *         On failure `o` and `lse` are not written.
@@ -485,6 +577,49 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t pla
 FLASHSCI_API flashsci_status_t flashsci_forward(flashsci_plan_t plan, const void* q, const void* k, const void* v,
                                                 void* o, float* lse, void* workspace, size_t workspace_bytes,
                                                 flashsci_stream_t stream);
+
+/**
+ * Computes attention over each sequence of a variable-length batch (@ref varlen),
+ * and optionally the LSE.
+ *
+ * Like flashsci_forward() in everything else: pointers in host memory for the CPU
+ * backend and in device memory of the plan's device for the CUDA backend, the
+ * offsets included; enqueued on `stream` without synchronisation or allocation
+ * (CUDA graphs capture it). The CPU backend checks every offset before it writes;
+ * the CUDA backend cannot read them without synchronising and trusts them, clamped
+ * so that no value makes it read or write outside the buffers the shape describes
+ * (the output is then unspecified).
+ * @param plan            a plan with a variable-length shape (flashsci_plan_set_varlen_shape()) and a dtype; not NULL.
+ * @param q               queries [total_q, heads_q, head_dim] (or the set strides); not NULL.
+ * @param k               keys [total_k, heads_kv, head_dim]; not NULL.
+ * @param v               values [total_k, heads_kv, head_dim]; not NULL.
+ * @param o               output [total_q, heads_q, head_dim]; not NULL; must not overlap q, k, v or the offsets.
+ *                        Rows outside every sequence are not written.
+ * @param lse             NULL, or float32 [heads_q, total_q] contiguous: `lse[h * total_q + t]` for token t
+ *                        (row t − cu_seqlens_q[b] of its sequence b); -inf for a row that sees no key;
+ *                        entries of tokens outside every sequence are not written.
+ * @param cu_seqlens_q    int32 [batch + 1], 4-byte aligned: cu_seqlens_q[0] = 0, nondecreasing, at most total_q,
+ *                        consecutive entries at most max_seqlen_q apart; sequence b's queries are rows
+ *                        cu_seqlens_q[b] .. cu_seqlens_q[b+1] − 1 of q and o. Not NULL.
+ * @param cu_seqlens_k    int32 [batch + 1] likewise for k and v, with total_k and max_seqlen_k. Not NULL;
+ *                        may be `cu_seqlens_q` itself when the lengths agree (self-attention).
+ * @param workspace       scratch of at least flashsci_plan_get_workspace_size() bytes; may be NULL when that is 0.
+ * @param workspace_bytes the size of `workspace`.
+ * @param stream          CUDA backend: the stream to enqueue on (NULL: legacy default stream).
+ *                        CPU backend: must be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS (for CUDA: enqueued); #FLASHSCI_STATUS_INVALID_VALUE
+ *         for everything flashsci_forward() refuses, a dense plan (flashsci_forward()
+ *         runs those), a NULL or misaligned offset array, outputs overlapping the
+ *         offsets, (CPU) offsets that break the rules above, naming the array and
+ *         the first bad index, or (CUDA) offsets in host memory or another device's;
+ *         #FLASHSCI_STATUS_NOT_SUPPORTED; #FLASHSCI_STATUS_DEVICE_ERROR when a launch fails.
+ *         On failure `o` and `lse` are not written.
+ */
+FLASHSCI_API flashsci_status_t flashsci_forward_varlen(flashsci_plan_t plan, const void* q, const void* k,
+                                                       const void* v, void* o, float* lse,
+                                                       const int32_t* cu_seqlens_q, const int32_t* cu_seqlens_k,
+                                                       void* workspace, size_t workspace_bytes,
+                                                       flashsci_stream_t stream);
 /**@}*/
 
 #ifdef __cplusplus

@@ -135,10 +135,12 @@ __device__ __forceinline__ void accumulate_pv(float (&acc)[RM][RD], const float*
 }
 
 // ---- the kernel -----------------------------------------------------------------------------------------------
-// Work item w → (query tile, head, batch); row i sees key j iff i + band.first <= j <= i + band.last and
-// 0 <= j < seqlen_k. Key tiles wholly outside the band are skipped; only tiles crossing its edges are masked.
+// Work item w → (query tile, head, sequence b); row i of sequence b sees key j iff i + band.first <= j <=
+// i + band.last and 0 <= j < len_k, with b's lengths and band (one length for all in a dense batch; a
+// variable-length batch tiles its longest sequence, and tiles past a shorter one's end exit). Key tiles wholly
+// outside the band are skipped; only tiles crossing its edges are masked.
 template <typename T, int kHeadDim>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, const KeyBand band) {
+__global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p) {
     using Cfg = Tile<kHeadDim>;
     constexpr int RM = Cfg::rows_per_thread, RN = Cfg::keys_per_thread, RD = Cfg::cols_per_thread;
     extern __shared__ float shared[];
@@ -164,21 +166,30 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
         const int64_t h = w / q_tiles % p.heads_q;
         const int64_t b = w / q_tiles / p.heads_q;
         const int64_t q0 = q_tile * Cfg::rows;
-        const int64_t last_row = min(q0 + Cfg::rows, p.seqlen_q) - 1;
+        const Sequence seq = sequence(p, b);  // varlen offsets clamped into the packed tensors
+        if (q0 >= seq.len_q) continue;        // past this sequence's end: the whole CTA moves on
+        const KeyBand band = key_band(p, seq.len_q, seq.len_k);
+        const int64_t alibi = alibi_offset(seq.len_q, seq.len_k);
+        const int64_t last_row = min(q0 + Cfg::rows, seq.len_q) - 1;
         const int64_t first_key = max(int64_t{0}, q0 + band.first);
-        const int64_t last_key = min(p.seqlen_k - 1, last_row + band.last);
+        const int64_t last_key = min(seq.len_k - 1, last_row + band.last);
         // from the first to the last tile any row of this query tile sees
         const int64_t first_tile = first_key / Cfg::keys;
         const int64_t end_tile = last_key < first_key ? first_tile : last_key / Cfg::keys + 1;
         const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[h] : 0.0f;
 
-        const T* const q = static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head;
-        const T* const k = static_cast<const T*>(p.k) + b * p.k_strides.batch + h / group * p.k_strides.head;
-        const T* const v = static_cast<const T*>(p.v) + b * p.v_strides.batch + h / group * p.v_strides.head;
-        T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + h * p.o_strides.head;
+        // the sequence's row 0 (a varlen batch has batch stride 0 and locates it by its first row)
+        const T* const q = static_cast<const T*>(p.q) + b * p.q_strides.batch + seq.q_start * p.q_strides.seq +
+                           h * p.q_strides.head;
+        const T* const k = static_cast<const T*>(p.k) + b * p.k_strides.batch + seq.k_start * p.k_strides.seq +
+                           h / group * p.k_strides.head;
+        const T* const v = static_cast<const T*>(p.v) + b * p.v_strides.batch + seq.k_start * p.v_strides.seq +
+                           h / group * p.v_strides.head;
+        T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + seq.q_start * p.o_strides.seq +
+                     h * p.o_strides.head;
 
         __syncthreads();  // the previous work item is done with sQ
-        load_tile<T, Cfg::rows, kHeadDim, Cfg::q_pitch>(sQ, q, p.q_strides.seq, q0, p.seqlen_q, head_dim);
+        load_tile<T, Cfg::rows, kHeadDim, Cfg::q_pitch>(sQ, q, p.q_strides.seq, q0, seq.len_q, head_dim);
 
         float acc[RM][RD] = {};  // O·l, unnormalised
         float m[RM];             // running max of the scores s
@@ -189,8 +200,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
         for (int64_t kt = first_tile; kt < end_tile; ++kt) {
             const int64_t k0 = kt * Cfg::keys;
             __syncthreads();  // everyone is done with the previous K, V (and sQ is written)
-            load_tile<T, Cfg::keys, kHeadDim, Cfg::k_pitch>(sK, k, p.k_strides.seq, k0, p.seqlen_k, head_dim);
-            load_tile<T, Cfg::keys, kHeadDim, Cfg::v_pitch>(sV, v, p.v_strides.seq, k0, p.seqlen_k, head_dim);
+            load_tile<T, Cfg::keys, kHeadDim, Cfg::k_pitch>(sK, k, p.k_strides.seq, k0, seq.len_k, head_dim);
+            load_tile<T, Cfg::keys, kHeadDim, Cfg::v_pitch>(sV, v, p.v_strides.seq, k0, seq.len_k, head_dim);
             __syncthreads();
 
             // S = Q·Kᵀ
@@ -214,18 +225,18 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
 #pragma unroll
             for (int i = 0; i < RM; ++i) {
                 const int64_t row = q0 + row0 + i;
-                // s = softcap·tanh(scale·s / softcap) (or scale·s); s −= slope·|i + seqlen_k − seqlen_q − j|
+                // s = softcap·tanh(scale·s / softcap) (or scale·s); s −= slope·|i + len_k − len_q − j|
                 if (transform) {
 #pragma unroll
                     for (int j = 0; j < RN; ++j) {
                         const float scaled = p.softcap > 0.0f ? p.softcap * tanhf(s[i][j] * cap_scale)
                                                               : s[i][j] * p.scale;
                         const int64_t key = k0 + lane + j * kLanesPerRow;
-                        s[i][j] = fmaf(-slope, float(llabs(row + p.seqlen_k - p.seqlen_q - key)), scaled);
+                        s[i][j] = fmaf(-slope, float(llabs(row + alibi - key)), scaled);
                     }
                 }
                 // S = −inf outside the row's visible keys (tile-relative)
-                const int64_t upper = min(p.seqlen_k - 1, row + band.last) - k0;
+                const int64_t upper = min(seq.len_k - 1, row + band.last) - k0;
                 const int64_t lower = row + band.first - k0;
                 last[i] = int(max(int64_t{-1}, min(upper, int64_t{Cfg::keys})));
                 first[i] = int(min(int64_t{Cfg::keys}, max(lower, int64_t{0})));
@@ -257,9 +268,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
             }
             __syncwarp();  // this row group's P is in sP
 
-            // O += P·V  (O was rescaled by alpha with the softmax). Keys past seqlen_k were staged as 0; a tile
+            // O += P·V  (O was rescaled by alpha with the softmax). Keys past len_k were staged as 0; a tile
             // every row of the CTA sees whole needs no guard.
-            if (min(k0 + Cfg::keys, p.seqlen_k) - 1 <= q0 + band.last && k0 >= last_row + band.first)
+            if (min(k0 + Cfg::keys, seq.len_k) - 1 <= q0 + band.last && k0 >= last_row + band.first)
                 accumulate_pv<false, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, first, last);
             else
                 accumulate_pv<true, Cfg::keys, Cfg::p_pitch, Cfg::v_pitch>(acc, sP, sV, row0, lane, first, last);
@@ -272,7 +283,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
             const float l_row = row_sum(l[i]);
             const bool saw_keys = l_row != 0.0f;
             const int64_t row = q0 + row0 + i;
-            if (row >= p.seqlen_q) continue;
+            if (row >= seq.len_q) continue;
 #pragma unroll
             for (int c = 0; c < RD; ++c) {
                 const int col = lane + c * kLanesPerRow;
@@ -280,7 +291,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
                     o[row * p.o_strides.seq + col] = from_float<T>(saw_keys ? acc[i][c] / l_row : 0.0f);
             }
             if (lane == 0 && p.lse != nullptr)
-                p.lse[(b * p.heads_q + h) * p.seqlen_q + row] =
+                p.lse[lse_index(p, seq, b, h, row)] =
                     saw_keys ? fmaf(score_scale, m[i], logf(l_row)) : -INFINITY;
         }
     }
@@ -294,7 +305,7 @@ cudaError_t launch_bucket(const Problem& p, cudaStream_t stream) {
     if (attribute != cudaSuccess) return attribute;
     const int64_t work = (p.seqlen_q + Tile<kHeadDim>::rows - 1) / Tile<kHeadDim>::rows * p.heads_q * p.batch;
     const unsigned grid = unsigned(work < kMaxGridX ? work : kMaxGridX);
-    forward_kernel<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p, key_band(p));
+    forward_kernel<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p);
     return cudaGetLastError();
 }
 

@@ -1,4 +1,4 @@
-// The CPU backend. Work is split into (batch, query head, block of query rows) items that
+// The CPU backend. Work is split into (sequence, query head, block of query rows) items that
 // threads take from one atomic counter. Each item walks the keys in tiles: a tile of K and V
 // is converted to the accumulator type once and then serves every row of the block, which
 // keeps an online softmax (running max m, running sum l, output accumulator) per row.
@@ -89,9 +89,11 @@ int64_t offset(const Strides& s, int64_t batch, int64_t row, int64_t head) {
     return batch * s.batch + row * s.seq + head * s.head;
 }
 
-// One work item: rows [first_row, first_row + rows) of query head `head` in sequence `batch`.
+// One work item: rows [first_row, first_row + rows) of query head `head` in sequence `batch` (rows <= 0: the
+// block lies past the end of a shorter sequence of a variable-length batch, nothing to do).
 struct RowBlock {
     int64_t batch, head, kv_head, first_row, rows;
+    kernels::Sequence seq;
 };
 
 RowBlock row_block(const Problem& p, int64_t item) {
@@ -101,9 +103,12 @@ RowBlock row_block(const Problem& p, int64_t item) {
     const int64_t batch = item / blocks_per_head / p.heads_q;
     const int64_t first_row = block * kRowsPerBlock;
     const int64_t query_heads_per_kv_head = p.heads_q / p.heads_kv;
-    return {batch, head, head / query_heads_per_kv_head, first_row, std::min(kRowsPerBlock, p.seqlen_q - first_row)};
+    const kernels::Sequence seq = kernels::sequence(p, batch);
+    return {batch, head, head / query_heads_per_kv_head, first_row, std::min(kRowsPerBlock, seq.len_q - first_row),
+            seq};
 }
 
+// Blocks over the longest sequence (seqlen_q is max_seqlen_q for a variable-length batch).
 int64_t row_block_count(const Problem& p) {
     return p.batch * p.heads_q * ((p.seqlen_q + kRowsPerBlock - 1) / kRowsPerBlock);
 }
@@ -118,7 +123,6 @@ public:
     explicit RowBlockAttention(const Problem& p)
         : p_(p),
           dims_(round_up(p.head_dim, kDimPadding)),
-          band_(kernels::key_band(p)),
           queries_(size_t(kRowsPerBlock * dims_)),
           keys_transposed_(size_t(dims_ * kKeysPerTile)),
           values_(size_t(kKeysPerTile * dims_)),
@@ -128,6 +132,9 @@ public:
           row_sum_(size_t(kRowsPerBlock)) {}
 
     void run(const RowBlock& block) {
+        if (block.rows <= 0) return;
+        seq_ = block.seq;
+        band_ = kernels::key_band(p_, seq_.len_q, seq_.len_k);
         load_queries(block);
         reset_rows(block.rows);
         const int64_t block_first_key = first_visible_key(block.first_row);
@@ -151,9 +158,9 @@ public:
 private:
     // The first and last key row i may see; last < first when it sees none.
     int64_t first_visible_key(int64_t row) const { return std::max<int64_t>(0, row + band_.first); }
-    int64_t last_visible_key(int64_t row) const { return std::min(p_.seqlen_k - 1, row + band_.last); }
+    int64_t last_visible_key(int64_t row) const { return std::min(seq_.len_k - 1, row + band_.last); }
 
-    // s = softcap·tanh(s / softcap), then s -= slope·|i + seqlen_k - seqlen_q - j|, over keys [begin, end) of the tile.
+    // s = softcap·tanh(s / softcap), then s -= slope·|i + len_k - len_q - j|, over keys [begin, end) of the tile.
     void transform_scores(const RowBlock& block, int64_t r, int64_t first_key, int64_t begin, int64_t end) {
         Acc* s = &scores_[size_t(r * kKeysPerTile)];
         if (p_.softcap > 0.0f) {
@@ -162,7 +169,8 @@ private:
         }
         if (p_.alibi_slopes != nullptr) {
             const Acc slope = p_.alibi_slopes[block.head];
-            const int64_t diagonal = block.first_row + r + p_.seqlen_k - p_.seqlen_q - first_key;  // tile-relative
+            const int64_t diagonal =
+                block.first_row + r + kernels::alibi_offset(seq_.len_q, seq_.len_k) - first_key;  // tile-relative
             for (int64_t j = begin; j < end; ++j) s[j] -= slope * Acc(std::llabs(diagonal - j));
         }
     }
@@ -172,7 +180,7 @@ private:
         const auto* q = static_cast<const Stored*>(p_.q);
         const Acc scale = p_.scale;
         for (int64_t r = 0; r < block.rows; ++r) {
-            const Stored* src = q + offset(p_.q_strides, block.batch, block.first_row + r, block.head);
+            const Stored* src = q + offset(p_.q_strides, block.batch, seq_.q_start + block.first_row + r, block.head);
             Acc* dst = &queries_[size_t(r * dims_)];
             for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = scale * Format<E>::load(src[d]);
         }
@@ -189,8 +197,9 @@ private:
         const auto* k = static_cast<const Stored*>(p_.k);
         const auto* v = static_cast<const Stored*>(p_.v);
         for (int64_t j = 0; j < keys; ++j) {
-            const Stored* k_row = k + offset(p_.k_strides, block.batch, first_key + j, block.kv_head);
-            const Stored* v_row = v + offset(p_.v_strides, block.batch, first_key + j, block.kv_head);
+            const int64_t key = seq_.k_start + first_key + j;
+            const Stored* k_row = k + offset(p_.k_strides, block.batch, key, block.kv_head);
+            const Stored* v_row = v + offset(p_.v_strides, block.batch, key, block.kv_head);
             Acc* v_dst = &values_[size_t(j * dims_)];
             for (int64_t d = 0; d < p_.head_dim; ++d) {
                 keys_transposed_[size_t(d * kKeysPerTile + j)] = Format<E>::load(k_row[d]);
@@ -240,18 +249,19 @@ private:
             const Acc l = row_sum_[size_t(r)];
             const bool saw_keys = l != Acc(0);
             const Acc* acc = &out_[size_t(r * dims_)];
-            Stored* dst = o + offset(p_.o_strides, block.batch, row, block.head);
+            Stored* dst = o + offset(p_.o_strides, block.batch, seq_.q_start + row, block.head);
             for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = Format<E>::store(saw_keys ? acc[d] / l : Acc(0));
             if (p_.lse) {
                 const Acc lse = saw_keys ? row_max_[size_t(r)] + std::log(l) : -std::numeric_limits<Acc>::infinity();
-                p_.lse[(block.batch * p_.heads_q + block.head) * p_.seqlen_q + row] = static_cast<float>(lse);
+                p_.lse[kernels::lse_index(p_, seq_, block.batch, block.head, row)] = static_cast<float>(lse);
             }
         }
     }
 
     const Problem& p_;
     const int64_t dims_;  // head_dim padded to kDimPadding
-    const kernels::KeyBand band_;
+    kernels::Sequence seq_{};  // the current block's sequence
+    kernels::KeyBand band_{};  // and its band
     std::vector<Acc> queries_;          // [kRowsPerBlock][dims_]
     std::vector<Acc> keys_transposed_;  // [dims_][kKeysPerTile]
     std::vector<Acc> values_;           // [kKeysPerTile][dims_]

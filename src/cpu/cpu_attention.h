@@ -6,7 +6,8 @@
 namespace flashsci::cpu {
 
 // Computes O = softmax(scale · Q·Kᵀ + mask)·V, and the LSE when p.lse is set, for p's host
-// pointers; returns when done. Accumulates in fp32 (fp64 for fp32 inputs) and rounds the
+// pointers (a dense batch, or a variable-length one whose offsets the ABI layer has checked);
+// returns when done. Accumulates in fp32 (fp64 for fp32 inputs) and rounds the
 // output to nearest even. A row that sees no key gets O = 0 and LSE = -inf.
 // Expects a problem the ABI layer has validated. May throw std::bad_alloc; no thread
 // outlives the call, whatever it throws.

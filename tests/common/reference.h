@@ -14,10 +14,11 @@
 
 namespace flashsci::test {
 
-// Element strides of a [batch, seqlen, heads, head_dim] tensor.
+// Element strides of a [batch, seqlen, heads, head_dim] tensor, and where its element [0, 0, 0, 0] is.
 struct Layout {
     int64_t batch, seq, head;
-    size_t offset(int64_t b, int64_t s, int64_t h) const { return size_t(b * batch + s * seq + h * head); }
+    int64_t base = 0;
+    size_t offset(int64_t b, int64_t s, int64_t h) const { return size_t(base + b * batch + s * seq + h * head); }
 };
 
 inline Layout contiguous_layout(int64_t seqlen, int64_t heads, int64_t head_dim) {
@@ -103,6 +104,31 @@ inline RowResult reference_row(const Shape& s, flashsci_mask_t mask, double scal
     for (double& x : r.out) x /= sum;
     r.lse = max_score + std::log(sum);
     return r;
+}
+
+// Variable-length batches: sequence b of a packed batch is a dense problem of its own (batch 1, its own lengths)
+// whose row 0 is row cu_seqlens[b] of the packed tensors. lq, lk, lv describe the packed [total, heads, head_dim]
+// tensors (their batch stride is not used).
+struct VarlenOffsets {
+    std::vector<int32_t> q, k;  // cu_seqlens_q, cu_seqlens_k: [batch + 1]
+    int64_t len_q(int64_t b) const { return q[size_t(b + 1)] - q[size_t(b)]; }
+    int64_t len_k(int64_t b) const { return k[size_t(b + 1)] - k[size_t(b)]; }
+};
+
+// Row i of sequence b, query head h: O[cu_q[b] + i, h, :] and LSE[h, cu_q[b] + i] in fp64.
+inline RowResult reference_varlen_row(const VarlenOffsets& cu, int64_t heads_q, int64_t heads_kv, int64_t head_dim,
+                                      flashsci_mask_t mask, double scale, const HostTensor& q, const Layout& lq,
+                                      const HostTensor& k, const Layout& lk, const HostTensor& v, const Layout& lv,
+                                      int64_t b, int64_t h, int64_t i, const Features& f = {}) {
+    const Shape s{1, cu.len_q(b), cu.len_k(b), heads_q, heads_kv, head_dim};
+    const auto from_row = [](Layout l, int64_t row) {
+        l.base += row * l.seq;
+        l.batch = 0;
+        return l;
+    };
+    const int64_t q_row = cu.q[size_t(b)], k_row = cu.k[size_t(b)];
+    return reference_row(s, mask, scale, q, from_row(lq, q_row), k, from_row(lk, k_row), v, from_row(lv, k_row), 0,
+                         h, i, f);
 }
 
 }  // namespace flashsci::test

@@ -58,6 +58,8 @@ SIGNATURES = {
     "flashsci_plan_get_workspace_size": (_status, [_plan, ctypes.POINTER(ctypes.c_size_t)]),
     "flashsci_plan_get_kernel_name": (_status, [_plan, ctypes.POINTER(ctypes.c_char_p)]),
     "flashsci_forward": (_status, [_plan, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p]),
+    "flashsci_plan_set_varlen_shape": (_status, [_plan, _i64, _i64, _i64, _i64, _i64, _i64, _i64, _i64]),
+    "flashsci_forward_varlen": (_status, [_plan, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p]),
 }
 
 _PACKAGE_DIR = Path(__file__).resolve().parent

@@ -121,6 +121,19 @@ extern "C" {
         heads_kv: i64,
         head_dim: i64,
     ) -> flashsci_status_t;
+    /// Sets the shape of a variable-length batch: `batch` sequences packed along one token axis,
+    /// q/o `[total_q, heads_q, head_dim]`, k/v `[total_k, heads_kv, head_dim]`; resets strides (batch stride 0).
+    pub fn flashsci_plan_set_varlen_shape(
+        plan: flashsci_plan_t,
+        batch: i64,
+        total_q: i64,
+        total_k: i64,
+        max_seqlen_q: i64,
+        max_seqlen_k: i64,
+        heads_q: i64,
+        heads_kv: i64,
+        head_dim: i64,
+    ) -> flashsci_status_t;
     /// Sets the element type of q, k, v and o.
     pub fn flashsci_plan_set_dtype(plan: flashsci_plan_t, dtype: flashsci_dtype_t) -> flashsci_status_t;
     /// Sets the mask; the default is `FLASHSCI_MASK_NONE`.
@@ -154,6 +167,21 @@ extern "C" {
         v: *const c_void,
         o: *mut c_void,
         lse: *mut c_float,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: flashsci_stream_t,
+    ) -> flashsci_status_t;
+    /// Attention over each sequence of a variable-length batch; `lse` is `f32 [heads_q, total_q]`,
+    /// `cu_seqlens_q`/`cu_seqlens_k` `i32 [batch + 1]` row offsets in the backend's memory.
+    pub fn flashsci_forward_varlen(
+        plan: flashsci_plan_t,
+        q: *const c_void,
+        k: *const c_void,
+        v: *const c_void,
+        o: *mut c_void,
+        lse: *mut c_float,
+        cu_seqlens_q: *const i32,
+        cu_seqlens_k: *const i32,
         workspace: *mut c_void,
         workspace_bytes: usize,
         stream: flashsci_stream_t,

@@ -1,0 +1,318 @@
+// Variable-length (packed) batches on the general CUDA path against the CPU backend on the same fresh random
+// inputs; select_kernel keeping the Hopper path off them; the pointer checks of the offsets; and hostile device
+// offsets, which the CUDA backend cannot validate, staying inside O and LSE.
+#include "gpu_cases.h"
+#include "varlen_cases.h"
+
+namespace gpu = flashsci::test::gpu;
+namespace vl = flashsci::test::varlen;
+using flashsci::test::HostTensor;
+
+namespace {
+
+const gpu::Path kGeneral{"general", "cuda_general"};
+const gpu::Path kAutomatic{"", "cuda_general"};  // FLASHSCI_KERNEL empty: select_kernel's own choice
+
+const std::vector<int64_t> kMixedQ{1, 17, 127, 129, 1000, 0, 40};
+const std::vector<int64_t> kMixedK{17, 1, 129, 127, 1000, 5, 0};
+
+vl::Case mixed(flashsci_dtype_t dtype, flashsci_mask_t mask, int64_t head_dim = 64) {
+    vl::Case c;
+    c.dtype = dtype, c.mask = mask, c.head_dim = head_dim;
+    c.lens_q = kMixedQ, c.lens_k = kMixedK;
+    c.spare_q = 3, c.spare_k = 2;
+    c.max_extra_q = 70;  // more query tiles than the longest sequence needs: they exit
+    return c;
+}
+
+template <typename T>
+void copy_to_device(const gpu::DeviceBuffer& dst, const T* src, size_t count) {
+    REQUIRE_CUDA(cudaMemcpy(dst.get(), src, count * sizeof(T), cudaMemcpyHostToDevice));
+}
+
+// The case's inputs and offsets copied to the device, one forward on a CUDA plan (enqueued on a stream of its own,
+// or captured in a CUDA graph and replayed), the outputs copied back.
+vl::Outputs run_cuda(const gpu::Path& path, const vl::Case& c, const vl::Placement& pl, const HostTensor& in,
+                     gpu::Launch launch = gpu::Launch::stream) {
+    const gpu::ScopedEnvironment force("FLASHSCI_KERNEL", path.force);  // read at plan creation
+    gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
+    vl::configure(plan, c, pl);
+    const char* kernel = nullptr;
+    REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
+    INFO("kernel " << kernel);
+    REQUIRE(std::string(kernel).rfind(path.kernel_prefix, 0) == 0);
+    size_t workspace_bytes = 0;
+    REQUIRE_FLASHSCI(flashsci_plan_get_workspace_size(plan, &workspace_bytes));
+
+    vl::Outputs out = vl::poisoned_outputs(c, pl);
+    const flashsci::test::VarlenOffsets cu = vl::offsets_of(c);
+    const size_t lse_bytes = out.lse.size() * sizeof(float), offset_bytes = cu.q.size() * sizeof(int32_t);
+    gpu::DeviceBuffer d_in(in.size_bytes()), d_o(out.o.size_bytes()), d_lse(lse_bytes), d_cu_q(offset_bytes),
+        d_cu_k(offset_bytes), workspace(workspace_bytes);
+    copy_to_device(d_in, static_cast<const unsigned char*>(in.data()), in.size_bytes());
+    copy_to_device(d_o, static_cast<const unsigned char*>(out.o.data()), out.o.size_bytes());
+    copy_to_device(d_lse, out.lse.data(), out.lse.size());
+    copy_to_device(d_cu_q, cu.q.data(), cu.q.size());
+    copy_to_device(d_cu_k, cu.k.data(), cu.k.size());
+
+    const size_t bytes = gpu::dtype_bytes(c.dtype);
+    gpu::Stream stream;
+    const auto forward = [&] {
+        return flashsci_forward_varlen(plan, d_in.get() + size_t(pl.q.base) * bytes,
+                                       d_in.get() + size_t(pl.k.base) * bytes, d_in.get() + size_t(pl.v.base) * bytes,
+                                       d_o.get(), c.with_lse ? reinterpret_cast<float*>(d_lse.get()) : nullptr,
+                                       reinterpret_cast<const int32_t*>(d_cu_q.get()),
+                                       reinterpret_cast<const int32_t*>(d_cu_k.get()), workspace.get(),
+                                       workspace_bytes, stream.get());
+    };
+    if (launch == gpu::Launch::stream) {
+        REQUIRE_FLASHSCI(forward());
+    } else {
+        const gpu::GraphExec exec = gpu::capture_graph(stream.get(), forward);
+        REQUIRE_CUDA(cudaGraphLaunch(exec.get(), stream.get()));
+    }
+    REQUIRE_CUDA(cudaStreamSynchronize(stream.get()));
+    REQUIRE_CUDA(cudaMemcpy(out.o.data(), d_o.get(), out.o.size_bytes(), cudaMemcpyDeviceToHost));
+    REQUIRE_CUDA(cudaMemcpy(out.lse.data(), d_lse.get(), lse_bytes, cudaMemcpyDeviceToHost));
+    return out;
+}
+
+// Every element of O and LSE that a sequence owns against the CPU backend (rows that see no key exactly 0 and
+// -inf); every other element of O's buffer (padding, tokens past the last sequence) and of LSE still poisoned.
+void compare(const vl::Case& c, const vl::Placement& pl, const vl::Outputs& got, const vl::Outputs& want) {
+    const vl::Owned owned = vl::owned_elements(c, pl);
+    double max_want = 0;
+    for (size_t e = 0; e < pl.output_count; ++e)
+        if (owned.o[e]) max_want = std::max(max_want, std::fabs(want.o.get(e)));
+    const int64_t total_q = vl::totals_of(c).total_q;
+    gpu::Mismatches bad;
+    for (const vl::Token& t : vl::tokens_of(c))
+        for (int64_t h = 0; h < c.heads_q; ++h) {
+            const size_t lse_at = size_t(h * total_q + t.token);
+            const bool blind = c.with_lse && std::isinf(want.lse[lse_at]);
+            for (int64_t d = 0; d < c.head_dim; ++d) {
+                const size_t e = pl.o.offset(0, t.token, h) + size_t(d);
+                const double g = got.o.get(e), w = want.o.get(e);
+                bad.add(gpu::output_close(c.dtype, g, w, max_want) && (!blind || g == 0.0), [&] {
+                    return gpu::where("O", t.b, t.i, h, g, w) + " (token " + std::to_string(t.token) + ", column " +
+                           std::to_string(d) + ")";
+                });
+            }
+            if (c.with_lse)
+                bad.add(gpu::lse_close(blind, got.lse[lse_at], want.lse[lse_at]),
+                        [&] { return gpu::where("LSE", t.b, t.i, h, got.lse[lse_at], want.lse[lse_at]); });
+        }
+    for (size_t e = 0; e < pl.output_count; ++e)
+        if (!owned.o[e])
+            bad.add(vl::element_poisoned(got.o, e), [&] { return "written outside the sequences' O: element " +
+                                                                 std::to_string(e); });
+    for (size_t e = 0; e < pl.lse_count; ++e)
+        if (!owned.lse[e] || !c.with_lse)
+            bad.add(vl::lse_poisoned(got.lse[e]),
+                    [&] { return "written outside the sequences' LSE: entry " + std::to_string(e); });
+    INFO(bad.count() << " mismatches; first: " << bad.first());
+    CHECK(bad.count() == 0);
+}
+
+void check_case(const gpu::Path& path, const vl::Case& c, gpu::Launch launch = gpu::Launch::stream) {
+    const uint64_t seed = gpu::fresh_seed();
+    INFO(vl::describe(c) << ", seed " << seed);
+    std::mt19937_64 rng(seed);
+    const vl::Placement pl = vl::place(c);
+    HostTensor in(c.dtype, pl.input_count);
+    in.fill_random(rng);
+    const vl::Outputs cpu = vl::run_cpu(c, pl, in);
+    const vl::Outputs cuda = run_cuda(path, c, pl, in, launch);
+    compare(c, pl, cuda, cpu);
+}
+
+}  // namespace
+
+TEST_CASE("general CUDA varlen: mixed lengths (1 to 1000, empty, keyless) under every mask and dtype",
+          "[gpu][features][varlen]") {
+    for (const flashsci_dtype_t dtype : gpu::kDtypes)
+        for (const flashsci_mask_t mask : gpu::kMasks) check_case(kGeneral, mixed(dtype, mask));
+}
+
+// Every head-dim bucket of the general kernel (64, 128, 256) and a head_dim below its bucket.
+TEST_CASE("general CUDA varlen: every head-dim bucket", "[gpu][features][varlen]") {
+    for (const int64_t head_dim : {8, 40, 128, 256})
+        for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32})
+            check_case(kGeneral, mixed(dtype, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT, head_dim));
+}
+
+TEST_CASE("general CUDA varlen: window, softcap and ALiBi per sequence, GQA, in a CUDA graph",
+          "[gpu][features][varlen]") {
+    const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 8}, {5, 3}};
+    for (const flashsci_dtype_t dtype : gpu::kDtypes)
+        for (const flashsci_mask_t mask : gpu::kMasks)
+            for (const auto& [left, right] : windows) {
+                vl::Case c;
+                c.dtype = dtype, c.mask = mask;
+                c.lens_q = {1, 17, 129, 300, 0, 64}, c.lens_k = {17, 1, 300, 129, 3, 64};
+                c.heads_q = 6, c.heads_kv = 2, c.head_dim = 96;
+                c.window_left = left, c.window_right = right;
+                c.softcap = 5.0f;
+                c.alibi_slopes = vl::alibi_slopes(c.heads_q);
+                check_case(kGeneral, c, gpu::Launch::graph);
+            }
+}
+
+TEST_CASE("general CUDA varlen: packed QKV strides, padded output rows, no LSE", "[gpu][features][varlen]") {
+    for (const flashsci_dtype_t dtype : gpu::kDtypes)
+        for (const auto& [heads_q, heads_kv] : {std::make_pair(4, 4), std::make_pair(8, 2)})
+            for (const bool with_lse : {true, false}) {
+                vl::Case c;
+                c.dtype = dtype, c.mask = FLASHSCI_MASK_CAUSAL, c.storage = vl::Storage::packed_qkv;
+                c.lens_q = c.lens_k = {33, 1, 0, 257, 5};
+                c.heads_q = heads_q, c.heads_kv = heads_kv, c.head_dim = 64;
+                c.spare_q = c.spare_k = 2;
+                c.with_lse = with_lse;
+                check_case(kGeneral, c);
+            }
+}
+
+// bf16 at head_dim 128 would take the Hopper path on an H100 as a dense batch; a varlen one must not.
+TEST_CASE("varlen keeps select_kernel off the Hopper path", "[gpu][features][varlen][quick]") {
+    vl::Case c;
+    c.dtype = FLASHSCI_DTYPE_BFLOAT16, c.mask = FLASHSCI_MASK_CAUSAL, c.head_dim = 128;
+    c.heads_q = c.heads_kv = 4;
+    c.lens_q = c.lens_k = {256, 100, 512};
+    check_case(kAutomatic, c);
+
+    const gpu::ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
+    gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
+    vl::configure(plan, c, vl::place(c));
+    const char* name = nullptr;
+    CHECK(flashsci_plan_get_kernel_name(plan, &name) == FLASHSCI_STATUS_NOT_SUPPORTED);
+    INFO("message: " << flashsci_last_error());
+    CHECK(std::string(flashsci_last_error()).find("variable-length batches (flashsci_forward_varlen)") !=
+          std::string::npos);
+}
+
+TEST_CASE("CUDA varlen: offsets in host memory are refused, naming them, before anything is enqueued",
+          "[gpu][varlen][quick]") {
+    vl::Case c;
+    c.lens_q = c.lens_k = {5, 7};
+    const vl::Placement pl = vl::place(c);
+    gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
+    vl::configure(plan, c, pl);
+    const flashsci::test::VarlenOffsets cu = vl::offsets_of(c);
+    gpu::DeviceBuffer d_in(pl.input_count * 4), d_o(pl.output_count * 4), d_cu(cu.q.size() * sizeof(int32_t));
+    copy_to_device(d_cu, cu.q.data(), cu.q.size());
+    REQUIRE_CUDA(cudaMemset(d_o.get(), 0xff, pl.output_count * 4));
+    void* pinned_memory = nullptr;
+    REQUIRE_CUDA(cudaMallocHost(&pinned_memory, cu.q.size() * sizeof(int32_t)));
+    auto* pinned = static_cast<int32_t*>(pinned_memory);
+    std::copy(cu.q.begin(), cu.q.end(), pinned);
+    const auto* device_cu = reinterpret_cast<const int32_t*>(d_cu.get());
+    const auto forward = [&](const int32_t* cu_q, const int32_t* cu_k) {
+        return flashsci_forward_varlen(plan, d_in.get(), d_in.get() + pl.k.base * 4, d_in.get() + pl.v.base * 4,
+                                       d_o.get(), nullptr, cu_q, cu_k, nullptr, 0, nullptr);
+    };
+    const flashsci_status_t host = forward(cu.q.data(), device_cu);
+    const std::string host_message = flashsci_last_error();
+    const flashsci_status_t page_locked = forward(device_cu, pinned);
+    const std::string pinned_message = flashsci_last_error();
+    const flashsci_status_t misaligned = forward(device_cu, reinterpret_cast<const int32_t*>(d_cu.get() + 2));
+    const std::string misaligned_message = flashsci_last_error();
+    cudaFreeHost(pinned);
+    INFO(host_message << " | " << pinned_message << " | " << misaligned_message);
+    CHECK(host == FLASHSCI_STATUS_INVALID_VALUE);
+    CHECK(host_message.find("cu_seqlens_q") != std::string::npos);
+    CHECK(host_message.find("not CUDA memory") != std::string::npos);
+    CHECK(page_locked == FLASHSCI_STATUS_INVALID_VALUE);
+    CHECK(pinned_message.find("cu_seqlens_k") != std::string::npos);
+    CHECK(pinned_message.find("page-locked host memory") != std::string::npos);
+    CHECK(misaligned == FLASHSCI_STATUS_INVALID_VALUE);
+    CHECK(misaligned_message.find("cu_seqlens_k") != std::string::npos);
+    REQUIRE_CUDA(cudaDeviceSynchronize());
+    std::vector<unsigned char> o(pl.output_count * 4);
+    REQUIRE_CUDA(cudaMemcpy(o.data(), d_o.get(), o.size(), cudaMemcpyDeviceToHost));
+    CHECK(std::all_of(o.begin(), o.end(), [](unsigned char x) { return x == 0xff; }));
+    REQUIRE_FLASHSCI(forward(device_cu, device_cu));  // and the same call with device offsets runs
+    REQUIRE_CUDA(cudaDeviceSynchronize());
+}
+
+// The CUDA backend cannot read device offsets without synchronising, so it trusts them; whatever they hold,
+// it must neither crash nor touch memory outside O and LSE (their values are then unspecified). O and LSE sit
+// between guard bands in larger allocations; the inputs too, so that compute-sanitizer (memcheck) also sees
+// any read past them. Run under `compute-sanitizer --tool memcheck` on the device machine.
+TEST_CASE("CUDA varlen: hostile device offsets stay inside O and LSE", "[gpu][varlen][hostile]") {
+    constexpr int64_t kBatch = 4, kTotalQ = 300, kTotalK = 200, kMaxQ = 100, kMaxK = 64;
+    constexpr int64_t kHeadsQ = 4, kHeadsKv = 2, kHeadDim = 64;
+    constexpr size_t kGuard = 4096;  // bytes before and after each buffer
+    constexpr int32_t kMin = std::numeric_limits<int32_t>::min(), kMax = std::numeric_limits<int32_t>::max();
+    const std::vector<int32_t> valid_q{0, 100, 150, 150, 300}, valid_k{0, 64, 64, 130, 200};
+    const std::pair<std::vector<int32_t>, std::vector<int32_t>> hostile[] = {
+        {{0, 200, 50, 300, 10}, valid_k},                 // decreasing
+        {{kMin, -5, kMax, 1000, 299}, valid_k},           // negative, huge
+        {{0, 250, 400, 500, 600}, {0, 100, 250, 300, 400}},  // past total
+        {{0, 300, 300, 300, 300}, {0, 200, 200, 200, 200}},  // longer than max
+        {{7, 8, 9, 10, 11}, {kMax, kMax, kMax, kMax, kMax}},  // not starting at 0; all at INT32_MAX
+        {valid_q, {0, -64, kMin, 130, 200}},
+    };
+    for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32})
+        for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {
+            const size_t bytes = gpu::dtype_bytes(dtype);
+            const size_t q_bytes = size_t(kTotalQ * kHeadsQ * kHeadDim) * bytes;
+            const size_t kv_bytes = size_t(kTotalK * kHeadsKv * kHeadDim) * bytes;
+            const size_t lse_bytes = size_t(kHeadsQ * kTotalQ) * sizeof(float);
+            gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
+            REQUIRE_FLASHSCI(flashsci_plan_set_varlen_shape(plan, kBatch, kTotalQ, kTotalK, kMaxQ, kMaxK, kHeadsQ,
+                                                            kHeadsKv, kHeadDim));
+            REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, dtype));
+            REQUIRE_FLASHSCI(flashsci_plan_set_mask(plan, mask));
+            REQUIRE_FLASHSCI(flashsci_plan_set_window(plan, 40, -1));
+            const std::vector<float> slopes = vl::alibi_slopes(kHeadsQ);
+            REQUIRE_FLASHSCI(flashsci_plan_set_alibi_slopes(plan, slopes.data()));
+
+            // [guard | q | k | v | guard], [guard | o | guard], [guard | lse | guard], [guard | cu_q | cu_k | guard]
+            const size_t in_bytes = q_bytes + 2 * kv_bytes, cu_bytes = size_t(kBatch + 1) * sizeof(int32_t);
+            gpu::DeviceBuffer d_in(in_bytes + 2 * kGuard), d_o(q_bytes + 2 * kGuard), d_lse(lse_bytes + 2 * kGuard),
+                d_cu(2 * cu_bytes + 2 * kGuard);
+            std::mt19937_64 rng(gpu::fresh_seed());
+            HostTensor in(dtype, in_bytes / bytes);
+            in.fill_random(rng);
+            REQUIRE_CUDA(cudaMemcpy(d_in.get() + kGuard, in.data(), in_bytes, cudaMemcpyHostToDevice));
+            const auto* q = d_in.get() + kGuard;
+            auto* o = d_o.get() + kGuard;
+            auto* lse = reinterpret_cast<float*>(d_lse.get() + kGuard);
+            const auto* cu_q = reinterpret_cast<const int32_t*>(d_cu.get() + kGuard);
+            const auto* cu_k = cu_q + (kBatch + 1);
+            gpu::Stream stream;
+            for (const auto& [offsets_q, offsets_k] : hostile) {
+                INFO(gpu::dtype_name(dtype) << " mask " << vl::mask_label(mask) << ", cu_seqlens_q " << offsets_q[0]
+                                            << " " << offsets_q[1] << " " << offsets_q[2] << " " << offsets_q[3] << " "
+                                            << offsets_q[4] << ", cu_seqlens_k " << offsets_k[0] << " " << offsets_k[1]
+                                            << " " << offsets_k[2] << " " << offsets_k[3] << " " << offsets_k[4]);
+                REQUIRE_CUDA(cudaMemset(d_o.get(), 0xff, q_bytes + 2 * kGuard));
+                REQUIRE_CUDA(cudaMemset(d_lse.get(), 0xff, lse_bytes + 2 * kGuard));
+                REQUIRE_CUDA(cudaMemset(d_cu.get(), 0xff, 2 * cu_bytes + 2 * kGuard));
+                REQUIRE_CUDA(cudaMemcpy(d_cu.get() + kGuard, offsets_q.data(), cu_bytes, cudaMemcpyHostToDevice));
+                REQUIRE_CUDA(
+                    cudaMemcpy(d_cu.get() + kGuard + cu_bytes, offsets_k.data(), cu_bytes, cudaMemcpyHostToDevice));
+                REQUIRE_FLASHSCI(flashsci_forward_varlen(plan, q, q + q_bytes, q + q_bytes + kv_bytes, o, lse, cu_q,
+                                                         cu_k, nullptr, 0, stream.get()));
+                REQUIRE_CUDA(cudaStreamSynchronize(stream.get()));
+                REQUIRE_CUDA(cudaGetLastError());
+                std::vector<unsigned char> o_host(q_bytes + 2 * kGuard), lse_host(lse_bytes + 2 * kGuard);
+                REQUIRE_CUDA(cudaMemcpy(o_host.data(), d_o.get(), o_host.size(), cudaMemcpyDeviceToHost));
+                REQUIRE_CUDA(cudaMemcpy(lse_host.data(), d_lse.get(), lse_host.size(), cudaMemcpyDeviceToHost));
+                const auto guard_intact = [](const std::vector<unsigned char>& buffer, size_t inside) {
+                    const auto poisoned = [](unsigned char x) { return x == 0xff; };
+                    return std::all_of(buffer.begin(), buffer.begin() + kGuard, poisoned) &&
+                           std::all_of(buffer.begin() + kGuard + inside, buffer.end(), poisoned);
+                };
+                CHECK(guard_intact(o_host, q_bytes));
+                CHECK(guard_intact(lse_host, lse_bytes));
+            }
+            // The plan and the device still work: valid offsets give the CPU backend's result.
+            vl::Case c;
+            c.dtype = dtype, c.mask = mask, c.heads_q = kHeadsQ, c.heads_kv = kHeadsKv, c.head_dim = kHeadDim;
+            c.window_left = 40, c.alibi_slopes = slopes;
+            c.lens_q = {100, 50, 0, 150}, c.lens_k = {64, 0, 66, 70};
+            REQUIRE(vl::totals_of(c).total_q == kTotalQ);
+            check_case(kGeneral, c);
+        }
+}
