@@ -3,6 +3,8 @@
     import flashsci
     out = flashsci.attention(q, k, v, causal=True)          # q, k, v: [batch, seqlen, heads, head_dim]
     out, lse = flashsci.attention(q, k, v, return_lse=True)  # lse: float32 [batch, heads_q, seqlen_q]
+    out = flashsci.forward_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+                                                             # packed sequences: q [total_q, heads, head_dim]
 
 Arrays may be torch tensors (CUDA tensors run on torch's current stream, CPU tensors on
 the CPU backend), numpy arrays (CPU backend; bf16 as ml_dtypes.bfloat16 or as uint16
@@ -23,7 +25,8 @@ from collections import OrderedDict
 from . import _arrays, _lib
 
 __version__ = "0.1.0"
-__all__ = ["Error", "Forward", "Plan", "attention", "prepare", "lib", "version", "version_string", "library_path"]
+__all__ = ["Error", "Forward", "Plan", "attention", "prepare", "forward_varlen", "prepare_varlen", "lib", "version",
+           "version_string", "library_path"]
 
 _lib_handle = None
 _lib_lock = threading.Lock()
@@ -129,6 +132,8 @@ class Plan:
         _check(self._lib.flashsci_plan_get_backend(self.handle, ctypes.byref(resolved)))
         self._backend = resolved.value
         self.shape = None  # (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim)
+        # (batch, total_q, total_k, max_seqlen_q, max_seqlen_k, heads_q, heads_kv, head_dim) of a varlen plan
+        self.varlen_shape = None
         self.dtype = None  # flashsci dtype code
         self._strides = {}
 
@@ -137,10 +142,23 @@ class Plan:
         """Sets the shape; resets strides to contiguous [batch, seqlen, heads, head_dim]."""
         shape = tuple(int(x) for x in (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim))
         _check(self._lib.flashsci_plan_set_shape(self.handle, *shape))
-        self.shape = shape
+        self.shape, self.varlen_shape = shape, None
         b, sq, sk, hq, hkv, d = shape
         self._strides = {_lib.TENSOR_Q: (sq * hq * d, hq * d, d), _lib.TENSOR_O: (sq * hq * d, hq * d, d),
                          _lib.TENSOR_K: (sk * hkv * d, hkv * d, d), _lib.TENSOR_V: (sk * hkv * d, hkv * d, d)}
+        return self
+
+    def set_varlen_shape(self, batch, total_q, total_k, max_seqlen_q, max_seqlen_k, heads_q, heads_kv, head_dim):
+        """A variable-length batch for forward_varlen(): `batch` sequences packed along one token axis, q and
+        out [total_q, heads_q, head_dim], k and v [total_k, heads_kv, head_dim]. Resets strides to contiguous
+        (batch stride 0); set_shape() makes the plan dense again."""
+        shape = tuple(int(x) for x in (batch, total_q, total_k, max_seqlen_q, max_seqlen_k, heads_q, heads_kv,
+                                       head_dim))
+        _check(self._lib.flashsci_plan_set_varlen_shape(self.handle, *shape))
+        self.shape, self.varlen_shape = None, shape
+        _, tq, tk, _, _, hq, hkv, d = shape
+        self._strides = {_lib.TENSOR_Q: (0, hq * d, d), _lib.TENSOR_O: (0, hq * d, d),
+                         _lib.TENSOR_K: (0, hkv * d, d), _lib.TENSOR_V: (0, hkv * d, d)}
         return self
 
     def set_dtype(self, dtype):
@@ -178,14 +196,15 @@ class Plan:
             _check(self._lib.flashsci_plan_set_alibi_slopes(self.handle, None))
             return self
         values = [float(x) for x in slopes]
-        heads_q = self.shape[3] if self.shape is not None else None
+        heads_q = self.shape[3] if self.shape is not None else self.varlen_shape[5] if self.varlen_shape else None
         if heads_q is not None and len(values) != heads_q:
             raise ValueError(f"flashsci: alibi_slopes needs heads_q ({heads_q}) slopes, got {len(values)}")
         _check(self._lib.flashsci_plan_set_alibi_slopes(self.handle, (ctypes.c_float * len(values))(*values)))
         return self
 
     def set_strides(self, tensor, batch_stride, seq_stride, head_stride):
-        """Strides in elements of "q", "k", "v" or "o" (the head_dim stride is 1)."""
+        """Strides in elements of "q", "k", "v" or "o" (the head_dim stride is 1); batch_stride 0 on a
+        variable-length plan, where seq_stride steps between tokens."""
         code = _code(_TENSORS, "tensor", tensor)
         strides = (int(batch_stride), int(seq_stride), int(head_stride))
         _check(self._lib.flashsci_plan_set_strides(self.handle, code, *strides))
@@ -224,6 +243,44 @@ class Plan:
         given and the plan needs one. CUDA: enqueued on `stream` (default: the stream of
         the arrays' library, e.g. torch's current stream). Raises flashsci.Error.
         """
+        if self.varlen_shape is not None:
+            raise ValueError("flashsci: this plan has a variable-length shape (set_varlen_shape); "
+                             "call forward_varlen()")
+        ptrs, views = self._tensor_pointers(q, k, v, out, stream, dtype)
+        lse_ptr = self._lse_pointer(lse, lambda: (self.shape[0], self.shape[3], self.shape[1]), views)
+        self._launch(self._lib.flashsci_forward, ptrs + [lse_ptr], views, workspace, stream)
+        return out
+
+    def forward_varlen(self, q, k, v, out, cu_seqlens_q, cu_seqlens_k, lse=None, workspace=None, stream=None, *,
+                       dtype=None):
+        """flashsci_forward_varlen on a variable-length plan (set_varlen_shape), arrays or raw pointers (ints).
+
+        q, out: [total_q, heads_q, head_dim]; k, v: [total_k, heads_kv, head_dim]; cu_seqlens_q/_k: int32
+        [batch + 1] in the plan's memory (host for CPU, the device for CUDA); lse: None or float32
+        [heads_q, total_q]. Arrays are checked as by forward(). Raises flashsci.Error (the CPU backend also
+        checks the offsets; the CUDA backend trusts them).
+        """
+        if self.varlen_shape is None:
+            raise ValueError("flashsci: forward_varlen() needs a variable-length plan: call set_varlen_shape() "
+                             "(forward() runs a dense one)")
+        ptrs, views = self._tensor_pointers(q, k, v, out, stream, dtype)
+        ptrs.append(self._lse_pointer(lse, lambda: (self.varlen_shape[5], self.varlen_shape[1]), views))
+        batch = self.varlen_shape[0]
+        for name, x in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
+            if isinstance(x, int):
+                ptrs.append(x)
+                continue
+            cv = _arrays.view(name, x, _arrays.stream_handle(stream), offsets=True)
+            if cv.shape != (batch + 1,) or cv.strides != (1,):
+                raise ValueError(f"flashsci: {name} must be contiguous int32 [batch + 1] = ({batch + 1},), got "
+                                 f"shape {cv.shape}, strides {cv.strides}")
+            self._check_device(name, cv)
+            views.append(cv)
+            ptrs.append(cv.ptr)
+        self._launch(self._lib.flashsci_forward_varlen, ptrs, views, workspace, stream)
+        return out
+
+    def _tensor_pointers(self, q, k, v, out, stream, dtype):
         ptrs, views = [], []
         for name, x in (("q", q), ("k", k), ("v", v), ("out", out)):
             if isinstance(x, int):
@@ -233,19 +290,25 @@ class Plan:
             self._check_view(name, vw, dtype)
             views.append(vw)
             ptrs.append(vw.ptr)
-        lse_ptr = None
-        if lse is not None:
-            if isinstance(lse, int):
-                lse_ptr = lse
-            else:
-                lv = _arrays.view("lse", lse)
-                b, sq, _, hq, _, _ = self._need_shape()
-                if lv.shape != (b, hq, sq) or lv.strides != (hq * sq, sq, 1) or lv.dtype != _lib.DTYPE_FLOAT32:
-                    raise ValueError(f"flashsci: lse must be contiguous float32 {(b, hq, sq)}, got shape {lv.shape}, "
-                                     f"strides {lv.strides}, dtype {_arrays.DTYPE_LABEL.get(lv.dtype, lv.dtype)}")
-                self._check_device("lse", lv)
-                views.append(lv)
-                lse_ptr = lv.ptr
+        return ptrs, views
+
+    def _lse_pointer(self, lse, want_shape, views):
+        """lse's address: None, an int, or a contiguous float32 array of want_shape() (checked)."""
+        if lse is None or isinstance(lse, int):
+            return lse
+        lv = _arrays.view("lse", lse)
+        self._need_shape()
+        shape = want_shape()
+        strides = tuple(math.prod(shape[i + 1:]) for i in range(len(shape)))
+        if lv.shape != shape or lv.strides != strides or lv.dtype != _lib.DTYPE_FLOAT32:
+            raise ValueError(f"flashsci: lse must be contiguous float32 {shape}, got shape {lv.shape}, "
+                             f"strides {lv.strides}, dtype {_arrays.DTYPE_LABEL.get(lv.dtype, lv.dtype)}")
+        self._check_device("lse", lv)
+        views.append(lv)
+        return lv.ptr
+
+    def _launch(self, function, ptrs, views, workspace, stream):
+        """Calls function(plan, *ptrs, workspace, workspace_bytes, stream), allocating a workspace if needed."""
         keep = []
         ws_bytes = self.workspace_size
         if isinstance(workspace, int):
@@ -263,13 +326,12 @@ class Plan:
         handle = _arrays.stream_handle(stream)
         if handle is None and self._backend == _lib.BACKEND_CUDA and views:
             handle = _arrays.default_cuda_stream(views, views[0].device[1])
-        _check(self._lib.flashsci_forward(self.handle, *ptrs, lse_ptr, ws_ptr, ws_bytes, handle))
-        return out
+        _check(function(self.handle, *ptrs, ws_ptr, ws_bytes, handle))
 
     def _need_shape(self):
-        if self.shape is None or self.dtype is None:
+        if (self.shape is None and self.varlen_shape is None) or self.dtype is None:
             raise ValueError("flashsci: set the plan's shape and dtype before forward()")
-        return self.shape
+        return self.shape if self.shape is not None else self.varlen_shape
 
     def _check_device(self, name, vw):
         want = "cuda" if self._backend == _lib.BACKEND_CUDA else "cpu"
@@ -277,8 +339,16 @@ class Plan:
             raise ValueError(f"flashsci: {name} is in {vw.device[0]} memory, this plan runs on {want}")
 
     def _check_view(self, name, vw, dtype):
-        b, sq, sk, hq, hkv, d = self._need_shape()
-        want_shape = (b, sq, hq, d) if name in ("q", "out") else (b, sk, hkv, d)
+        self._need_shape()
+        query = name in ("q", "out")
+        if self.varlen_shape is not None:
+            _, tq, tk, _, _, hq, hkv, d = self.varlen_shape
+            want_shape = (tq, hq, d) if query else (tk, hkv, d)
+            want_strides = self._strides[_TENSORS[name]][1:] + (1,)
+        else:
+            b, sq, sk, hq, hkv, d = self.shape
+            want_shape = (b, sq, hq, d) if query else (b, sk, hkv, d)
+            want_strides = self._strides[_TENSORS[name]] + (1,)
         if vw.shape != want_shape:
             raise ValueError(f"flashsci: {name} has shape {vw.shape}, the plan says {want_shape}")
         code = vw.dtype if vw.dtype != _arrays.RAW16 else _arrays.dtype_code(dtype)
@@ -287,7 +357,6 @@ class Plan:
         if code != self.dtype:
             raise TypeError(f"flashsci: {name} is {_arrays.DTYPE_LABEL[code]}, the plan says "
                             f"{_arrays.DTYPE_LABEL[self.dtype]}")
-        want_strides = self._strides[_TENSORS[name]] + (1,)
         if vw.strides != want_strides:
             raise ValueError(f"flashsci: {name} has strides {vw.strides}, the plan says {want_strides} "
                              "(set_strides describes other layouts)")
@@ -315,8 +384,8 @@ class Plan:
         self.close()
 
     def __repr__(self):
-        return (f"flashsci.Plan(backend={self.backend!r}, shape={self.shape}, "
-                f"dtype={_arrays.DTYPE_LABEL.get(self.dtype)})")
+        shape = f"shape={self.shape}" if self.varlen_shape is None else f"varlen_shape={self.varlen_shape}"
+        return f"flashsci.Plan(backend={self.backend!r}, {shape}, dtype={_arrays.DTYPE_LABEL.get(self.dtype)})"
 
 
 _PLAN_CACHE_SIZE = 64
@@ -331,7 +400,12 @@ def _get_plan(key):
         if plan is not None:
             _plans.move_to_end(key)
             return plan
-    plan = Plan(backend, device=device if device >= 0 else None).set_shape(*shape).set_dtype(dtype).set_mask(mask)
+    plan = Plan(backend, device=device if device >= 0 else None)
+    if shape[0] == "varlen":
+        plan.set_varlen_shape(*shape[1:])
+    else:
+        plan.set_shape(*shape)
+    plan.set_dtype(dtype).set_mask(mask)
     if scale is not None:
         plan.set_softmax_scale(scale)
     plan.set_window(*window).set_softcap(softcap).set_alibi_slopes(alibi_slopes)
@@ -348,13 +422,14 @@ class Forward:
     """One prepared forward: its plan, output arrays, workspace and flashsci_forward arguments.
 
     Calling it runs (CPU) or enqueues (CUDA) the forward again on the same pointers and
-    stream and returns the raw status; `args` may also be passed to lib().flashsci_forward.
+    stream and returns the raw status; `args` may also be passed to lib().flashsci_forward
+    (lib().flashsci_forward_varlen for prepare_varlen()).
     """
 
-    def __init__(self, plan, out, lse, workspace, args, keep):
+    def __init__(self, plan, out, lse, workspace, args, keep, function="flashsci_forward"):
         self.plan, self.out, self.lse, self.workspace, self.args = plan, out, lse, workspace, args
         self._keep = keep  # the inputs, alive as long as the pointers in args are used
-        self._forward = lib().flashsci_forward
+        self._forward = getattr(lib(), function)  # flashsci_forward, or flashsci_forward_varlen
 
     def __call__(self):
         return self._forward(*self.args)
@@ -370,19 +445,14 @@ def _mask_code(causal, causal_alignment):
     raise ValueError(f"flashsci: causal_alignment must be 'top_left' or 'bottom_right', got {causal_alignment!r}")
 
 
-def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None,
-            dtype=None, stream=None, window=(-1, -1), softcap=0.0, alibi_slopes=None):
-    """Checks the arrays, allocates what is missing and finds (or makes) the plan.
-
-    Takes attention()'s arguments and returns a Forward without running it.
-    """
-    user_stream = _arrays.stream_handle(stream)
+def _input_views(q, k, v, layout, dtype, user_stream):
+    """Views of q, k, v (each of `layout`'s rank, last dimension contiguous), their flashsci dtype and device."""
     vq, vk, vv = (_arrays.view(n, x, user_stream) for n, x in (("q", q), ("k", k), ("v", v)))
     views = (vq, vk, vv)
     for vw, name in zip(views, "qkv"):
-        if len(vw.shape) != 4:
-            raise ValueError(f"flashsci: {name} must be 4-D [batch, seqlen, heads, head_dim], got shape {vw.shape}")
-        if vw.strides[3] != 1:
+        if len(vw.shape) != len(layout):
+            raise ValueError(f"flashsci: {name} must be {len(layout)}-D [{', '.join(layout)}], got shape {vw.shape}")
+        if vw.strides[-1] != 1:
             raise ValueError(f"flashsci: {name} needs a contiguous last dimension, got strides {vw.strides}")
     kinds = {vw.dtype for vw in views}
     if len(kinds) != 1:
@@ -399,14 +469,11 @@ def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, r
     devices = {vw.device for vw in views}
     if len(devices) != 1:
         raise ValueError(f"flashsci: q, k, v must be on one device, got {[vw.device for vw in views]}")
-    device = devices.pop()
-    on_cuda = device[0] == "cuda"
+    return views, code, devices.pop()
 
-    batch, seqlen_q, heads_q, head_dim = vq.shape
-    if vk.shape != vv.shape or vk.shape[0] != batch or vk.shape[3] != head_dim:
-        raise ValueError(f"flashsci: k and v must be [batch, seqlen_k, heads_kv, head_dim] matching q "
-                         f"{vq.shape}, got k {vk.shape}, v {vv.shape}")
-    seqlen_k, heads_kv = vk.shape[1], vk.shape[2]
+
+def _settings(causal, causal_alignment, scale, window, softcap, alibi_slopes, heads_q):
+    """The plan settings of attention()'s keywords, checked: mask, scale, window, softcap, alibi_slopes."""
     mask = _mask_code(causal, causal_alignment)
     if scale is not None:
         scale = float(scale)
@@ -420,23 +487,28 @@ def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, r
         alibi_slopes = tuple(float(x) for x in alibi_slopes)
         if len(alibi_slopes) != heads_q:
             raise ValueError(f"flashsci: alibi_slopes needs heads_q ({heads_q}) slopes, got {len(alibi_slopes)}")
+    return mask, scale, window, softcap, alibi_slopes
 
+
+def _output_view(out, vq, code, device, user_stream):
+    """out (allocated like q when None) and its View, checked to match q."""
     if out is None:
         out = _arrays.allocate(vq, vq.shape, "like", code)
     vo = _arrays.view("out", out, user_stream)
     if vo.shape != vq.shape or vo.device != device or (vo.dtype != code and vo.dtype != _arrays.RAW16):
         raise ValueError(f"flashsci: out must match q ({vq.shape}, {_arrays.DTYPE_LABEL[code]}, {device}), got "
                          f"{vo.shape}, {_arrays.DTYPE_LABEL.get(vo.dtype, vo.dtype)}, {vo.device}")
-    if vo.strides[3] != 1 or vo.readonly:
+    if vo.strides[-1] != 1 or vo.readonly:
         raise ValueError(f"flashsci: out must be writable with a contiguous last dimension (strides {vo.strides})")
-    lse = _arrays.allocate(vq, (batch, heads_q, seqlen_q), "float32", code) if return_lse else None
+    return out, vo
 
-    backend = _lib.BACKEND_CUDA if on_cuda else _lib.BACKEND_CPU
-    key = (backend, device[1], (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim), code, mask, scale,
-           tuple(vw.strides[:3] for vw in (vq, vk, vv, vo)), window, softcap, alibi_slopes)
+
+def _prepared(key, views, vq, out, vo, lse, code, device, user_stream, pointers, function):
+    """The Forward of a checked call: its plan (cached by key), stream and workspace, and the C arguments
+    (plan, q, k, v, out, lse, *pointers, workspace, workspace_bytes, stream)."""
     plan = _get_plan(key)
     stream_ptr = None
-    if on_cuda:
+    if device[0] == "cuda":
         stream_ptr = user_stream if user_stream is not None else _arrays.default_cuda_stream(views, device[1])
     elif user_stream is not None:
         raise ValueError("flashsci: stream= is for CUDA arrays; the CPU backend runs synchronously")
@@ -447,8 +519,80 @@ def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, r
         workspace = _arrays.allocate(vq, (ws_bytes,), "uint8", code)
         workspace_ptr = _arrays.buffer_pointer("workspace", workspace)
     lse_ptr = _arrays.view("lse", lse).ptr if lse is not None else None
-    args = (plan.handle, vq.ptr, vk.ptr, vv.ptr, vo.ptr, lse_ptr, workspace_ptr, ws_bytes, stream_ptr)
-    return Forward(plan, out, lse, workspace, args, (views, vo))
+    vk, vv = views[1], views[2]
+    args = (plan.handle, vq.ptr, vk.ptr, vv.ptr, vo.ptr, lse_ptr, *pointers, workspace_ptr, ws_bytes, stream_ptr)
+    return Forward(plan, out, lse, workspace, args, (views, vo), function)
+
+
+def prepare(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None,
+            dtype=None, stream=None, window=(-1, -1), softcap=0.0, alibi_slopes=None):
+    """Checks the arrays, allocates what is missing and finds (or makes) the plan.
+
+    Takes attention()'s arguments and returns a Forward without running it.
+    """
+    user_stream = _arrays.stream_handle(stream)
+    views, code, device = _input_views(q, k, v, ("batch", "seqlen", "heads", "head_dim"), dtype, user_stream)
+    vq, vk, vv = views
+    batch, seqlen_q, heads_q, head_dim = vq.shape
+    if vk.shape != vv.shape or vk.shape[0] != batch or vk.shape[3] != head_dim:
+        raise ValueError(f"flashsci: k and v must be [batch, seqlen_k, heads_kv, head_dim] matching q "
+                         f"{vq.shape}, got k {vk.shape}, v {vv.shape}")
+    seqlen_k, heads_kv = vk.shape[1], vk.shape[2]
+    settings = _settings(causal, causal_alignment, scale, window, softcap, alibi_slopes, heads_q)
+    out, vo = _output_view(out, vq, code, device, user_stream)
+    lse = _arrays.allocate(vq, (batch, heads_q, seqlen_q), "float32", code) if return_lse else None
+
+    backend = _lib.BACKEND_CUDA if device[0] == "cuda" else _lib.BACKEND_CPU
+    mask, scale, window, softcap, alibi_slopes = settings
+    key = (backend, device[1], (batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim), code, mask, scale,
+           tuple(vw.strides[:3] for vw in (vq, vk, vv, vo)), window, softcap, alibi_slopes)
+    return _prepared(key, views, vq, out, vo, lse, code, device, user_stream, (), "flashsci_forward")
+
+
+def prepare_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=False,
+                   causal_alignment="top_left", scale=None, return_lse=False, out=None, dtype=None, stream=None,
+                   window=(-1, -1), softcap=0.0, alibi_slopes=None):
+    """Checks the arrays of a variable-length batch, allocates what is missing and finds (or makes) the plan.
+
+    Takes forward_varlen()'s arguments and returns a Forward (of flashsci_forward_varlen) without running it.
+    """
+    user_stream = _arrays.stream_handle(stream)
+    views, code, device = _input_views(q, k, v, ("total", "heads", "head_dim"), dtype, user_stream)
+    vq, vk, vv = views
+    total_q, heads_q, head_dim = vq.shape
+    if vk.shape != vv.shape or vk.shape[2] != head_dim:
+        raise ValueError(f"flashsci: k and v must be [total_k, heads_kv, head_dim] matching q {vq.shape}, got "
+                         f"k {vk.shape}, v {vv.shape}")
+    total_k, heads_kv = vk.shape[0], vk.shape[1]
+    offsets = []
+    for name, x in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
+        if isinstance(x, (list, tuple)) and device[0] == "cpu":
+            import numpy as np
+
+            x = np.asarray(x, dtype=np.int32)
+        cv = _arrays.view(name, x, user_stream, offsets=True)
+        if len(cv.shape) != 1 or cv.shape[0] < 2 or cv.strides != (1,):
+            raise ValueError(f"flashsci: {name} must be contiguous int32 [batch + 1] with batch >= 1, got shape "
+                             f"{cv.shape}, strides {cv.strides}")
+        if cv.device != device:
+            raise ValueError(f"flashsci: {name} is in {cv.device[0]} memory, q in {device[0]} memory; the offsets "
+                             "must be where the tensors are")
+        offsets.append(cv)
+    if offsets[0].shape != offsets[1].shape:
+        raise ValueError(f"flashsci: cu_seqlens_q {offsets[0].shape} and cu_seqlens_k {offsets[1].shape} must both "
+                         "hold batch + 1 offsets")
+    batch = offsets[0].shape[0] - 1
+    settings = _settings(causal, causal_alignment, scale, window, softcap, alibi_slopes, heads_q)
+    out, vo = _output_view(out, vq, code, device, user_stream)
+    lse = _arrays.allocate(vq, (heads_q, total_q), "float32", code) if return_lse else None
+
+    backend = _lib.BACKEND_CUDA if device[0] == "cuda" else _lib.BACKEND_CPU
+    mask, scale, window, softcap, alibi_slopes = settings
+    shape = ("varlen", batch, total_q, total_k, int(max_seqlen_q), int(max_seqlen_k), heads_q, heads_kv, head_dim)
+    key = (backend, device[1], shape, code, mask, scale, tuple((0,) + vw.strides[:2] for vw in (vq, vk, vv, vo)),
+           window, softcap, alibi_slopes)
+    return _prepared(key, views + tuple(offsets), vq, out, vo, lse, code, device, user_stream,
+                     (offsets[0].ptr, offsets[1].ptr), "flashsci_forward_varlen")
 
 
 def attention(q, k, v, *, causal=False, causal_alignment="top_left", scale=None, return_lse=False, out=None,
@@ -482,5 +626,35 @@ def attention(q, k, v, *, causal=False, causal_alignment="top_left", scale=None,
     fwd = prepare(q, k, v, causal=causal, causal_alignment=causal_alignment, scale=scale,
                   return_lse=return_lse, out=out, dtype=dtype, stream=stream, window=window, softcap=softcap,
                   alibi_slopes=alibi_slopes)
+    _check(fwd())
+    return (fwd.out, fwd.lse) if return_lse else fwd.out
+
+
+def forward_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, *, causal=False,
+                   causal_alignment="top_left", scale=None, return_lse=False, out=None, dtype=None, stream=None,
+                   window=(-1, -1), softcap=0.0, alibi_slopes=None):
+    """Attention over a variable-length batch: sequences of different lengths packed along one token axis
+    (FlashAttention-2's flash_attn_varlen_func layout), each attended on its own.
+
+    q: [total_q, heads_q, head_dim]; k, v: [total_k, heads_kv, head_dim]. cu_seqlens_q, cu_seqlens_k: int32
+    [batch + 1] row offsets where the tensors are (host for numpy, the GPU for CUDA tensors; lists are taken
+    for host arrays): sequence b owns q rows cu_seqlens_q[b] .. cu_seqlens_q[b+1]-1 and k/v rows
+    cu_seqlens_k[b] .. cu_seqlens_k[b+1]-1; cu_seqlens_q[0] == 0 and the offsets never decrease.
+    max_seqlen_q, max_seqlen_k: the longest sequence's lengths (ints; an upper bound is fine).
+
+    Every keyword is attention()'s, applied to each sequence with its own lengths: causal_alignment
+    'bottom_right' aligns each sequence's own ends (row i sees j <= i + len_k - len_q), and the window and
+    ALiBi diagonals move likewise. A sequence without keys gets zeros (and lse -inf); rows of out past
+    cu_seqlens_q[-1] are not written (uninitialised when out is allocated here).
+
+    The CPU backend checks the offsets (flashsci.Error naming the first bad one); the CUDA backend trusts
+    them (keeping every access inside the tensors, the output is unspecified for offsets that break the rules).
+
+    Returns out, or (out, lse) with return_lse=True, lse float32 [heads_q, total_q] (natural log; -inf for a
+    row that sees no key), arrays of the inputs' library. Raises as attention() does.
+    """
+    fwd = prepare_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=causal,
+                         causal_alignment=causal_alignment, scale=scale, return_lse=return_lse, out=out, dtype=dtype,
+                         stream=stream, window=window, softcap=softcap, alibi_slopes=alibi_slopes)
     _check(fwd())
     return (fwd.out, fwd.lse) if return_lse else fwd.out

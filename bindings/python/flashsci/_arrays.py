@@ -20,6 +20,8 @@ DTYPE_LABEL = {_lib.DTYPE_FLOAT16: "float16", _lib.DTYPE_BFLOAT16: "bfloat16", _
 ITEMSIZE = {_lib.DTYPE_FLOAT16: 2, _lib.DTYPE_BFLOAT16: 2, _lib.DTYPE_FLOAT32: 4}
 # Element types that carry 16-bit floats without saying which: the caller's dtype= decides.
 RAW16 = "uint16"
+# The element type of the row offsets of a variable-length batch (cu_seqlens); no tensor may have it.
+INT32 = "int32"
 
 
 def dtype_code(dtype):
@@ -73,7 +75,11 @@ def _c_strides(shape):
 _TYPESTR = {"f2": _lib.DTYPE_FLOAT16, "f4": _lib.DTYPE_FLOAT32, "u2": RAW16, "V2": RAW16}
 
 
-def _from_typestr(name, typestr):
+def _from_typestr(name, typestr, offsets=False):
+    if offsets:
+        if typestr[1:] != "i4" or typestr[0] == ">":
+            raise TypeError(f"flashsci: {name} has element type {typestr!r}; int32 offsets are needed")
+        return INT32
     code = _TYPESTR.get(typestr[1:])
     if code is None or typestr[0] == ">":
         raise TypeError(f"flashsci: {name} has element type {typestr!r}; float16, bfloat16 (as uint16 bits "
@@ -81,14 +87,17 @@ def _from_typestr(name, typestr):
     return code
 
 
-def _torch_view(name, t):
+def _torch_view(name, t, offsets=False):
     import torch
 
     codes = {torch.float16: _lib.DTYPE_FLOAT16, torch.bfloat16: _lib.DTYPE_BFLOAT16, torch.float32: _lib.DTYPE_FLOAT32}
     if getattr(torch, "uint16", None) is not None:
         codes[torch.uint16] = RAW16
+    if offsets:
+        codes = {torch.int32: INT32}
     if t.dtype not in codes:
-        raise TypeError(f"flashsci: {name} has dtype {t.dtype}; float16, bfloat16 or float32 are supported")
+        raise TypeError(f"flashsci: {name} has dtype {t.dtype}; " +
+                        ("torch.int32 offsets are needed" if offsets else "float16, bfloat16 or float32 are supported"))
     if t.device.type == "cuda":
         device = ("cuda", t.device.index if t.device.index is not None else torch.cuda.current_device())
     elif t.device.type == "cpu":
@@ -98,8 +107,13 @@ def _torch_view(name, t):
     return View(t.data_ptr(), tuple(t.shape), tuple(t.stride()), codes[t.dtype], device, "torch", t)
 
 
-def _numpy_view(name, a):
+def _numpy_view(name, a, offsets=False):
     dt = a.dtype
+    if offsets:
+        if dt.kind != "i" or dt.itemsize != 4 or dt.byteorder == ">":
+            raise TypeError(f"flashsci: {name} has dtype {dt}; int32 offsets are needed")
+        return View(a.__array_interface__["data"][0], tuple(a.shape), _element_strides(name, a.strides, 4), INT32,
+                    ("cpu", -1), "numpy", a, readonly=not a.flags.writeable)
     if dt.name == "bfloat16":  # ml_dtypes.bfloat16
         code = _lib.DTYPE_BFLOAT16
     elif dt.kind in "fu" and dt.itemsize in (2, 4) and dt.byteorder != ">":
@@ -113,9 +127,9 @@ def _numpy_view(name, a):
                 code, ("cpu", -1), "numpy", a, readonly=not a.flags.writeable)
 
 
-def _interface_view(name, x, iface, kind, device):
+def _interface_view(name, x, iface, kind, device, offsets=False):
     shape = tuple(iface["shape"])
-    code = _from_typestr(name, iface["typestr"])
+    code = _from_typestr(name, iface["typestr"], offsets)
     itemsize = int(iface["typestr"][2:])
     ptr, readonly = iface["data"]
     strides = iface.get("strides")
@@ -139,10 +153,10 @@ class _DLTensor(ctypes.Structure):
 
 
 _DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
-_DL_UINT, _DL_FLOAT, _DL_BFLOAT = 1, 2, 4
+_DL_INT, _DL_UINT, _DL_FLOAT, _DL_BFLOAT = 0, 1, 2, 4
 
 
-def _dlpack_view(name, x, stream):
+def _dlpack_view(name, x, stream, offsets=False):
     dev_type, dev_id = x.__dlpack_device__()
     on_cuda = int(dev_type) in (_DL_CUDA, _DL_CUDA_MANAGED)
     if int(dev_type) not in (_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED):
@@ -153,11 +167,12 @@ def _dlpack_view(name, x, stream):
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
     t = _DLTensor.from_address(get(capsule, b"dltensor"))  # the DLManagedTensor starts with its DLTensor
     dt = (t.dtype.code, t.dtype.bits, t.dtype.lanes)
-    code = {(_DL_FLOAT, 16, 1): _lib.DTYPE_FLOAT16, (_DL_FLOAT, 32, 1): _lib.DTYPE_FLOAT32,
-            (_DL_BFLOAT, 16, 1): _lib.DTYPE_BFLOAT16, (_DL_UINT, 16, 1): RAW16}.get(dt)
+    codes = {(_DL_FLOAT, 16, 1): _lib.DTYPE_FLOAT16, (_DL_FLOAT, 32, 1): _lib.DTYPE_FLOAT32,
+             (_DL_BFLOAT, 16, 1): _lib.DTYPE_BFLOAT16, (_DL_UINT, 16, 1): RAW16}
+    code = ({(_DL_INT, 32, 1): INT32} if offsets else codes).get(dt)
     if code is None:
-        raise TypeError(f"flashsci: {name} has DLPack dtype (code {dt[0]}, bits {dt[1]}, lanes {dt[2]}); "
-                        "float16, bfloat16 or float32 are supported")
+        raise TypeError(f"flashsci: {name} has DLPack dtype (code {dt[0]}, bits {dt[1]}, lanes {dt[2]}); " +
+                        ("int32 offsets are needed" if offsets else "float16, bfloat16 or float32 are supported"))
     shape = tuple(t.shape[i] for i in range(t.ndim))
     strides = tuple(t.strides[i] for i in range(t.ndim)) if t.strides else _c_strides(shape)
     device = ("cuda", int(dev_id)) if on_cuda else ("cpu", -1)
@@ -165,21 +180,21 @@ def _dlpack_view(name, x, stream):
     return View((t.data or 0) + t.byte_offset, shape, strides, code, device, "dlpack", (x, capsule))
 
 
-def view(name, x, stream=None):
-    """The View of an array-like, or TypeError."""
+def view(name, x, stream=None, offsets=False):
+    """The View of an array-like, or TypeError. offsets=True: of int32 row offsets (cu_seqlens), not a tensor."""
     mod = _module(x)
     if mod == "torch" and hasattr(x, "data_ptr"):
-        return _torch_view(name, x)
+        return _torch_view(name, x, offsets)
     if mod == "numpy" and hasattr(x, "__array_interface__") and hasattr(x, "dtype"):
-        return _numpy_view(name, x)
+        return _numpy_view(name, x, offsets)
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is not None:
-        return _interface_view(name, x, cai, "cai", ("cuda", _cai_device(x)))
+        return _interface_view(name, x, cai, "cai", ("cuda", _cai_device(x)), offsets)
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
-        return _dlpack_view(name, x, stream)
+        return _dlpack_view(name, x, stream, offsets)
     ai = getattr(x, "__array_interface__", None)
     if ai is not None:
-        return _interface_view(name, x, ai, "array_interface", ("cpu", -1))
+        return _interface_view(name, x, ai, "array_interface", ("cpu", -1), offsets)
     raise TypeError(f"flashsci: {name} is a {type(x).__module__}.{type(x).__name__}; expected a torch tensor, "
                     "a numpy array, or an object with __cuda_array_interface__, __dlpack__ or __array_interface__")
 

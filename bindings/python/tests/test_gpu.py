@@ -3,6 +3,7 @@
 Run on a GPU machine:  FLASHSCI_LIBRARY=build/libflashsci.so python3 -m pytest bindings/python/tests
 """
 
+import itertools
 import math
 
 import pytest
@@ -141,3 +142,81 @@ def test_cpu_tensors_use_the_cpu_backend():
     out = flashsci.attention(q, q, q)
     assert out.device.type == "cpu"
     torch.testing.assert_close(out, sdpa(q, q, q, False), atol=1e-5, rtol=1e-5)
+
+
+# Variable-length batches: lengths 1 to 300 (and one sequence without queries) packed along one token axis, GQA 8:2.
+VARLEN_Q = [1, 17, 127, 129, 0, 300, 64]
+VARLEN_K_BOTTOM_RIGHT = [17, 1, 129, 127, 5, 300, 100]  # other key counts: bottom-right causal aligns each sequence's ends
+
+
+def cumulative(lens):
+    return [0] + list(itertools.accumulate(lens))
+
+
+@pytest.mark.parametrize("alignment", [None, "top_left", "bottom_right"], ids=["full", "causal", "bottom_right"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=lambda x: str(x)[6:])
+def test_varlen_matches_sdpa_per_sequence(dtype, alignment):
+    lens_q = VARLEN_Q
+    lens_k = VARLEN_K_BOTTOM_RIGHT if alignment == "bottom_right" else VARLEN_Q
+    heads_q, heads_kv, head_dim = 8, 2, 64
+    g = torch.Generator(device="cuda").manual_seed(7)
+    q = torch.randn(sum(lens_q), heads_q, head_dim, device="cuda", dtype=dtype, generator=g)
+    k, v = (torch.randn(sum(lens_k), heads_kv, head_dim, device="cuda", dtype=dtype, generator=g) for _ in range(2))
+    starts_q, starts_k = cumulative(lens_q), cumulative(lens_k)
+    cu_q, cu_k = (torch.tensor(s, dtype=torch.int32, device="cuda") for s in (starts_q, starts_k))
+    out, lse = flashsci.forward_varlen(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=alignment is not None,
+                                       causal_alignment=alignment or "top_left", return_lse=True)
+    torch.cuda.synchronize()
+    assert out.dtype == dtype and out.shape == q.shape and lse.shape == (heads_q, q.shape[0])
+    group = heads_q // heads_kv
+    for b, (lq, lk) in enumerate(zip(lens_q, lens_k)):
+        if lq == 0:
+            continue
+        rows, keys = slice(starts_q[b], starts_q[b] + lq), slice(starts_k[b], starts_k[b] + lk)
+        qb = q[rows].transpose(0, 1)  # [heads_q, lq, d]
+        kb, vb = (t[keys].repeat_interleave(group, dim=1).transpose(0, 1) for t in (k, v))
+        keep = torch.ones(lq, lk, dtype=torch.bool, device="cuda")
+        if alignment is not None:
+            keep = keep.tril(0 if alignment == "top_left" else lk - lq)
+        sees = keep.any(dim=1)  # rows that see no key: O = 0, LSE = -inf
+        ref = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=keep).transpose(0, 1)  # [lq, heads_q, d]
+        got = out[rows]
+        atol, rtol = tolerance(dtype, ref[sees]) if dtype != torch.float16 else (1e-2, 1e-2)
+        torch.testing.assert_close(got[sees].float(), ref[sees].float(), atol=atol, rtol=rtol, msg=f"sequence {b}")
+        assert torch.all(got[~sees] == 0)
+        s = (qb.double() @ kb.double().transpose(-1, -2)) / math.sqrt(head_dim)
+        ref_lse = torch.logsumexp(s.masked_fill(~keep, -math.inf), dim=-1)  # [heads_q, lq]
+        torch.testing.assert_close(lse[:, rows].double(), ref_lse, atol=1e-3, rtol=1e-4, msg=f"sequence {b} lse")
+
+
+def test_varlen_packed_qkv_in_a_cuda_graph():
+    lens = [33, 1, 257, 64]
+    qkv = torch.randn(sum(lens), 3, 4, 128, device="cuda", dtype=torch.bfloat16)
+    q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # strided views
+    cu = torch.tensor(cumulative(lens), dtype=torch.int32, device="cuda")
+    out = torch.empty_like(q)
+    fwd = flashsci.prepare_varlen(q, k, v, cu, cu, max(lens), max(lens), causal=True, out=out)
+    assert fwd.plan.kernel_name == "cuda_general"  # varlen never takes the Hopper path
+    stream = torch.cuda.Stream()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        fwd.args = fwd.args[:-1] + (stream.cuda_stream,)
+        assert fwd() == 0
+    graph.replay()
+    torch.cuda.synchronize()
+    starts = cumulative(lens)
+    for b, n in enumerate(lens):
+        rows = slice(starts[b], starts[b] + n)
+        ref = F.scaled_dot_product_attention(q[rows].transpose(0, 1), k[rows].transpose(0, 1),
+                                             v[rows].transpose(0, 1), is_causal=True).transpose(0, 1)
+        torch.testing.assert_close(out[rows].float(), ref.float(), atol=2e-2, rtol=1e-2)
+
+
+def test_varlen_offsets_must_be_int32_on_the_device():
+    q = torch.randn(10, 2, 64, device="cuda", dtype=torch.float16)
+    with pytest.raises(TypeError, match="int32"):
+        flashsci.forward_varlen(q, q, q, torch.tensor([0, 10], device="cuda"), torch.tensor([0, 10], device="cuda"),
+                                10, 10)
+    cpu = torch.tensor([0, 10], dtype=torch.int32)
+    with pytest.raises(ValueError, match="cu_seqlens_q is in cpu memory"):
+        flashsci.forward_varlen(q, q, q, cpu, cpu.cuda(), 10, 10)
