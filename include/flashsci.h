@@ -66,9 +66,9 @@
  *
  * @section features Sliding window, softcap and ALiBi
  *
- * Three optional settings change the scores, in this order, on the CPU backend
- * and the general CUDA path (a plan using any of them never selects the Hopper
- * fast path; flashsci_plan_get_kernel_name() then says "cuda_general"):
+ * Three optional settings change the scores, in this order, on every path
+ * (the Hopper fast path names them in its kernel name, e.g.
+ * "sm90_hd128_bf16_causal_window_softcap_alibi"):
  *
  *     s_ij = scale · q_i · k_j
  *     s_ij = softcap · tanh(s_ij / softcap)        if a softcap is set
@@ -111,8 +111,8 @@
  * flashsci_forward_varlen() runs it. Every sequence is attended on its own, with
  * its own lengths `len_q = cu_seqlens_q[b+1] − cu_seqlens_q[b]` and
  * `len_k = cu_seqlens_k[b+1] − cu_seqlens_k[b]` in place of seqlen_q and seqlen_k
- * in @ref masks and @ref features: bottom-right causal aligns each sequence's own
- * ends (row i sees `j <= i + len_k − len_q`), and the window diagonal and the
+ * in @ref masks and @ref features. So bottom-right causal aligns each sequence's
+ * own ends (row i sees `j <= i + len_k − len_q`), and the window diagonal and the
  * ALiBi distance are measured the same way. GQA, the masks, window, softcap and
  * ALiBi all apply. A sequence may be empty (`len_q = 0`: nothing to do); the rows
  * of a sequence with no keys (`len_k = 0`) get `O = 0` and `lse = -inf`. Rows of
@@ -216,14 +216,15 @@
  *   j; their other columns and their lse are unaffected;
  * - an infinity makes the rows that see it unspecified (Inf or NaN are
  *   possible, as is a finite value);
- * - every other row is bit-for-bit what it would be without that input; in
- *   particular a masked key never reaches a row through 0 · NaN, and a row that
- *   sees no key still gets o = 0 and lse = -inf.
- * - One exception, on the Hopper fast path (kernel names `sm90_*`): a NaN or an
- *   infinity in v may also make NaN the rows of a 128-row query tile (same
- *   batch and head) that holds a row seeing it, because the tensor cores
- *   multiply the masked key's zero weight by it (0 · NaN, 0 · Inf). Force the
- *   general path (`FLASHSCI_KERNEL=general`) where that matters.
+ * - every other row is what it would be without that input; in particular a
+ *   masked key never reaches a row through 0 · NaN, and a row that sees no key
+ *   still gets o = 0 and lse = -inf. On the general path and the CPU backend
+ *   those rows are bit-for-bit unchanged. On the Hopper fast path (kernel names
+ *   `sm90_*`) they are too, except the rows of a 128-row query tile (same batch
+ *   and head) that holds a row seeing a NaN or infinity of v: that tile
+ *   multiplies the affected key block on the CUDA cores instead of the tensor
+ *   cores (which would compute 0 · NaN), so its rows agree with the clean run
+ *   up to rounding.
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the

@@ -118,6 +118,27 @@ struct Shape {
     std::size_t lse_elements() const noexcept { return static_cast<std::size_t>(batch * heads_q * seqlen_q); }
 };
 
+/** The shape of a variable-length batch, in the order of flashsci_plan_set_varlen_shape(). */
+struct VarlenShape {
+    std::int64_t batch;        /**< Number of sequences, >= 1. */
+    std::int64_t total_q;      /**< Query rows of all sequences together, from 1 to 2^31 - 1. */
+    std::int64_t total_k;      /**< Key (and value) rows of all sequences together, from 1 to 2^31 - 1. */
+    std::int64_t max_seqlen_q; /**< The longest sequence's query rows, from 1 to total_q. */
+    std::int64_t max_seqlen_k; /**< The longest sequence's keys, from 1 to total_k. */
+    std::int64_t heads_q;      /**< Query (and output) heads, >= 1. */
+    std::int64_t heads_kv;     /**< Key/value heads, >= 1, dividing heads_q. */
+    std::int64_t head_dim;     /**< Features per head: a multiple of 8 from 8 to 256. */
+
+    /** Elements of a contiguous q or o, [total_q, heads_q, head_dim]. */
+    std::size_t q_elements() const noexcept { return static_cast<std::size_t>(total_q * heads_q * head_dim); }
+    /** Elements of a contiguous k or v, [total_k, heads_kv, head_dim]. */
+    std::size_t kv_elements() const noexcept { return static_cast<std::size_t>(total_k * heads_kv * head_dim); }
+    /** Elements of the LSE, [heads_q, total_q]. */
+    std::size_t lse_elements() const noexcept { return static_cast<std::size_t>(heads_q * total_q); }
+    /** Entries of cu_seqlens_q and of cu_seqlens_k, batch + 1. */
+    std::size_t offsets() const noexcept { return static_cast<std::size_t>(batch + 1); }
+};
+
 /** An owned #flashsci_plan_t: created by the constructor, destroyed by the destructor; movable, not copyable. */
 class Plan {
 public:
@@ -156,6 +177,16 @@ public:
     /** Sets the shape; resets strides to contiguous (flashsci_plan_set_shape()). Throws Error. */
     Plan& set_shape(const Shape& s) {
         check(flashsci_plan_set_shape(plan_, s.batch, s.seqlen_q, s.seqlen_k, s.heads_q, s.heads_kv, s.head_dim));
+        return *this;
+    }
+
+    /**
+     * Sets the shape of a variable-length batch, run by forward_varlen(); resets strides to the packed
+     * contiguous layout (flashsci_plan_set_varlen_shape()). set_shape() makes the plan dense again. Throws Error.
+     */
+    Plan& set_varlen_shape(const VarlenShape& s) {
+        check(flashsci_plan_set_varlen_shape(plan_, s.batch, s.total_q, s.total_k, s.max_seqlen_q, s.max_seqlen_k,
+                                             s.heads_q, s.heads_kv, s.head_dim));
         return *this;
     }
 
@@ -233,6 +264,20 @@ public:
                  void* workspace = nullptr, std::size_t workspace_bytes = 0,
                  flashsci_stream_t stream = nullptr) const {
         check(flashsci_forward(plan_, q, k, v, o, lse, workspace, workspace_bytes, stream));
+    }
+
+    /**
+     * Attention over each sequence of a variable-length batch, and the LSE ([heads_q, total_q]) when `lse` is
+     * not null (flashsci_forward_varlen()). `cu_seqlens_q` and `cu_seqlens_k` hold batch + 1 int32 row offsets
+     * in the plan's memory (host for a CPU plan, its device for a CUDA plan). Throws Error; on failure nothing
+     * is written.
+     */
+    void forward_varlen(const void* q, const void* k, const void* v, void* o, float* lse,
+                        const std::int32_t* cu_seqlens_q, const std::int32_t* cu_seqlens_k,
+                        void* workspace = nullptr, std::size_t workspace_bytes = 0,
+                        flashsci_stream_t stream = nullptr) const {
+        check(flashsci_forward_varlen(plan_, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, workspace,
+                                      workspace_bytes, stream));
     }
 
 private:
