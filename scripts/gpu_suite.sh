@@ -2,16 +2,22 @@
 # The GPU checks CI cannot run: build, the whole test suite with the [gpu] tests,
 # compute-sanitizer over a reduced [gpu] set, and optionally the benchmark.
 # Run on a GPU machine from the repository root. Logs go to $OUT (default ./gpu-logs).
-# Usage: scripts/gpu_suite.sh [--no-sanitizer] [--bench "ARGS"]
+# Usage: scripts/gpu_suite.sh [--no-sanitizer | --full-sanitizer] [--only-sanitizer] [--bench "ARGS"]
+#   --full-sanitizer: racecheck, synccheck and initcheck too over every [gpu] test but [long]
+#   --only-sanitizer: skip the test runs (the sanitizers still run the [gpu] tests)
 set -uo pipefail
 out=${OUT:-$PWD/gpu-logs}
 mkdir -p "$out"
 build=${BUILD_DIR:-build-gpu}
 sanitize=1
+slow_tools_filter="[quick]"
+run_tests=1
 bench_args=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-sanitizer) sanitize=0 ;;
+        --full-sanitizer) slow_tools_filter="~[long]" ;;
+        --only-sanitizer) run_tests=0 ;;
         --bench) bench_args=$2; shift ;;
         *) echo "unknown argument $1"; exit 2 ;;
     esac
@@ -28,18 +34,21 @@ cmake -S . -B "$build" -G Ninja "${prefix_args[@]}" ${CMAKE_ARGS:-} >"$out/build
     cmake --build "$build" -j"$(nproc)" >>"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 echo "built in $(($(date +%s) - start)) s"
 
-echo "== tests"
-ctest --test-dir "$build" --output-on-failure -LE gpu >"$out/ctest.log" 2>&1 || status=1
-tail -4 "$out/ctest.log"
-echo "== [gpu] tests"
-"$build/tests/flashsci_gpu_tests" --durations yes >"$out/gpu_tests.log" 2>&1 || status=1
-grep -v "^[0-9.]* s: " "$out/gpu_tests.log" | tail -25
+if [ $run_tests -eq 1 ]; then
+    echo "== tests"
+    ctest --test-dir "$build" --output-on-failure -LE gpu >"$out/ctest.log" 2>&1 || status=1
+    tail -4 "$out/ctest.log"
+    echo "== [gpu] tests"
+    "$build/tests/flashsci_gpu_tests" --durations yes >"$out/gpu_tests.log" 2>&1 || status=1
+    grep -v "^[0-9.]* s: " "$out/gpu_tests.log" | tail -25
+fi
 
 if [ $sanitize -eq 1 ]; then
-    # memcheck over every [gpu] test but the long ones; the slower race, sync and init checks over [quick].
+    # memcheck over every [gpu] test but the long ones; the slower race, sync and init checks over [quick]
+    # (or, with --full-sanitizer, over the same set as memcheck).
     for tool in memcheck racecheck synccheck initcheck; do
         echo "== compute-sanitizer $tool"
-        filter="[quick]"
+        filter=$slow_tools_filter
         [ "$tool" = memcheck ] && filter="~[long]"
         timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool "$tool" --error-exitcode 3 \
             "$build/tests/flashsci_gpu_tests" "$filter" \
@@ -51,7 +60,7 @@ if [ $sanitize -eq 1 ]; then
     done
 fi
 
-if python3 -c "import torch, pytest; assert torch.cuda.is_available()" 2>/dev/null; then
+if [ $run_tests -eq 1 ] && python3 -c "import torch, pytest; assert torch.cuda.is_available()" 2>/dev/null; then
     echo "== Python binding tests (torch CUDA tensors against SDPA)"
     FLASHSCI_LIBRARY="$PWD/$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
         python3 -m pytest -q bindings/python/tests >"$out/pytest.log" 2>&1 || status=1

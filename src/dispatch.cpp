@@ -22,9 +22,6 @@ constexpr const char* kGeneralName = "cuda_general";
 #ifdef FLASHSCI_HAVE_CUDA
 // The first feature set on p that the Hopper path lacks, or null.
 const char* feature_sm90_lacks(const kernels::Problem& p) {
-    if (p.window_left >= 0 || p.window_right >= 0) return "a sliding window (flashsci_plan_set_window)";
-    if (p.softcap > 0.0f) return "a softcap (flashsci_plan_set_softcap)";
-    if (p.alibi_slopes != nullptr) return "ALiBi (flashsci_plan_set_alibi_slopes)";
     if (p.varlen) return "variable-length batches (flashsci_forward_varlen)";
     return nullptr;
 }

@@ -4,7 +4,9 @@
 // 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V (P in
 // registers), and take turns issuing their GEMMs (ping-pong), so one warpgroup's softmax runs
 // under the other's matrix multiplies. Inside a warpgroup, softmax(j) overlaps Q·K(j-1)ᵀ:
-// key blocks run from last to first, so the masked blocks come first.
+// key blocks run from last to first, so the masked blocks come first. A banded tile (causal
+// mask, sliding window) visits only the key blocks its rows see; transformed scores (softcap,
+// ALiBi) are rewritten between Q·Kᵀ and the softmax.
 #pragma once
 
 #include <cmath>
@@ -22,9 +24,10 @@
 
 namespace flashsci::kernels::sm90 {
 
-// Named barrier ids (0 is __syncthreads): one turn barrier per consumer, one epilogue barrier per consumer.
+// Named barrier ids (0 is __syncthreads): per consumer one turn, one epilogue and one vote barrier.
 constexpr int kTurnBarrier = 1;
 constexpr int kEpilogueBarrier = kTurnBarrier + kConsumers;
+constexpr int kVoteBarrier = kEpilogueBarrier + kConsumers;
 constexpr int kWarps = kWarpgroupThreads / 32;
 constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
 
@@ -47,17 +50,33 @@ __device__ __forceinline__ uint32_t pack(__half, float lo, float hi) {
     const __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&v);
 }
+__device__ __forceinline__ float2 unpack(__nv_bfloat16, uint32_t w) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w));
+}
+__device__ __forceinline__ float2 unpack(__half, uint32_t w) { return __half22float2(*reinterpret_cast<const __half2*>(&w)); }
 
-template <int HeadDim, bool Causal>
+// Nonzero when either 16-bit half of w is an infinity or a NaN (all exponent bits set).
+__device__ __forceinline__ uint32_t nonfinite2(__nv_bfloat16, uint32_t w) { return __vcmpeq2(w & 0x7f807f80u, 0x7f807f80u); }
+__device__ __forceinline__ uint32_t nonfinite2(__half, uint32_t w) { return __vcmpeq2(w & 0x7c007c00u, 0x7c007c00u); }
+
+// The key blocks of one tile: [begin, end) hold a key some row sees, [unmasked_begin, unmasked_end)
+// are seen whole by every row; the others go through the masked path.
+struct KeyBlocks {
+    int begin, end, unmasked_begin, unmasked_end;
+    __device__ __forceinline__ int count() const { return end - begin; }
+    __device__ __forceinline__ bool masked(int n) const { return n >= unmasked_end || n < unmasked_begin; }
+};
+
+template <int HeadDim, bool Banded>
 struct Schedule {
-    static constexpr int kN = TileShape<HeadDim, Causal>::block_n;
+    static constexpr int kN = TileShape<HeadDim, Banded>::block_n;
     int m, head, batch;
 
-    // Non-causal: the m blocks of one head run side by side (its K/V stay in L2). Causal: heads are
+    // Unbanded: the m blocks of one head run side by side (its K/V stay in L2). Banded: heads are
     // cut into sections whose K/V fit in L2; inside a section the longest tiles (largest m) go first.
     __device__ __forceinline__ Schedule(const FwdParams& p, int tile) {
         int hb;
-        if (Causal) {
+        if (Banded) {
             const int section = tile / (p.section_heads * p.num_m_blocks);
             const int within = tile % (p.section_heads * p.num_m_blocks);
             const int heads = min(p.section_heads, p.heads_q * p.batch - section * p.section_heads);
@@ -70,21 +89,25 @@ struct Schedule {
         head = hb % p.heads_q;
         batch = hb / p.heads_q;
     }
-    // Key blocks [0, kv_blocks) hold a key some row of this tile sees.
-    __device__ __forceinline__ int kv_blocks(const FwdParams& p) const {
-        const int end = Causal ? min(p.seqlen_k, (m + 1) * kBlockM + p.diagonal) : p.seqlen_k;
-        return end <= 0 ? 0 : (end + kN - 1) / kN;
-    }
-    // Key blocks [0, unmasked_blocks) are seen whole by every row of this tile.
-    __device__ __forceinline__ int unmasked_blocks(const FwdParams& p) const {
-        const int end = Causal ? min(p.seqlen_k, m * kBlockM + p.diagonal + 1) : p.seqlen_k;
-        return end <= 0 ? 0 : end / kN;
+    // Rows m·kBlockM .. m·kBlockM + kBlockM − 1 see keys i + band_first .. i + diagonal (clipped to the sequence).
+    __device__ __forceinline__ KeyBlocks key_blocks(const FwdParams& p) const {
+        const int first_row = m * kBlockM, last_row = first_row + kBlockM - 1;
+        const int any_begin = Banded ? max(0, first_row + p.band_first) : 0;
+        const int any_end = Banded ? min(p.seqlen_k, last_row + p.diagonal + 1) : p.seqlen_k;
+        const int all_begin = Banded ? max(0, last_row + p.band_first) : 0;
+        const int all_end = Banded ? min(p.seqlen_k, first_row + p.diagonal + 1) : p.seqlen_k;
+        KeyBlocks b;
+        b.begin = any_begin / kN;
+        b.end = any_end <= any_begin ? b.begin : (any_end + kN - 1) / kN;
+        b.unmasked_begin = (all_begin + kN - 1) / kN;
+        b.unmasked_end = max(all_end, 0) / kN;
+        return b;
     }
 };
 
-template <int HeadDim, typename T, bool Causal>
+template <int HeadDim, typename T, bool Banded, bool Transformed>
 struct Forward {
-    using Shape = TileShape<HeadDim, Causal>;
+    using Shape = TileShape<HeadDim, Banded>;
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
     static constexpr int kQStages = Shape::q_stages;
@@ -93,7 +116,7 @@ struct Forward {
     static constexpr int kPvSteps = kN / kMmaK;       // k16 steps of P·V
     using Ring = sm90::Ring<kStages>;
     using QRing = sm90::Ring<kQStages>;
-    using Sched = Schedule<HeadDim, Causal>;
+    using Sched = Schedule<HeadDim, Banded>;
 
     struct Smem {
         char* q;  // [kQStages][kConsumers][slab][64][64]
@@ -120,11 +143,12 @@ struct Forward {
         };
         for (int tile = blockIdx.x; tile < p.num_tiles;) {
             publish(tile);
-            // Causal tiles differ in length: the next one comes from a global counter (dynamic balance).
-            const int next = Causal ? int(gridDim.x) + atomicAdd(p.tile_counter, 1) : tile + int(gridDim.x);
+            // Banded tiles differ in length: the next one comes from a global counter (dynamic balance).
+            const int next = Banded ? int(gridDim.x) + atomicAdd(p.tile_counter, 1) : tile + int(gridDim.x);
             const Sched t(p, tile);
             tile = next;
-            const int blocks = t.kv_blocks(p);
+            const KeyBlocks kb = t.key_blocks(p);
+            const int blocks = kb.count();
             if (blocks == 0) continue;
             const int kv_head = t.head / p.group;
             // K or V block n into the next free stage of its ring.
@@ -137,7 +161,7 @@ struct Forward {
                 for (int slab = 0; slab < kSlabs; ++slab)
                     tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, n * kN, kv_head, t.batch, &full[s]);
             };
-            load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv, blocks - 1);
+            load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv, kb.end - 1);
             // Q: one 64-row half per consumer; a half wholly past seqlen_q is not loaded (its rows are never stored).
             const int row0 = t.m * kBlockM;
             const int halves = min(kConsumers, (p.seqlen_q - row0 + 63) / 64);
@@ -151,8 +175,8 @@ struct Forward {
             ++qc;
             // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n].
             for (int i = 0; i < blocks; ++i) {
-                if (i + 1 < blocks) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + i + 1, blocks - 2 - i);
-                load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv + i, blocks - 1 - i);
+                if (i + 1 < blocks) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + i + 1, kb.end - 2 - i);
+                load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv + i, kb.end - 1 - i);
             }
             kv += blocks;
         }
@@ -208,15 +232,47 @@ struct Forward {
                     for (int b = 0; b < 2; ++b)
                         if (8 * j + b > limit[h]) s[4 * j + 2 * h + b] = -INFINITY;
         }
-        // Causal: row i sees key j iff j <= i + diagonal.
-        __device__ __forceinline__ void mask_causal(int m, int n) {
+        // Banded: row i sees key j iff i + band_first <= j <= i + diagonal, i.e. iff the unsigned
+        // j − (i + band_first) is at most diagonal − band_first (one compare per score; no int overflow
+        // since |band_first|, |diagonal| <= seqlen_q + seqlen_k <= 2^30).
+        __device__ __forceinline__ void mask_band(int m, int n) {
             const int col0 = n * kN + 2 * (lane % 4);
-            mask_after({row(m, 0) + p.diagonal - col0, row(m, 1) + p.diagonal - col0});
+            const unsigned width = unsigned(p.diagonal - p.band_first);
+            const int first[2] = {row(m, 0) + p.band_first - col0, row(m, 1) + p.band_first - col0};
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+                for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+                    for (int b = 0; b < 2; ++b)
+                        if (unsigned(8 * j + b - first[h]) > width) s[4 * j + 2 * h + b] = -INFINITY;
         }
         // Keys past seqlen_k (TMA zero-filled: score 0, not -inf); only the last key block holds them.
         __device__ __forceinline__ void mask_seqlen_k(int n) {
             const int last = p.seqlen_k - 1 - n * kN - 2 * (lane % 4);
             if ((n + 1) * kN > p.seqlen_k) mask_after({last, last});
+        }
+
+        // Transformed: S = softcap·tanh(scale·S / softcap) (or scale·S), − slope·|i + seqlen_k − seqlen_q − j|.
+        __device__ __forceinline__ void transform(const Sched& t, int n) {
+            if (p.softcap > 0.f) {
+#pragma unroll
+                for (int i = 0; i < kN / 2; ++i) s[i] = p.softcap * tanh_fast(s[i] * p.softcap_inv);
+            } else {
+#pragma unroll
+                for (int i = 0; i < kN / 2; ++i) s[i] *= p.score_scale;
+            }
+            // Without ALiBi the slope is 0 (a branch here costs more registers than the multiply-adds).
+            const float slope = p.alibi_slopes ? __ldg(p.alibi_slopes + t.head) : 0.f;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int distance0 = row(t.m, h) + p.alibi_offset - n * kN - 2 * (lane % 4);
+#pragma unroll
+                for (int j = 0; j < kN / 8; ++j)
+#pragma unroll
+                    for (int b = 0; b < 2; ++b)
+                        s[4 * j + 2 * h + b] -= slope * fabsf(float(distance0 - 8 * j - b));
+            }
         }
 
         // m_new = max(m, rowmax(S)); P = exp2(S·scale_log2 − m_new·scale_log2); l = l·exp2((m−m_new)·scale_log2) + rowsum(P)
@@ -262,27 +318,82 @@ struct Forward {
                 for (int i = 0; i < 4; ++i) o[4 * j + i] *= rescale[i / 2];
         }
 
+        // Whether the V stage holds a NaN or an infinity, agreed by the whole warpgroup. Tensor cores
+        // would multiply a masked key's zero weight by it (0·NaN = NaN) and reach rows that never see it.
+        __device__ __forceinline__ bool v_nonfinite(const char* v) {
+            constexpr int kChunks = Shape::kv_bytes / int(sizeof(uint4));
+            uint32_t bad = 0;
+            for (int c = warp * 32 + lane; c < kChunks; c += kWarpgroupThreads) {
+                const uint4 x = reinterpret_cast<const uint4*>(v)[c];
+                bad |= nonfinite2(T{}, x.x) | nonfinite2(T{}, x.y) | nonfinite2(T{}, x.z) | nonfinite2(T{}, x.w);
+            }
+            return named_vote_any(kVoteBarrier + cw, kWarpgroupThreads, bad != 0);
+        }
+
+        // O = P·V or O += P·V on the CUDA cores, skipping zero weights: a masked key's non-finite value
+        // never reaches a row. Consumes pr: each k16 step is shifted into pr[0], where key 8·half + k8
+        // of the step sits in register pr[0][2·half + h] of the row quad's lane k8 / 2.
+        __device__ __forceinline__ void pv_exact(const char* v, uint32_t accumulate) {
+            if (!accumulate)
+#pragma unroll
+                for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
+#pragma unroll 1
+            for (int kk = 0; kk < kPvSteps; ++kk) {
+#pragma unroll 1
+                for (int k16 = 0; k16 < kMmaK; ++k16) {
+                    const int key = kk * kMmaK + k16;
+                    float weight[2];
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const uint32_t word = k16 < 8 ? pr[0][h] : pr[0][2 + h];
+                        const float2 w = unpack(T{}, __shfl_sync(0xffffffffu, word, (lane & ~3) | (k16 % 8) / 2));
+                        weight[h] = k16 % 2 ? w.y : w.x;
+                    }
+#pragma unroll
+                    for (int j = 0; j < HeadDim / 8; ++j) {
+                        const char* src = v + (j / 8) * kN * kSlabRowBytes + key * kSlabRowBytes +
+                                          ((j % 8 ^ key % 8) << 4) + 4 * (lane % 4);
+                        const float2 x = unpack(T{}, *reinterpret_cast<const uint32_t*>(src));
+#pragma unroll
+                        for (int h = 0; h < 2; ++h) {
+                            o[4 * j + 2 * h] += weight[h] != 0.f ? weight[h] * x.x : 0.f;
+                            o[4 * j + 2 * h + 1] += weight[h] != 0.f ? weight[h] * x.y : 0.f;
+                        }
+                    }
+                }
+#pragma unroll
+                for (int i = 0; i + 1 < kPvSteps; ++i)
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) pr[i][r] = pr[i + 1][r];
+            }
+        }
+
         // One key block n: S = Q·K[n]ᵀ and O += P·V[n+1] in flight together; softmax(S) once S lands.
-        template <bool Masked>
-        __device__ __forceinline__ void step(int m, int n, uint32_t accumulate) {
+        // Exact: P·V[n+1] on the CUDA cores first instead (see pv_exact).
+        template <bool Masked, bool Exact>
+        __device__ __forceinline__ void step(const Sched& t, int n, uint32_t accumulate) {
             const int ks = Ring::stage(kc), vs = Ring::stage(vc);
+            if (Exact) pv_exact(sm.v_stage(vs), accumulate);
             barrier_wait(&bar.k_full[ks], Ring::parity(kc));
             pin(s), pin(o), pin(pr);
             turn_begin();
             wgmma_fence();
             gemm_qk(sm.k_stage(ks));
             wgmma_commit();
-            barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-            gemm_pv(sm.v_stage(vs), accumulate);
-            wgmma_commit();
+            if (!Exact) {
+                barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+                gemm_pv(sm.v_stage(vs), accumulate);
+                wgmma_commit();
+            }
             turn_end();
-            wgmma_wait<1>();
+            wgmma_wait<Exact ? 0 : 1>();
             pin(s);
             release(&bar.k_empty[ks]);
             ++kc;
-            if (Masked) mask_causal(m, n);
+            if (Transformed) transform(t, n);
+            if (Masked) mask_band(t.m, n);
             softmax<Masked>();
-            wgmma_wait<0>();
+            if (!Exact) wgmma_wait<0>();
             pin(o), pin(pr);
             release(&bar.v_empty[vs]);
             ++vc;
@@ -290,12 +401,23 @@ struct Forward {
             convert_p();
         }
 
-        __device__ __forceinline__ void run_tile(const Sched& t, int blocks, int unmasked) {
+        // A step whose P·V block n + 1 was masked checks that V first (the check is rarely true).
+        template <bool Masked>
+        __device__ __forceinline__ void step(const Sched& t, int n, uint32_t accumulate, const KeyBlocks& kb) {
+            if (kb.masked(n + 1)) {
+                const int vs = Ring::stage(vc);
+                barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+                if (v_nonfinite(sm.v_stage(vs))) return step<Masked, true>(t, n, accumulate);
+            }
+            step<Masked, false>(t, n, accumulate);
+        }
+
+        __device__ __forceinline__ void run_tile(const Sched& t, const KeyBlocks& kb) {
             qs = QRing::stage(qc);
             barrier_wait(&bar.q_full[qs], QRing::parity(qc));
             ++qc;
             // First block: S = Q·K[last]ᵀ, always through the masked path.
-            int n = blocks - 1;
+            int n = kb.end - 1;
             {
                 const int ks = Ring::stage(kc);
                 barrier_wait(&bar.k_full[ks], Ring::parity(kc));
@@ -311,23 +433,30 @@ struct Forward {
             }
             row_max[0] = row_max[1] = -INFINITY;
             row_sum[0] = row_sum[1] = 0.f;
-            if (Causal) mask_causal(t.m, n);
+            if (Transformed) transform(t, n);
+            if (Banded) mask_band(t.m, n);
             mask_seqlen_k(n);
             softmax<true>();
             convert_p();
-            const int last = n;
-            for (--n; n >= unmasked; --n) step<true>(t.m, n, n + 1 < last);
-            for (; n >= 0; --n) step<false>(t.m, n, n + 1 < last);
+            // Masked blocks after the band's fully seen part, the fully seen part, masked blocks before it;
+            // P·V[n + 1] accumulates unless n + 1 is the first block visited.
+            for (--n; n >= kb.begin && n >= kb.unmasked_end; --n) step<true>(t, n, n + 2 < kb.end, kb);
+            for (; n >= max(kb.begin, kb.unmasked_begin); --n) step<false>(t, n, n + 2 < kb.end, kb);
+            for (; n >= kb.begin; --n) step<true>(t, n, n + 2 < kb.end, kb);
             if (!Shape::o_aliases_q) release(&bar.q_empty[qs]);  // last read of Q is done
-            // O += P·V[0]
+            // O += P·V[begin]
             const int vs = Ring::stage(vc);
             barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-            pin(o), pin(pr);
-            wgmma_fence();
-            gemm_pv(sm.v_stage(vs), blocks > 1);
-            wgmma_commit();
-            wgmma_wait<0>();
-            pin(o);
+            if (kb.masked(kb.begin) && v_nonfinite(sm.v_stage(vs))) {
+                pv_exact(sm.v_stage(vs), kb.count() > 1);
+            } else {
+                pin(o), pin(pr);
+                wgmma_fence();
+                gemm_pv(sm.v_stage(vs), kb.count() > 1);
+                wgmma_commit();
+                wgmma_wait<0>();
+                pin(o);
+            }
             release(&bar.v_empty[vs]);
             ++vc;
         }
@@ -413,12 +542,12 @@ struct Forward {
             c.release(&bar.tile_empty[s]);
             if (tile >= p.num_tiles) break;
             const Sched t(p, tile);
-            const int blocks = t.kv_blocks(p);
-            if (blocks == 0) {
+            const KeyBlocks kb = t.key_blocks(p);
+            if (kb.count() == 0) {
                 c.store_empty(t);
                 continue;
             }
-            c.run_tile(t, blocks, min(t.unmasked_blocks(p), blocks));
+            c.run_tile(t, kb);
             c.finalize(t);
             c.store(t, to);
         }
@@ -426,13 +555,13 @@ struct Forward {
     }
 };
 
-template <int HeadDim, typename T, bool Causal>
+template <int HeadDim, typename T, bool Banded, bool Transformed>
 __global__ void __launch_bounds__(kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ CUtensorMap tq,
                const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                const __grid_constant__ CUtensorMap to) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using F = Forward<HeadDim, T, Causal>;
+    using F = Forward<HeadDim, T, Banded, Transformed>;
     using Shape = typename F::Shape;
     constexpr int kStages = F::kStages;
     __shared__ Barriers<kStages, F::kQStages> bar;  // static shared memory also marks the sm_90a body (see fwd_ready)
@@ -474,17 +603,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int HeadDim, typename T, bool Causal>
+template <int HeadDim, typename T, bool Banded, bool Transformed>
 bool fwd_ready() {
     cudaFuncAttributes a{};
-    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Causal>) == cudaSuccess && a.binaryVersion == 90 &&
+    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed>) == cudaSuccess && a.binaryVersion == 90 &&
            a.sharedSizeBytes > 0;
 }
 
-template <int HeadDim, typename T, bool Causal>
+template <int HeadDim, typename T, bool Banded, bool Transformed>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
-    constexpr int kSmem = TileShape<HeadDim, Causal>::smem_request;
-    auto kernel = fwd_kernel<HeadDim, T, Causal>;
+    constexpr int kSmem = TileShape<HeadDim, Banded>::smem_request;
+    auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;
     kernel<<<grid, kThreads, kSmem, stream>>>(p, maps.q, maps.k, maps.v, maps.o);

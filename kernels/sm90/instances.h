@@ -1,4 +1,4 @@
-// The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines two.
+// The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines four.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -6,12 +6,14 @@
 
 #include "sm90/fwd_params.h"
 
-#define FLASHSCI_SM90_INSTANCE(EXTERN, D, T, CAUSAL)                                                         \
-    EXTERN template cudaError_t launch_fwd<D, T, CAUSAL>(const FwdParams&, const FwdMaps&, int, cudaStream_t); \
-    EXTERN template bool fwd_ready<D, T, CAUSAL>();
+#define FLASHSCI_SM90_INSTANCE(EXTERN, D, T, BANDED, TRANSFORMED)                                     \
+    EXTERN template cudaError_t launch_fwd<D, T, BANDED, TRANSFORMED>(const FwdParams&, const FwdMaps&, int, \
+                                                                      cudaStream_t);                         \
+    EXTERN template bool fwd_ready<D, T, BANDED, TRANSFORMED>();
 
-#define FLASHSCI_SM90_INSTANCES(EXTERN, D, T) \
-    FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true)
+#define FLASHSCI_SM90_INSTANCES(EXTERN, D, T)                                                          \
+    FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false, false) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true, false) \
+    FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false, true) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true, true)
 
 namespace flashsci::kernels::sm90 {
 FLASHSCI_SM90_INSTANCES(extern, 64, __nv_bfloat16)

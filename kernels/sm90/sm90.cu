@@ -2,8 +2,10 @@
 #include "sm90/sm90.h"
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cmath>
+#include <string>
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -67,6 +69,10 @@ cudaError_t make_map(CUtensorMap* map, Element e, const void* ptr, int64_t head_
 }
 
 bool causal(const Problem& p) { return p.mask != Mask::none; }
+bool windowed(const Problem& p) { return p.window_left >= 0 || p.window_right >= 0; }
+// Banded instances visit only each tile's band of key blocks; transformed ones rewrite the scores.
+bool banded(const Problem& p) { return causal(p) || windowed(p); }
+bool transformed(const Problem& p) { return has_score_transform(p); }
 
 int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q + kBlockM - 1) / kBlockM; }
 
@@ -86,9 +92,14 @@ template <>
 constexpr bool kCompiled<256> = true;
 #endif
 
+template <int HeadDim, typename T, bool Banded>
+bool ready_banded(const Problem& p) {
+    return transformed(p) ? fwd_ready<HeadDim, T, Banded, true>() : fwd_ready<HeadDim, T, Banded, false>();
+}
+
 template <int HeadDim, typename T>
 bool ready(const Problem& p) {
-    return causal(p) ? fwd_ready<HeadDim, T, true>() : fwd_ready<HeadDim, T, false>();
+    return banded(p) ? ready_banded<HeadDim, T, true>(p) : ready_banded<HeadDim, T, false>(p);
 }
 
 template <int HeadDim>
@@ -97,9 +108,9 @@ bool ready_hd(const Problem& p) {
     return p.element == Element::bf16 ? ready<HeadDim, __nv_bfloat16>(p) : ready<HeadDim, __half>(p);
 }
 
-template <int HeadDim, bool Causal>
+template <int HeadDim, bool Banded, bool Transformed>
 cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
-    constexpr int kN = TileShape<HeadDim, Causal>::block_n;
+    constexpr int kN = TileShape<HeadDim, Banded>::block_n;
     FwdMaps maps;
     cudaError_t e = make_map(&maps.q, p.element, p.q, p.head_dim, p.seqlen_q, p.heads_q, p.batch, p.q_strides, kMmaM);
     if (e == cudaSuccess) e = make_map(&maps.k, p.element, p.k, p.head_dim, p.seqlen_k, p.heads_kv, p.batch, p.k_strides, kN);
@@ -115,13 +126,21 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     f.group = int(p.heads_q / p.heads_kv);
     f.num_m_blocks = int(num_m_blocks(p));
     f.num_tiles = int(num_m_blocks(p) * p.heads_q * p.batch);
-    // Causal: heads whose K and V fit together in kL2SectionBytes (query heads of one group share theirs).
+    // Banded: heads whose K and V fit together in kL2SectionBytes (query heads of one group share theirs).
     const int64_t kv_bytes_per_head = 2 * p.seqlen_k * p.head_dim * kElemBytes * p.heads_kv / p.heads_q;
     f.section_heads = int(std::clamp<int64_t>(kL2SectionBytes / std::max<int64_t>(kv_bytes_per_head, 1), 1,
                                               p.heads_q * p.batch));
     f.tile_counter = static_cast<int*>(workspace);
-    f.diagonal = Causal ? int(causal_diagonal(p)) : 0;
-    f.scale_log2 = p.scale * kLog2e;
+    const KeyBand band = key_band(p);  // |first|, |last| <= seqlen_q + seqlen_k <= 2^30
+    f.band_first = Banded ? int(band.first) : 0;
+    f.diagonal = Banded ? int(band.last) : 0;
+    // Transformed scores carry the scale themselves; the softmax then only converts to base 2.
+    f.scale_log2 = Transformed ? kLog2e : p.scale * kLog2e;
+    f.score_scale = p.scale;
+    f.softcap = p.softcap;
+    f.softcap_inv = p.softcap > 0.f ? p.scale / p.softcap : 0.f;
+    f.alibi_slopes = p.alibi_slopes;
+    f.alibi_offset = int(p.seqlen_k - p.seqlen_q);
     f.lse = p.lse;
     f.o = p.o;
     f.o_batch_stride = p.o_strides.batch;
@@ -129,18 +148,24 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     f.o_head_stride = p.o_strides.head;
     const int grid = std::max(1, std::min(f.num_tiles, num_sms));
 
-    if (Causal) {
+    if (Banded) {
         if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(int), stream); e != cudaSuccess) return e;
     }
-    return p.element == Element::bf16 ? launch_fwd<HeadDim, __nv_bfloat16, Causal>(f, maps, grid, stream)
-                                      : launch_fwd<HeadDim, __half, Causal>(f, maps, grid, stream);
+    return p.element == Element::bf16 ? launch_fwd<HeadDim, __nv_bfloat16, Banded, Transformed>(f, maps, grid, stream)
+                                      : launch_fwd<HeadDim, __half, Banded, Transformed>(f, maps, grid, stream);
+}
+
+template <int HeadDim, bool Banded>
+cudaError_t launch_banded(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
+    return transformed(p) ? launch_hd<HeadDim, Banded, true>(p, workspace, num_sms, stream)
+                          : launch_hd<HeadDim, Banded, false>(p, workspace, num_sms, stream);
 }
 
 template <int HeadDim>
 cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
     if constexpr (!kCompiled<HeadDim>) return cudaErrorNotSupported;
-    return causal(p) ? launch_hd<HeadDim, true>(p, workspace, num_sms, stream)
-                     : launch_hd<HeadDim, false>(p, workspace, num_sms, stream);
+    return banded(p) ? launch_banded<HeadDim, true>(p, workspace, num_sms, stream)
+                     : launch_banded<HeadDim, false>(p, workspace, num_sms, stream);
 }
 
 }  // namespace
@@ -167,16 +192,24 @@ bool supports(const Problem& p, int major, int minor) {
     }
 }
 
-size_t workspace_bytes(const Problem& p) { return causal(p) ? sizeof(int) : 0; }
+size_t workspace_bytes(const Problem& p) { return banded(p) ? sizeof(int) : 0; }
 
 const char* kernel_name(const Problem& p) {
-    static const char* const names[3][2][2] = {
-        {{"sm90_hd64_f16", "sm90_hd64_f16_causal"}, {"sm90_hd64_bf16", "sm90_hd64_bf16_causal"}},
-        {{"sm90_hd128_f16", "sm90_hd128_f16_causal"}, {"sm90_hd128_bf16", "sm90_hd128_bf16_causal"}},
-        {{"sm90_hd256_f16", "sm90_hd256_f16_causal"}, {"sm90_hd256_bf16", "sm90_hd256_bf16_causal"}},
-    };
+    // sm90_hd<d>_<type>[_causal][_window][_softcap][_alibi]: every combination, built once.
+    constexpr int kHeadDims[] = {64, 128, 256};
+    constexpr int kCombinations = 3 * 2 * 2 * 2 * 2 * 2;
+    static const std::array<std::string, kCombinations> names = [&] {
+        std::array<std::string, kCombinations> all;
+        for (int i = 0; i < kCombinations; ++i)
+            all[i] = "sm90_hd" + std::to_string(kHeadDims[i >> 5]) + ((i & 16) ? "_bf16" : "_f16") +
+                     ((i & 8) ? "_causal" : "") + ((i & 4) ? "_window" : "") + ((i & 2) ? "_softcap" : "") +
+                     ((i & 1) ? "_alibi" : "");
+        return all;
+    }();
     const int d = p.head_dim == 64 ? 0 : p.head_dim == 128 ? 1 : 2;
-    return names[d][p.element == Element::bf16][causal(p)];
+    const int i = d << 5 | (p.element == Element::bf16) << 4 | causal(p) << 3 | windowed(p) << 2 |
+                  (p.softcap > 0.f) << 1 | (p.alibi_slopes != nullptr);
+    return names[i].c_str();
 }
 
 cudaError_t launch(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {

@@ -1,4 +1,4 @@
-// sm_90a forward instances: head_dim 128, f16, causal and not.
+// sm_90a forward instances: head_dim 128, f16: banded (causal or windowed) or not, scores transformed (softcap, ALiBi) or not.
 #include "sm90/fwd_kernel.cuh"
 #include "sm90/instances.h"
 

@@ -74,6 +74,17 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Waits like named_sync and returns whether `vote` was true in any of the `threads` threads.
+__device__ __forceinline__ bool named_vote_any(int id, int threads, bool vote) {
+    uint32_t any;
+    asm volatile(
+        "{\n.reg .pred v, a;\nsetp.ne.u32 v, %1, 0;\nbar.red.or.pred a, %2, %3, v;\nselp.u32 %0, 1, 0, a;\n}"
+        : "=r"(any)
+        : "r"(uint32_t(vote)), "r"(id), "r"(threads)
+        : "memory");
+    return __any_sync(0xffffffffu, any != 0);  // the same value, but visibly warp-uniform to ptxas
+}
+
 // ---- per-warpgroup register budgets (all four warps of the warpgroup execute these).
 template <int Registers>
 __device__ __forceinline__ void registers_release() {
@@ -90,6 +101,13 @@ __device__ __forceinline__ float exp2_approx(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
+}
+
+// tanh(x) = 1 − 2 / (e^2x + 1) with ex2.approx: absolute error about 1e-7 (tanh.approx's 2^-11 relative
+// error, times a softcap of 30, would move a probability by 1.5 %); saturates to ±1 without NaN.
+__device__ __forceinline__ float tanh_fast(float x) {
+    constexpr float kTwoLog2e = 2.8853900817779268f;
+    return 1.f - __fdividef(2.f, exp2_approx(x * kTwoLog2e) + 1.f);
 }
 
 }  // namespace flashsci::kernels::sm90

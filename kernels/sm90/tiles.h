@@ -17,13 +17,13 @@ constexpr int kRegisterPool = 65536 / kThreads * kThreads;  // what a 384-thread
 constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per block
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
-// One row per (head_dim, causal). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
+// One row per (head_dim, banded: causal or windowed). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
 // buffers (2: the next tile's Q loads during this tile); o_aliases_q: the O staging tile reuses Q's
 // shared memory (that Q buffer is then reloaded only after the O store has read it); consumer_registers:
 // setmaxnreg budget of each consumer thread, the producer gets the rest of the pool.
 struct TileConfig {
     int head_dim;
-    bool causal;
+    bool banded;
     int block_n, stages, q_stages;
     bool o_aliases_q;
     int consumer_registers;
@@ -37,15 +37,15 @@ constexpr TileConfig kTiles[] = {
     {256, true, 80, 2, 1, true, 240},
 };
 
-constexpr TileConfig tile_config(int head_dim, bool causal) {
+constexpr TileConfig tile_config(int head_dim, bool banded) {
     for (const TileConfig& t : kTiles)
-        if (t.head_dim == head_dim && t.causal == causal) return t;
+        if (t.head_dim == head_dim && t.banded == banded) return t;
     return {};
 }
 
-template <int HeadDim, bool Causal>
+template <int HeadDim, bool Banded>
 struct TileShape {
-    static constexpr TileConfig config = tile_config(HeadDim, Causal);
+    static constexpr TileConfig config = tile_config(HeadDim, Banded);
     static constexpr int block_n = config.block_n;
     static constexpr int stages = config.stages;
     static constexpr int q_stages = config.q_stages;

@@ -426,10 +426,12 @@ bool reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h)
            x.row <= i + mask_diagonal(c.mask, c.shape);
 }
 
-// flashsci.h's one exception: on the sm90 path a NaN or infinity in v also reaches the rows of a query tile
-// (kSm90TileRows rows of one batch and head) that holds a row seeing it, through 0·NaN or 0·Inf in the
-// tensor cores (seen on H100 in fp16; bf16 happened not to show it).
+// On the sm90 path a key block whose v holds a NaN or infinity and that some row of the query tile
+// (kSm90TileRows rows of one batch and head) does not see is multiplied on the CUDA cores instead of the
+// tensor cores (which would compute 0·NaN): the tile's other rows stay finite and equal to the clean run
+// up to rounding (flashsci.h, "NaN and infinity"), not bit for bit.
 constexpr int64_t kSm90TileRows = 128;
+constexpr double kRoundingTolerance = 1e-2;  // of an element of O, relative, plus as much absolute
 
 bool tile_reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h) {
     const int64_t first = i / kSm90TileRows * kSm90TileRows;
@@ -450,7 +452,7 @@ void check_policy(const Path& path, const Case& c, const Placement& pl, const In
                   const gpu::Outputs& clean, const gpu::Outputs& dirty) {
     const Shape& s = c.shape;
     const bool nan = std::isnan(x.value);
-    const bool tile_spill_allowed = std::string(path.force) == "sm90" && x.tensor == Injection::v;
+    const bool tile_rounding_allowed = std::string(path.force) == "sm90" && x.tensor == Injection::v;
     Mismatches spilled, off_policy;
     int64_t reached_rows = 0;
     for (int64_t b = 0; b < s.batch; ++b)
@@ -461,11 +463,15 @@ void check_policy(const Path& path, const Case& c, const Placement& pl, const In
                     return "row [" + std::to_string(b) + ", " + std::to_string(i) + ", " + std::to_string(h) + "]";
                 };
                 const bool lse_same = std::memcmp(&clean.lse[l], &dirty.lse[l], sizeof(float)) == 0;
+                const bool rounding = tile_rounding_allowed && tile_reached(c, x, b, i, h);
+                const auto unchanged = [&](size_t o) {
+                    const double want = clean.o.get(o), got = dirty.o.get(o);
+                    return rounding ? std::isfinite(got) && std::abs(got - want) <= kRoundingTolerance * (1 + std::abs(want))
+                                    : same_element(clean.o, dirty.o, o);
+                };
                 if (!reached(c, x, b, i, h)) {
-                    if (tile_spill_allowed && tile_reached(c, x, b, i, h)) continue;
                     bool same = lse_same;
-                    for (int64_t d = 0; d < s.head_dim; ++d)
-                        same = same && same_element(clean.o, dirty.o, pl.o.offset(b, i, h) + size_t(d));
+                    for (int64_t d = 0; d < s.head_dim; ++d) same = same && unchanged(pl.o.offset(b, i, h) + size_t(d));
                     spilled.add(same, [&] { return "spilled into " + row(); });
                     continue;
                 }
@@ -475,7 +481,7 @@ void check_policy(const Path& path, const Case& c, const Placement& pl, const In
                 for (int64_t d = 0; d < s.head_dim; ++d) {
                     const size_t o = pl.o.offset(b, i, h) + size_t(d);
                     const bool nan_here = x.tensor != Injection::v || d == x.column;
-                    ok = ok && (nan_here ? std::isnan(dirty.o.get(o)) : same_element(clean.o, dirty.o, o));
+                    ok = ok && (nan_here ? std::isnan(dirty.o.get(o)) : unchanged(o));
                 }
                 off_policy.add(ok, [&] {
                     return row() + " sees the NaN: O[0] " + std::to_string(dirty.o.get(pl.o.offset(b, i, h))) +
@@ -539,30 +545,34 @@ TEST_CASE("reliability: a NaN reaches only the rows that see it, Inf never spill
     for (const Path& path : paths())
         for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_FLOAT32}) {
             if (std::string(path.force) == "sm90" && dtype == FLASHSCI_DTYPE_FLOAT32) continue;
-            for (const auto& [seqlen_q, seqlen_k] : {std::pair<int64_t, int64_t>{200, 300}, {300, 200}})
-                for (const flashsci_mask_t mask : kMasks) {
-                    const Case c{dtype, {2, seqlen_q, seqlen_k, 4, 2, 128}, mask};
-                    const Placement pl = place(c);
-                    const HostTensor in = random_input(c, pl, rng);
-                    const DeviceProblem problem(path, c, in);
-                    const auto out = problem.make_outputs();
-                    REQUIRE_FLASHSCI(problem.forward(out, nullptr));
-                    const gpu::Outputs clean = problem.fetch(out);
-                    // Key 150 sits inside a tile of every path, past the diagonal of many rows of its tile.
-                    for (const float value : {nan, inf, -inf})
-                        for (const Injection& x : {Injection{Injection::q, value, 1, 170, 3, 5},
-                                                   Injection{Injection::k, value, 1, 150, 1, 5},
-                                                   Injection{Injection::v, value, 0, 150, 0, 77}}) {
-                            HostTensor dirty_input = in;
-                            dirty_input.set(input_index(c, pl, x), value);
-                            REQUIRE_CUDA(cudaMemcpy(problem.input(), dirty_input.data(), dirty_input.size_bytes(),
-                                                    cudaMemcpyHostToDevice));
-                            problem.poison(out, nullptr);
-                            REQUIRE_FLASHSCI(problem.forward(out, nullptr));
-                            INFO(path.force);
-                            check_policy(path, c, pl, x, clean, problem.fetch(out));
-                        }
-                }
+            // Every tile width of the sm90 path (its P·V of a masked block with a non-finite v runs apart).
+            const std::vector<int64_t> head_dims =
+                std::string(path.force) == "sm90" ? std::vector<int64_t>{64, 128, 256} : std::vector<int64_t>{128};
+            for (const int64_t head_dim : head_dims)
+                for (const auto& [seqlen_q, seqlen_k] : {std::pair<int64_t, int64_t>{200, 300}, {300, 200}})
+                    for (const flashsci_mask_t mask : kMasks) {
+                        const Case c{dtype, {2, seqlen_q, seqlen_k, 4, 2, head_dim}, mask};
+                        const Placement pl = place(c);
+                        const HostTensor in = random_input(c, pl, rng);
+                        const DeviceProblem problem(path, c, in);
+                        const auto out = problem.make_outputs();
+                        REQUIRE_FLASHSCI(problem.forward(out, nullptr));
+                        const gpu::Outputs clean = problem.fetch(out);
+                        // Key 150 sits inside a tile of every path, past the diagonal of many rows of its tile.
+                        for (const float value : {nan, inf, -inf})
+                            for (const Injection& x : {Injection{Injection::q, value, 1, 170, 3, 5},
+                                                       Injection{Injection::k, value, 1, 150, 1, 5},
+                                                       Injection{Injection::v, value, 0, 150, 0, head_dim - 51}}) {
+                                HostTensor dirty_input = in;
+                                dirty_input.set(input_index(c, pl, x), value);
+                                REQUIRE_CUDA(cudaMemcpy(problem.input(), dirty_input.data(), dirty_input.size_bytes(),
+                                                        cudaMemcpyHostToDevice));
+                                problem.poison(out, nullptr);
+                                REQUIRE_FLASHSCI(problem.forward(out, nullptr));
+                                INFO(path.force);
+                                check_policy(path, c, pl, x, clean, problem.fetch(out));
+                            }
+                    }
         }
 }
 
