@@ -28,6 +28,11 @@
 //! `k`, `v`: `heads_kv`); any layout with a contiguous `head_dim` is described with
 //! [`Plan::set_strides`] in elements. The LSE is `f32 [batch, heads_q, seqlen_q]`.
 //!
+//! A variable-length batch ([`Plan::set_varlen_shape`], [`Plan::forward_varlen`]) packs
+//! sequences of different lengths along one token axis: `q`, `o` `[total_q, heads_q,
+//! head_dim]`, `k`, `v` `[total_k, heads_kv, head_dim]`, `i32` offsets `cu_seqlens_q`,
+//! `cu_seqlens_k` of `batch + 1` entries, and the LSE `f32 [heads_q, total_q]`.
+//!
 //! # Host slices and device memory
 //! [`Plan::forward`] takes host slices and runs on a CPU plan; it checks that every
 //! slice covers its tensor as the plan describes it, so it cannot read or write out of
@@ -335,6 +340,79 @@ impl Shape {
     }
 }
 
+/// The shape of a variable-length batch, in the order of `flashsci_plan_set_varlen_shape`:
+/// `batch` sequences packed along one token axis, sequence b owning rows
+/// `cu_seqlens[b] .. cu_seqlens[b + 1]` of the packed tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VarlenShape {
+    /// Number of sequences, >= 1.
+    pub batch: i64,
+    /// Query rows of all sequences together, from 1 to 2^31 - 1.
+    pub total_q: i64,
+    /// Key (and value) rows of all sequences together, from 1 to 2^31 - 1.
+    pub total_k: i64,
+    /// The longest sequence's query rows, from 1 to `total_q`.
+    pub max_seqlen_q: i64,
+    /// The longest sequence's keys, from 1 to `total_k`.
+    pub max_seqlen_k: i64,
+    /// Query (and output) heads, >= 1.
+    pub heads_q: i64,
+    /// Key/value heads, >= 1, dividing `heads_q`.
+    pub heads_kv: i64,
+    /// Features per head: a multiple of 8 from 8 to 256.
+    pub head_dim: i64,
+}
+
+impl VarlenShape {
+    /// A shape from its eight numbers, in the order of `flashsci_plan_set_varlen_shape`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        batch: i64,
+        total_q: i64,
+        total_k: i64,
+        max_seqlen_q: i64,
+        max_seqlen_k: i64,
+        heads_q: i64,
+        heads_kv: i64,
+        head_dim: i64,
+    ) -> VarlenShape {
+        VarlenShape { batch, total_q, total_k, max_seqlen_q, max_seqlen_k, heads_q, heads_kv, head_dim }
+    }
+
+    /// Elements of a contiguous q or o, `[total_q, heads_q, head_dim]`.
+    pub fn q_len(&self) -> usize {
+        (self.total_q * self.heads_q * self.head_dim) as usize
+    }
+
+    /// Elements of a contiguous k or v, `[total_k, heads_kv, head_dim]`.
+    pub fn kv_len(&self) -> usize {
+        (self.total_k * self.heads_kv * self.head_dim) as usize
+    }
+
+    /// Elements of the LSE, `[heads_q, total_q]`.
+    pub fn lse_len(&self) -> usize {
+        (self.heads_q * self.total_q) as usize
+    }
+
+    /// Entries of `cu_seqlens_q` and of `cu_seqlens_k`: `batch + 1`.
+    pub fn offsets_len(&self) -> usize {
+        (self.batch + 1) as usize
+    }
+
+    /// (sequences, rows, heads) a tensor's strides reach: all tokens as one sequence.
+    fn dims(&self, tensor: Tensor) -> (i64, i64, i64) {
+        match tensor {
+            Tensor::Q | Tensor::O => (1, self.total_q, self.heads_q),
+            Tensor::K | Tensor::V => (1, self.total_k, self.heads_kv),
+        }
+    }
+
+    fn contiguous(&self, tensor: Tensor) -> Strides {
+        let (_, _, heads) = self.dims(tensor);
+        Strides { batch: 0, seq: heads * self.head_dim, head: self.head_dim }
+    }
+}
+
 /// A tensor's strides in elements (the head_dim stride is 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Strides {
@@ -380,6 +458,7 @@ pub struct Plan {
     raw: NonNull<sys::flashsci_plan_st>,
     backend: Backend,
     shape: Option<Shape>,
+    varlen: Option<VarlenShape>,
     dtype: Option<Dtype>,
     strides: [Strides; 4],
 }
@@ -406,7 +485,7 @@ impl Plan {
         // SAFETY: a live plan and a valid out-pointer.
         let got = check(unsafe { sys::flashsci_plan_get_backend(raw.as_ptr(), &mut resolved) });
         let mut plan =
-            Plan { raw, backend: Backend::Cpu, shape: None, dtype: None, strides: [Strides::default(); 4] };
+            Plan { raw, backend: Backend::Cpu, shape: None, varlen: None, dtype: None, strides: [Strides::default(); 4] };
         got?; // on failure `plan` is dropped, destroying the handle
         plan.backend = if resolved == sys::FLASHSCI_BACKEND_CUDA { Backend::Cuda } else { Backend::Cpu };
         Ok(plan)
@@ -417,9 +496,14 @@ impl Plan {
         self.backend
     }
 
-    /// The shape last set, if any.
+    /// The shape last set, if any (`None` on a variable-length plan).
     pub fn shape(&self) -> Option<Shape> {
         self.shape
+    }
+
+    /// The variable-length shape last set, if the plan has one ([`Plan::set_shape`] clears it).
+    pub fn varlen_shape(&self) -> Option<VarlenShape> {
+        self.varlen
     }
 
     /// The element type last set, if any.
@@ -446,6 +530,34 @@ impl Plan {
             sys::flashsci_plan_set_shape(self.as_raw(), s.batch, s.seqlen_q, s.seqlen_k, s.heads_q, s.heads_kv, s.head_dim)
         })?;
         self.shape = Some(shape);
+        self.varlen = None;
+        for t in Tensor::ALL {
+            self.strides[t.index()] = shape.contiguous(t);
+        }
+        Ok(self)
+    }
+
+    /// Sets the shape of a variable-length batch, run by [`Plan::forward_varlen`]; resets every
+    /// tensor's strides to the contiguous packed layout (batch stride 0). [`Plan::set_shape`] makes
+    /// the plan dense again. On failure the plan is unchanged.
+    pub fn set_varlen_shape(&mut self, shape: VarlenShape) -> Result<&mut Self> {
+        let s = shape;
+        // SAFETY: a live plan, exclusively borrowed.
+        check(unsafe {
+            sys::flashsci_plan_set_varlen_shape(
+                self.as_raw(),
+                s.batch,
+                s.total_q,
+                s.total_k,
+                s.max_seqlen_q,
+                s.max_seqlen_k,
+                s.heads_q,
+                s.heads_kv,
+                s.head_dim,
+            )
+        })?;
+        self.varlen = Some(shape);
+        self.shape = None;
         for t in Tensor::ALL {
             self.strides[t.index()] = shape.contiguous(t);
         }
@@ -495,12 +607,13 @@ impl Plan {
     /// ALiBi: one slope per query head, `score -= slope[h]·|i + seqlen_k - seqlen_q - j|`; `None` turns it off.
     /// Needs the shape; [`Plan::set_shape`] with another `heads_q` turns it off.
     pub fn set_alibi_slopes(&mut self, slopes: Option<&[f32]>) -> Result<&mut Self> {
-        let pointer = match (slopes, self.shape) {
+        let heads_q = self.shape.map(|s| s.heads_q).or(self.varlen.map(|s| s.heads_q));
+        let pointer = match (slopes, heads_q) {
             (None, _) => std::ptr::null(),
-            (Some(s), Some(shape)) if s.len() as i64 != shape.heads_q => {
+            (Some(s), Some(heads_q)) if s.len() as i64 != heads_q => {
                 return Err(Error::new(
                     Status::InvalidValue,
-                    format!("set_alibi_slopes: slopes has {} values, heads_q is {}", s.len(), shape.heads_q),
+                    format!("set_alibi_slopes: slopes has {} values, heads_q is {}", s.len(), heads_q),
                 ))
             }
             // Without a shape the library refuses before reading any slope.
@@ -511,7 +624,8 @@ impl Plan {
         Ok(self)
     }
 
-    /// Describes a tensor's layout in elements (after [`Plan::set_shape`], which resets it).
+    /// Describes a tensor's layout in elements (after [`Plan::set_shape`] or [`Plan::set_varlen_shape`], which
+    /// reset it); the batch stride must be 0 on a variable-length plan.
     pub fn set_strides(&mut self, tensor: Tensor, strides: Strides) -> Result<&mut Self> {
         // SAFETY: a live plan, exclusively borrowed.
         check(unsafe {
@@ -539,15 +653,67 @@ impl Plan {
         Ok(unsafe { static_str(name) })
     }
 
-    /// Elements a slice must hold for `tensor` under the plan's shape and strides.
-    fn extent(&self, shape: &Shape, tensor: Tensor) -> Result<usize> {
-        let (b, s, h) = shape.dims(tensor);
+    /// Elements a slice must hold for `tensor`, (sequences, rows, heads) of `head_dim` under the plan's strides.
+    fn extent(&self, dims: (i64, i64, i64), head_dim: i64, tensor: Tensor) -> Result<usize> {
+        let (b, s, h) = dims;
         let st = self.strides[tensor.index()];
         let last = (b as i128 - 1) * st.batch as i128
             + (s as i128 - 1) * st.seq as i128
             + (h as i128 - 1) * st.head as i128
-            + shape.head_dim as i128;
+            + head_dim as i128;
         usize::try_from(last).map_err(|_| Error::new(Status::InvalidValue, "tensor extent overflows usize"))
+    }
+
+    /// The checks of the host-slice forwards: a CPU plan, a dtype the element type holds, and slices that
+    /// cover their tensors (`dims` of each, `head_dim`).
+    #[allow(clippy::too_many_arguments)]
+    fn check_host_slices<T: Element>(
+        &self,
+        function: &str,
+        dims: impl Fn(Tensor) -> (i64, i64, i64),
+        head_dim: i64,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        o: &[T],
+    ) -> Result<()> {
+        if self.backend != Backend::Cpu {
+            return Err(Error::new(
+                Status::InvalidValue,
+                format!("{function}: host slices need a CPU plan, this one runs on {:?}; use forward_raw or forward_varlen_raw with device memory", self.backend),
+            ));
+        }
+        let dtype = self
+            .dtype
+            .ok_or_else(|| Error::new(Status::InvalidValue, format!("{function}: set the shape and the dtype first")))?;
+        if !T::holds(dtype) {
+            return Err(Error::new(
+                Status::InvalidValue,
+                format!("{function}: slices of {} cannot hold {dtype:?} (f32 for F32, u16 for F16 and BF16)", std::any::type_name::<T>()),
+            ));
+        }
+        for (name, tensor, len) in [("q", Tensor::Q, q.len()), ("k", Tensor::K, k.len()), ("v", Tensor::V, v.len()), ("o", Tensor::O, o.len())] {
+            let need = self.extent(dims(tensor), head_dim, tensor)?;
+            if len < need {
+                return Err(Error::new(
+                    Status::InvalidValue,
+                    format!("{function}: {name} has {len} elements, its shape and strides reach {need}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The LSE's pointer: null, or a slice of at least `need` floats.
+    fn lse_pointer(function: &str, lse: Option<&mut [f32]>, need: usize, layout: &str) -> Result<*mut f32> {
+        match lse {
+            None => Ok(std::ptr::null_mut()),
+            Some(lse) if lse.len() >= need => Ok(lse.as_mut_ptr()),
+            Some(lse) => Err(Error::new(
+                Status::InvalidValue,
+                format!("{function}: lse has {} elements, {layout} needs {need}", lse.len()),
+            )),
+        }
     }
 
     /// Runs a CPU plan on host slices: `o` (and `lse`, if given) receive the result.
@@ -556,45 +722,22 @@ impl Plan {
     /// bf16) laid out as its shape and strides say; each slice must cover its tensor's
     /// last element, and `lse`, if given, `batch·heads_q·seqlen_q` floats. Errors (with
     /// nothing written): [`Status::InvalidValue`] for a CUDA plan, a plan without shape or
-    /// dtype, an element type that does not hold the dtype, or a short slice; any error
-    /// of `flashsci_forward`.
+    /// dtype (or with a variable-length shape: [`Plan::forward_varlen`] runs those), an
+    /// element type that does not hold the dtype, or a short slice; any error of
+    /// `flashsci_forward`.
     pub fn forward<T: Element>(&self, q: &[T], k: &[T], v: &[T], o: &mut [T], lse: Option<&mut [f32]>) -> Result<()> {
         const FN: &str = "flashsci::Plan::forward";
-        if self.backend != Backend::Cpu {
+        if self.varlen.is_some() {
             return Err(Error::new(
                 Status::InvalidValue,
-                format!("{FN}: host slices need a CPU plan, this one runs on {:?}; use forward_raw with device memory", self.backend),
+                format!("{FN}: the plan has a variable-length shape (set_varlen_shape); call forward_varlen"),
             ));
         }
-        let (shape, dtype) = match (self.shape, self.dtype) {
-            (Some(shape), Some(dtype)) => (shape, dtype),
-            _ => return Err(Error::new(Status::InvalidValue, format!("{FN}: set the shape and the dtype first"))),
-        };
-        if !T::holds(dtype) {
-            return Err(Error::new(
-                Status::InvalidValue,
-                format!("{FN}: slices of {} cannot hold {dtype:?} (f32 for F32, u16 for F16 and BF16)", std::any::type_name::<T>()),
-            ));
-        }
-        for (name, tensor, len) in [("q", Tensor::Q, q.len()), ("k", Tensor::K, k.len()), ("v", Tensor::V, v.len()), ("o", Tensor::O, o.len())] {
-            let need = self.extent(&shape, tensor)?;
-            if len < need {
-                return Err(Error::new(
-                    Status::InvalidValue,
-                    format!("{FN}: {name} has {len} elements, its shape and strides reach {need}"),
-                ));
-            }
-        }
-        let lse_ptr = match lse {
-            None => std::ptr::null_mut(),
-            Some(lse) if lse.len() >= shape.lse_len() => lse.as_mut_ptr(),
-            Some(lse) => {
-                return Err(Error::new(
-                    Status::InvalidValue,
-                    format!("{FN}: lse has {} elements, [batch, heads_q, seqlen_q] needs {}", lse.len(), shape.lse_len()),
-                ))
-            }
-        };
+        let shape = self
+            .shape
+            .ok_or_else(|| Error::new(Status::InvalidValue, format!("{FN}: set the shape and the dtype first")))?;
+        self.check_host_slices(FN, |t| shape.dims(t), shape.head_dim, q, k, v, o)?;
+        let lse_ptr = Self::lse_pointer(FN, lse, shape.lse_len(), "[batch, heads_q, seqlen_q]")?;
         let mut workspace = vec![0u8; self.workspace_size()?];
         let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
         // SAFETY: a CPU plan; every slice covers its tensor as the plan describes it (checked
@@ -607,6 +750,64 @@ impl Plan {
                 v.as_ptr().cast(),
                 o.as_mut_ptr().cast(),
                 lse_ptr,
+                workspace_ptr,
+                workspace.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// Runs a CPU plan with a variable-length shape on host slices: `o` (and `lse`, if given,
+    /// `[heads_q, total_q]`) receive the result; rows outside every sequence are not written.
+    ///
+    /// q, k, v and o as for [`Plan::forward`], laid out as the variable-length shape and the
+    /// strides say; `cu_seqlens_q` and `cu_seqlens_k` hold at least `batch + 1` offsets (the
+    /// library checks their values and names the first bad one). Errors (with nothing written):
+    /// [`Status::InvalidValue`] for a CUDA plan, a plan without a variable-length shape or a dtype,
+    /// an element type that does not hold the dtype, a short slice, or bad offsets; any error of
+    /// `flashsci_forward_varlen`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_varlen<T: Element>(
+        &self,
+        q: &[T],
+        k: &[T],
+        v: &[T],
+        o: &mut [T],
+        cu_seqlens_q: &[i32],
+        cu_seqlens_k: &[i32],
+        lse: Option<&mut [f32]>,
+    ) -> Result<()> {
+        const FN: &str = "flashsci::Plan::forward_varlen";
+        let shape = self.varlen.ok_or_else(|| {
+            Error::new(
+                Status::InvalidValue,
+                format!("{FN}: the plan needs a variable-length shape (set_varlen_shape) and a dtype; forward runs dense plans"),
+            )
+        })?;
+        self.check_host_slices(FN, |t| shape.dims(t), shape.head_dim, q, k, v, o)?;
+        for (name, offsets) in [("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)] {
+            if offsets.len() < shape.offsets_len() {
+                return Err(Error::new(
+                    Status::InvalidValue,
+                    format!("{FN}: {name} has {} offsets, batch + 1 = {} are needed", offsets.len(), shape.offsets_len()),
+                ));
+            }
+        }
+        let lse_ptr = Self::lse_pointer(FN, lse, shape.lse_len(), "[heads_q, total_q]")?;
+        let mut workspace = vec![0u8; self.workspace_size()?];
+        let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
+        // SAFETY: a CPU plan; every slice covers its tensor and both offset slices hold batch + 1
+        // entries (checked above; the library checks their values before writing); o is
+        // exclusively borrowed so it overlaps none of the inputs; the workspace has the size asked for.
+        unsafe {
+            self.forward_varlen_raw(
+                q.as_ptr().cast(),
+                k.as_ptr().cast(),
+                v.as_ptr().cast(),
+                o.as_mut_ptr().cast(),
+                lse_ptr,
+                cu_seqlens_q.as_ptr(),
+                cu_seqlens_k.as_ptr(),
                 workspace_ptr,
                 workspace.len(),
                 std::ptr::null_mut(),
@@ -639,6 +840,44 @@ impl Plan {
     ) -> Result<()> {
         check(sys::flashsci_forward(self.as_raw(), q, k, v, o, lse, workspace, workspace_bytes, stream))
     }
+
+    /// `flashsci_forward_varlen` with raw pointers: device memory (the offsets too) and a CUDA
+    /// stream for a CUDA plan, host memory and a null stream for a CPU plan.
+    ///
+    /// # Safety
+    /// As [`Plan::forward_raw`], for the variable-length layout: q, k, v and o cover
+    /// `[total, heads, head_dim]` under the plan's strides, `lse` is null or holds
+    /// `heads_q·total_q` floats, and `cu_seqlens_q`, `cu_seqlens_k` point to `batch + 1` `i32`s
+    /// in the backend's memory. A CUDA plan trusts their values (keeping every access inside the
+    /// tensors; the output is unspecified for offsets that break the header's rules).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn forward_varlen_raw(
+        &self,
+        q: *const c_void,
+        k: *const c_void,
+        v: *const c_void,
+        o: *mut c_void,
+        lse: *mut f32,
+        cu_seqlens_q: *const i32,
+        cu_seqlens_k: *const i32,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: sys::flashsci_stream_t,
+    ) -> Result<()> {
+        check(sys::flashsci_forward_varlen(
+            self.as_raw(),
+            q,
+            k,
+            v,
+            o,
+            lse,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            workspace,
+            workspace_bytes,
+            stream,
+        ))
+    }
 }
 
 impl Drop for Plan {
@@ -655,6 +894,7 @@ impl fmt::Debug for Plan {
         f.debug_struct("Plan")
             .field("backend", &self.backend)
             .field("shape", &self.shape)
+            .field("varlen_shape", &self.varlen)
             .field("dtype", &self.dtype)
             .field("strides", &self.strides)
             .finish()

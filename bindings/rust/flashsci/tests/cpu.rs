@@ -1,6 +1,6 @@
 //! The safe API on the CPU backend, against a naive fp64 reference written here.
 
-use flashsci::{Backend, Dtype, Error, Mask, Plan, Shape, Status, Strides, Tensor};
+use flashsci::{Backend, Dtype, Error, Mask, Plan, Shape, Status, Strides, Tensor, VarlenShape};
 use std::sync::Arc;
 
 /// A small deterministic generator (xorshift), values in [-1, 1).
@@ -279,4 +279,77 @@ fn window_softcap_and_alibi_setters() {
             }
         }
     }
+}
+
+#[test]
+fn varlen_matches_fp64_sequence_by_sequence() {
+    // Sequences of 3, 0, 17 and 9 queries over 5, 2, 17 and 0 keys (GQA 4:2), packed; one spare token after them.
+    let (lens_q, lens_k) = ([3i64, 0, 17, 9], [5i64, 2, 17, 0]);
+    let cumulative = |lens: &[i64]| -> Vec<i32> {
+        std::iter::once(0).chain(lens.iter().scan(0i32, |sum, &n| { *sum += n as i32; Some(*sum) })).collect()
+    };
+    let (cu_q, cu_k) = (cumulative(&lens_q), cumulative(&lens_k));
+    let shape = VarlenShape::new(4, 30, 24, 17, 17, 4, 2, 16);
+    let mut rng = Rng(0x7a71);
+    let (q, k, v) = (rng.vec(shape.q_len()), rng.vec(shape.kv_len()), rng.vec(shape.kv_len()));
+    for mask in [Mask::None, Mask::Causal, Mask::CausalBottomRight] {
+        let mut plan = Plan::new(Backend::Cpu).unwrap();
+        plan.set_varlen_shape(shape).unwrap().set_dtype(Dtype::F32).unwrap().set_mask(mask).unwrap();
+        assert_eq!((plan.varlen_shape(), plan.shape()), (Some(shape), None));
+        let mut o = vec![f32::NAN; shape.q_len()];
+        let mut lse = vec![f32::NAN; shape.lse_len()];
+        plan.forward_varlen(&q, &k, &v, &mut o, &cu_q, &cu_k, Some(&mut lse)).unwrap();
+        let row = (shape.heads_q * shape.head_dim) as usize;
+        for b in 0..4usize {
+            let (q0, k0) = (cu_q[b] as usize, cu_k[b] as usize);
+            let (lq, lk) = (lens_q[b], lens_k[b]);
+            if lq == 0 {
+                continue;
+            }
+            let rows = q0..q0 + lq as usize;
+            if lk == 0 {
+                assert!(o[rows.start * row..rows.end * row].iter().all(|&x| x == 0.0), "{mask:?} sequence {b}");
+                assert!((0..4).all(|h| lse[h * 30 + q0..h * 30 + q0 + lq as usize].iter().all(|&x| x == f32::NEG_INFINITY)));
+                continue;
+            }
+            let seq = Shape::new(1, lq, lk, 4, 2, 16);
+            let kv_row = (shape.heads_kv * shape.head_dim) as usize;
+            let (ro, rlse) = reference(seq, contiguous(seq), &q[q0 * row..], &k[k0 * kv_row..], &v[k0 * kv_row..], mask, 0.25);
+            let eo = max_err(o[rows.start * row..rows.end * row].iter().map(|&x| x as f64), &ro);
+            assert!(eo <= 1e-5, "{mask:?} sequence {b}: max |o - ref| = {eo}");
+            for h in 0..4usize {
+                let got = lse[h * 30 + q0..h * 30 + q0 + lq as usize].iter().map(|&x| x as f64);
+                let e = max_err(got, &rlse[h * lq as usize..(h + 1) * lq as usize]);
+                assert!(e <= 1e-5, "{mask:?} sequence {b} head {h}: max |lse - ref| = {e}");
+            }
+        }
+        // The spare token (row 29) belongs to no sequence: not written.
+        assert!(o[29 * row..].iter().all(|x| x.is_nan()) && (0..4).all(|h| lse[h * 30 + 29].is_nan()));
+    }
+}
+
+#[test]
+fn varlen_and_dense_forwards_refuse_each_other_and_bad_offsets() {
+    let shape = VarlenShape::new(2, 10, 10, 6, 6, 2, 2, 8);
+    let mut plan = Plan::new(Backend::Cpu).unwrap();
+    plan.set_varlen_shape(shape).unwrap().set_dtype(Dtype::F32).unwrap();
+    let x = vec![0.5f32; shape.q_len()];
+    let mut o = vec![7f32; shape.q_len()];
+    let err = plan.forward(&x, &x, &x, &mut o, None).unwrap_err();
+    assert!(err.message().contains("forward_varlen"), "{}", err.message());
+    let err = plan.forward_varlen(&x, &x, &x, &mut o, &[0, 4], &[0, 4, 10], None).unwrap_err();
+    assert!(err.message().contains("cu_seqlens_q has 2 offsets"), "{}", err.message());
+    let err = plan.forward_varlen(&x, &x, &x, &mut o, &[0, 7, 3], &[0, 4, 10], None).unwrap_err();
+    assert_eq!(err.status(), Status::InvalidValue);
+    assert!(err.message().contains("cu_seqlens_q[1] - cu_seqlens_q[0] (7) exceeds max_seqlen_q (6)"), "{}", err.message());
+    let err = plan.set_strides(Tensor::V, Strides { batch: 1, seq: 16, head: 8 }).unwrap_err();
+    assert!(err.message().contains("batch_stride of v (1) must be 0"), "{}", err.message());
+    assert!(o.iter().all(|&x| x == 7.0), "nothing written on failure");
+    plan.forward_varlen(&x, &x, &x, &mut o, &[0, 4, 10], &[0, 6, 10], None).unwrap();
+    plan.set_shape(Shape::new(1, 10, 10, 2, 2, 8)).unwrap();
+    let err = plan.forward_varlen(&x, &x, &x, &mut o, &[0, 4, 10], &[0, 6, 10], None).unwrap_err();
+    assert!(err.message().contains("set_varlen_shape"), "{}", err.message());
+    plan.forward(&x, &x, &x, &mut o, None).unwrap();
+    let err = Plan::new(Backend::Cpu).unwrap().set_varlen_shape(VarlenShape::new(2, 10, 10, 11, 6, 2, 2, 8)).unwrap_err();
+    assert!(err.message().contains("max_seqlen_q (11) must not exceed total_q (10)"), "{}", err.message());
 }
