@@ -236,8 +236,9 @@ TEST_CASE("CUDA varlen: offsets in host memory are refused, naming them, before 
 
 // The CUDA backend cannot read device offsets without synchronising, so it trusts them; whatever they hold,
 // it must neither crash nor touch memory outside O and LSE (their values are then unspecified). O and LSE sit
-// between guard bands in larger allocations; the inputs too, so that compute-sanitizer (memcheck) also sees
-// any read past them. Run under `compute-sanitizer --tool memcheck` on the device machine.
+// between poisoned guard bands in larger allocations, so a write past them shows here; q, k, v and the offsets
+// have allocations of their exact size, so that compute-sanitizer (memcheck) reports any read past them. Run
+// under `compute-sanitizer --tool memcheck` on the device machine too.
 TEST_CASE("CUDA varlen: hostile device offsets stay inside O and LSE", "[gpu][varlen][hostile]") {
     constexpr int64_t kBatch = 4, kTotalQ = 300, kTotalK = 200, kMaxQ = 100, kMaxK = 64;
     constexpr int64_t kHeadsQ = 4, kHeadsKv = 2, kHeadDim = 64;
@@ -267,19 +268,20 @@ TEST_CASE("CUDA varlen: hostile device offsets stay inside O and LSE", "[gpu][va
             const std::vector<float> slopes = vl::alibi_slopes(kHeadsQ);
             REQUIRE_FLASHSCI(flashsci_plan_set_alibi_slopes(plan, slopes.data()));
 
-            // [guard | q | k | v | guard], [guard | o | guard], [guard | lse | guard], [guard | cu_q | cu_k | guard]
-            const size_t in_bytes = q_bytes + 2 * kv_bytes, cu_bytes = size_t(kBatch + 1) * sizeof(int32_t);
-            gpu::DeviceBuffer d_in(in_bytes + 2 * kGuard), d_o(q_bytes + 2 * kGuard), d_lse(lse_bytes + 2 * kGuard),
-                d_cu(2 * cu_bytes + 2 * kGuard);
+            // q, k, v, cu_q, cu_k: allocations of their own size; [guard | o | guard], [guard | lse | guard]
+            const size_t cu_bytes = size_t(kBatch + 1) * sizeof(int32_t);
+            gpu::DeviceBuffer d_q(q_bytes), d_k(kv_bytes), d_v(kv_bytes), d_cu_q(cu_bytes), d_cu_k(cu_bytes),
+                d_o(q_bytes + 2 * kGuard), d_lse(lse_bytes + 2 * kGuard);
             std::mt19937_64 rng(gpu::fresh_seed());
-            HostTensor in(dtype, in_bytes / bytes);
-            in.fill_random(rng);
-            REQUIRE_CUDA(cudaMemcpy(d_in.get() + kGuard, in.data(), in_bytes, cudaMemcpyHostToDevice));
-            const auto* q = d_in.get() + kGuard;
+            for (const gpu::DeviceBuffer* input : {&d_q, &d_k, &d_v}) {
+                HostTensor x(dtype, (input == &d_q ? q_bytes : kv_bytes) / bytes);
+                x.fill_random(rng);
+                REQUIRE_CUDA(cudaMemcpy(input->get(), x.data(), x.size_bytes(), cudaMemcpyHostToDevice));
+            }
             auto* o = d_o.get() + kGuard;
             auto* lse = reinterpret_cast<float*>(d_lse.get() + kGuard);
-            const auto* cu_q = reinterpret_cast<const int32_t*>(d_cu.get() + kGuard);
-            const auto* cu_k = cu_q + (kBatch + 1);
+            const auto* cu_q = reinterpret_cast<const int32_t*>(d_cu_q.get());
+            const auto* cu_k = reinterpret_cast<const int32_t*>(d_cu_k.get());
             gpu::Stream stream;
             for (const auto& [offsets_q, offsets_k] : hostile) {
                 INFO(gpu::dtype_name(dtype) << " mask " << vl::mask_label(mask) << ", cu_seqlens_q " << offsets_q[0]
@@ -288,12 +290,10 @@ TEST_CASE("CUDA varlen: hostile device offsets stay inside O and LSE", "[gpu][va
                                             << " " << offsets_k[2] << " " << offsets_k[3] << " " << offsets_k[4]);
                 REQUIRE_CUDA(cudaMemset(d_o.get(), 0xff, q_bytes + 2 * kGuard));
                 REQUIRE_CUDA(cudaMemset(d_lse.get(), 0xff, lse_bytes + 2 * kGuard));
-                REQUIRE_CUDA(cudaMemset(d_cu.get(), 0xff, 2 * cu_bytes + 2 * kGuard));
-                REQUIRE_CUDA(cudaMemcpy(d_cu.get() + kGuard, offsets_q.data(), cu_bytes, cudaMemcpyHostToDevice));
-                REQUIRE_CUDA(
-                    cudaMemcpy(d_cu.get() + kGuard + cu_bytes, offsets_k.data(), cu_bytes, cudaMemcpyHostToDevice));
-                REQUIRE_FLASHSCI(flashsci_forward_varlen(plan, q, q + q_bytes, q + q_bytes + kv_bytes, o, lse, cu_q,
-                                                         cu_k, nullptr, 0, stream.get()));
+                REQUIRE_CUDA(cudaMemcpy(d_cu_q.get(), offsets_q.data(), cu_bytes, cudaMemcpyHostToDevice));
+                REQUIRE_CUDA(cudaMemcpy(d_cu_k.get(), offsets_k.data(), cu_bytes, cudaMemcpyHostToDevice));
+                REQUIRE_FLASHSCI(flashsci_forward_varlen(plan, d_q.get(), d_k.get(), d_v.get(), o, lse, cu_q, cu_k,
+                                                         nullptr, 0, stream.get()));
                 REQUIRE_CUDA(cudaStreamSynchronize(stream.get()));
                 REQUIRE_CUDA(cudaGetLastError());
                 std::vector<unsigned char> o_host(q_bytes + 2 * kGuard), lse_host(lse_bytes + 2 * kGuard);
