@@ -220,11 +220,11 @@
  *   masked key never reaches a row through 0 · NaN, and a row that sees no key
  *   still gets o = 0 and lse = -inf. On the general path and the CPU backend
  *   those rows are bit-for-bit unchanged. On the Hopper fast path (kernel names
- *   `sm90_*`) they are too, except the rows of a 128-row query tile (same batch
- *   and head) that holds a row seeing a NaN or infinity of v: that tile
- *   multiplies the affected key block on the CUDA cores instead of the tensor
- *   cores (which would compute 0 · NaN), so its rows agree with the clean run
- *   up to rounding.
+ *   `sm90_*`) they are too, except rows of the same batch and head group whose
+ *   128-row query tile visits the key block holding a NaN or infinity of v
+ *   without every row seeing it: that tile multiplies the block on the CUDA
+ *   cores instead of the tensor cores (which would compute 0 · NaN), so its
+ *   rows agree with the clean run up to rounding.
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the

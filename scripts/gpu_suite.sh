@@ -8,7 +8,7 @@
 set -uo pipefail
 out=${OUT:-$PWD/gpu-logs}
 mkdir -p "$out"
-build=${BUILD_DIR:-build-gpu}
+build=$(realpath -m "${BUILD_DIR:-build-gpu}")
 sanitize=1
 slow_tools_filter="[quick]"
 run_tests=1
@@ -62,14 +62,14 @@ fi
 
 if [ $run_tests -eq 1 ] && python3 -c "import torch, pytest; assert torch.cuda.is_available()" 2>/dev/null; then
     echo "== Python binding tests (torch CUDA tensors against SDPA)"
-    FLASHSCI_LIBRARY="$PWD/$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
+    FLASHSCI_LIBRARY="$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
         python3 -m pytest -q bindings/python/tests >"$out/pytest.log" 2>&1 || status=1
     tail -3 "$out/pytest.log"
 fi
 
 if [ -n "$bench_args" ]; then
     echo "== bench"
-    FLASHSCI_LIBRARY="$PWD/$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
+    FLASHSCI_LIBRARY="$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
         python3 bench/bench_attention.py --out "$out/bench.csv" $bench_args 2>&1 | tee "$out/bench.log"
 fi
 exit $status

@@ -426,17 +426,14 @@ bool reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h)
            x.row <= i + mask_diagonal(c.mask, c.shape);
 }
 
-// On the sm90 path a key block whose v holds a NaN or infinity and that some row of the query tile
-// (kSm90TileRows rows of one batch and head) does not see is multiplied on the CUDA cores instead of the
-// tensor cores (which would compute 0·NaN): the tile's other rows stay finite and equal to the clean run
-// up to rounding (flashsci.h, "NaN and infinity"), not bit for bit.
-constexpr int64_t kSm90TileRows = 128;
+// On the sm90 path a masked key block whose v holds a NaN or infinity is multiplied on the CUDA cores
+// instead of the tensor cores (which would compute 0·NaN) for every query tile that visits it: the rows of
+// those tiles (same batch, query heads of that kv head) that do not see it stay finite and equal to the
+// clean run up to rounding (flashsci.h, "NaN and infinity"), not bit for bit.
 constexpr double kRoundingTolerance = 1e-2;  // of an element of O, relative, plus as much absolute
 
-bool tile_reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h) {
-    const int64_t first = i / kSm90TileRows * kSm90TileRows;
-    const int64_t last = std::min(first + kSm90TileRows, c.shape.seqlen_q) - 1;
-    return reached(c, x, b, last, h);  // the tile's last row sees the most keys
+bool shares_key_blocks(const Case& c, const Injection& x, int64_t b, int64_t h) {
+    return b == x.batch && h / (c.shape.heads_q / c.shape.heads_kv) == x.head;
 }
 
 bool same_element(const HostTensor& a, const HostTensor& b, size_t index) {
@@ -463,7 +460,7 @@ void check_policy(const Path& path, const Case& c, const Placement& pl, const In
                     return "row [" + std::to_string(b) + ", " + std::to_string(i) + ", " + std::to_string(h) + "]";
                 };
                 const bool lse_same = std::memcmp(&clean.lse[l], &dirty.lse[l], sizeof(float)) == 0;
-                const bool rounding = tile_rounding_allowed && tile_reached(c, x, b, i, h);
+                const bool rounding = tile_rounding_allowed && shares_key_blocks(c, x, b, h);
                 const auto unchanged = [&](size_t o) {
                     const double want = clean.o.get(o), got = dirty.o.get(o);
                     return rounding ? std::isfinite(got) && std::abs(got - want) <= kRoundingTolerance * (1 + std::abs(want))
