@@ -200,6 +200,7 @@ TEST_CASE("CUDA varlen: offsets in host memory are refused, naming them, before 
     const flashsci::test::VarlenOffsets cu = vl::offsets_of(c);
     gpu::DeviceBuffer d_in(pl.input_count * 4), d_o(pl.output_count * 4), d_cu(cu.q.size() * sizeof(int32_t));
     copy_to_device(d_cu, cu.q.data(), cu.q.size());
+    REQUIRE_CUDA(cudaMemset(d_in.get(), 0, pl.input_count * 4));  // the last forward reads it (initcheck)
     REQUIRE_CUDA(cudaMemset(d_o.get(), 0xff, pl.output_count * 4));
     void* pinned_memory = nullptr;
     REQUIRE_CUDA(cudaMallocHost(&pinned_memory, cu.q.size() * sizeof(int32_t)));
