@@ -3,6 +3,7 @@
 # compute-sanitizer over a reduced [gpu] set, and optionally the benchmark.
 # Run on a GPU machine from the repository root. Logs go to $OUT (default ./gpu-logs).
 # Usage: scripts/gpu_suite.sh [--no-sanitizer | --full-sanitizer] [--only-sanitizer] [--bench "ARGS"]
+#                             [--bench-features "ARGS"]
 #   --full-sanitizer: racecheck, synccheck and initcheck too over every [gpu] test but [long]
 #   --only-sanitizer: skip the test runs (the sanitizers still run the [gpu] tests)
 set -uo pipefail
@@ -13,12 +14,14 @@ sanitize=1
 slow_tools_filter="[quick]"
 run_tests=1
 bench_args=""
+bench_features_args=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-sanitizer) sanitize=0 ;;
         --full-sanitizer) slow_tools_filter="~[long]" ;;
         --only-sanitizer) run_tests=0 ;;
         --bench) bench_args=$2; shift ;;
+        --bench-features) bench_features_args=$2; shift ;;
         *) echo "unknown argument $1"; exit 2 ;;
     esac
     shift
@@ -71,5 +74,11 @@ if [ -n "$bench_args" ]; then
     echo "== bench"
     FLASHSCI_LIBRARY="$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
         python3 bench/bench_attention.py --out "$out/bench.csv" $bench_args 2>&1 | tee "$out/bench.log"
+fi
+if [ -n "$bench_features_args" ]; then
+    echo "== bench features"
+    FLASHSCI_LIBRARY="$build/libflashsci.so" PYTHONPATH="$PWD/bindings/python" \
+        python3 bench/bench_features.py --out "$out/bench_features.csv" $bench_features_args 2>&1 |
+        tee "$out/bench_features.log"
 fi
 exit $status
