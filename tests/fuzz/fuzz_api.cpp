@@ -1,12 +1,15 @@
 // libFuzzer target: random sequences of C ABI calls on the CPU backend with hostile arguments —
 // negative, zero and huge sizes, shapes whose products overflow 64 bits, NULL and misaligned
-// pointers, outputs aliasing inputs, enumerators out of range, bogus streams and workspaces.
+// pointers, outputs aliasing inputs, enumerators out of range, bogus streams and workspaces,
+// variable-length shapes and their cu_seqlens offsets (decreasing, negative, past the totals,
+// longer than the maxima).
 //
 // Invariants checked on every call (a violation aborts, which libFuzzer reports):
 //   - every status is one of the enumerators; every failure leaves a non-empty message;
-//   - flashsci_plan_set_shape accepts exactly the shapes the header allows (an independent oracle);
+//   - flashsci_plan_set_shape and flashsci_plan_set_varlen_shape accept exactly the shapes the header
+//     allows, and flashsci_forward_varlen exactly the offsets it allows (independent oracles);
 //   - a failing forward writes nothing to o or lse; a succeeding one writes nothing outside o's
-//     layout (gaps between strided rows stay untouched);
+//     layout (gaps between strided rows stay untouched), nor (varlen) rows outside every sequence;
 //   - ASan/UBSan/LSan: no out-of-bounds access, no undefined behaviour, no leak.
 //
 // The library cannot know how large a host buffer is, so forward is called only with buffers
@@ -15,6 +18,7 @@
 #include <flashsci.h>
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
@@ -94,7 +98,9 @@ int64_t interesting_head_dim(FuzzedDataProvider& in) {
 // What the plan holds as far as this harness knows: updated only when a setter succeeds.
 struct Model {
     bool has_shape = false, has_dtype = false;
+    bool varlen = false;  // a variable-length shape: seqlen_q/_k are then the maxima
     int64_t batch = 0, seqlen_q = 0, seqlen_k = 0, heads_q = 0, heads_kv = 0, head_dim = 0;
+    int64_t total_q = 0, total_k = 0;  // varlen only
     int64_t element_bytes = 4;
     std::array<std::array<int64_t, 3>, 4> strides{};  // [tensor][batch, seq, head]
 };
@@ -114,13 +120,40 @@ bool shape_allowed(int64_t b, int64_t sq, int64_t sk, int64_t hq, int64_t hkv, i
     return true;
 }
 
+// The header's rule for flashsci_plan_set_varlen_shape, written independently of src/api.cpp.
+bool varlen_shape_allowed(int64_t b, int64_t tq, int64_t tk, int64_t mq, int64_t mk, int64_t hq, int64_t hkv,
+                          int64_t d) {
+    constexpr int64_t kOffsetLimit = int64_t{1} << 31;
+    if (b < 1 || tq < 1 || tk < 1 || mq < 1 || mk < 1 || hq < 1 || hkv < 1) return false;
+    if (d < 8 || d > 256 || d % 8 != 0 || hq % hkv != 0) return false;
+    if (tq >= kOffsetLimit || tk >= kOffsetLimit || mq > tq || mk > tk) return false;
+    // Element counts of the packed tensors and of the batch x max_seqlen grid, in bytes of the widest element.
+    const std::array<std::array<int64_t, 4>, 4> counts{{{1, tq, hq, d}, {1, tk, hkv, d}, {b, mq, hq, d}, {b, mk, hkv, d}}};
+    for (const auto& dims : counts) {
+        int64_t n = 4;
+        for (int64_t x : dims)
+            if (!mul(n, x, &n)) return false;
+    }
+    return true;
+}
+
+// The header's rule for offsets: [0] == 0, nondecreasing, at most total, consecutive ones at most max apart.
+bool offsets_allowed(const std::vector<int32_t>& cu, int64_t total, int64_t max_seqlen) {
+    if (cu[0] != 0) return false;
+    for (size_t b = 1; b < cu.size(); ++b)
+        if (cu[b] < cu[b - 1] || cu[b] > total || int64_t(cu[b]) - cu[b - 1] > max_seqlen) return false;
+    return true;
+}
+
 struct Extent {
     int64_t batch, seqlen, heads;
 };
 
+// The rows a tensor's strides reach: [batch, seqlen, heads], or varlen [total, heads] as one sequence.
 Extent extent_of(const Model& m, int tensor) {
-    if (tensor == FLASHSCI_TENSOR_K || tensor == FLASHSCI_TENSOR_V) return {m.batch, m.seqlen_k, m.heads_kv};
-    return {m.batch, m.seqlen_q, m.heads_q};
+    if (tensor == FLASHSCI_TENSOR_K || tensor == FLASHSCI_TENSOR_V)
+        return m.varlen ? Extent{1, m.total_k, m.heads_kv} : Extent{m.batch, m.seqlen_k, m.heads_kv};
+    return m.varlen ? Extent{1, m.total_q, m.heads_q} : Extent{m.batch, m.seqlen_q, m.heads_q};
 }
 
 // Elements a tensor's buffer needs (largest offset + 1), or -1 when that overflows or passes the cap.
@@ -142,19 +175,45 @@ struct Buffer {
 
 void set_contiguous(Model& m) {
     const int64_t d = m.head_dim;
-    m.strides[FLASHSCI_TENSOR_Q] = m.strides[FLASHSCI_TENSOR_O] = {m.seqlen_q * m.heads_q * d, m.heads_q * d, d};
-    m.strides[FLASHSCI_TENSOR_K] = m.strides[FLASHSCI_TENSOR_V] = {m.seqlen_k * m.heads_kv * d, m.heads_kv * d, d};
+    const int64_t q_batch = m.varlen ? 0 : m.seqlen_q * m.heads_q * d, k_batch = m.varlen ? 0 : m.seqlen_k * m.heads_kv * d;
+    m.strides[FLASHSCI_TENSOR_Q] = m.strides[FLASHSCI_TENSOR_O] = {q_batch, m.heads_q * d, d};
+    m.strides[FLASHSCI_TENSOR_K] = m.strides[FLASHSCI_TENSOR_V] = {k_batch, m.heads_kv * d, d};
 }
 
-// Marks the bytes of o's buffer that belong to o's layout.
-std::vector<char> o_layout_mask(const Model& m, size_t elements) {
+// Marks the elements of o's buffer that a forward may write: o's layout, and for a varlen forward
+// only the rows some sequence owns (`owned_rows`, one flag per token; empty for a dense forward).
+std::vector<char> o_layout_mask(const Model& m, size_t elements, const std::vector<char>& owned_rows) {
     std::vector<char> inside(elements, 0);
     const auto& s = m.strides[FLASHSCI_TENSOR_O];
-    for (int64_t b = 0; b < m.batch; ++b)
-        for (int64_t i = 0; i < m.seqlen_q; ++i)
-            for (int64_t h = 0; h < m.heads_q; ++h)
+    const Extent e = extent_of(m, FLASHSCI_TENSOR_O);
+    for (int64_t b = 0; b < e.batch; ++b)
+        for (int64_t i = 0; i < e.seqlen; ++i) {
+            if (!owned_rows.empty() && !owned_rows[size_t(i)]) continue;
+            for (int64_t h = 0; h < e.heads; ++h)
                 for (int64_t d = 0; d < m.head_dim; ++d) inside[size_t(b * s[0] + i * s[1] + h * s[2] + d)] = 1;
+        }
     return inside;
+}
+
+// int32 offsets of `batch` sequences over `total` tokens: mostly valid, sometimes hostile in any entry.
+std::vector<int32_t> fuzz_offsets(FuzzedDataProvider& in, int64_t batch, int64_t total, int64_t max_seqlen) {
+    std::vector<int32_t> cu(size_t(batch + 1), 0);
+    for (size_t b = 1; b < cu.size(); ++b) {
+        const int64_t room = std::min<int64_t>(max_seqlen, total - cu[b - 1]);
+        cu[b] = int32_t(cu[b - 1] + in.ConsumeIntegralInRange<int64_t>(0, std::max<int64_t>(room, 0)));
+    }
+    const int hostile = in.ConsumeIntegralInRange<int>(0, 3);
+    for (int n = 0; n < hostile; ++n) {
+        static constexpr int32_t kTable[] = {-1, 1, std::numeric_limits<int32_t>::max(), std::numeric_limits<int32_t>::min()};
+        const size_t at = in.ConsumeIntegralInRange<size_t>(0, cu.size() - 1);
+        switch (in.ConsumeIntegralInRange<int>(0, 3)) {
+            case 0: cu[at] = in.PickValueInArray(kTable); break;
+            case 1: cu[at] = int32_t(total + in.ConsumeIntegralInRange<int64_t>(0, 2)); break;  // at or past the total
+            case 2: cu[at] = int32_t(std::min<int64_t>(total, (at > 0 ? cu[at - 1] : 0) + max_seqlen + 1)); break;
+            default: cu[at] = in.ConsumeIntegral<int32_t>(); break;
+        }
+    }
+    return cu;
 }
 
 void fill_inputs(FuzzedDataProvider& in, Buffer& buffer) {
@@ -169,8 +228,11 @@ void fill_inputs(FuzzedDataProvider& in, Buffer& buffer) {
         buffer.bytes[(size_t(raw[i]) * 2654435761u + i) % buffer.bytes.size()] = raw[i];
 }
 
+// flashsci_forward, or flashsci_forward_varlen (mostly on varlen plans, sometimes on dense ones, which it must
+// refuse, as flashsci_forward must refuse varlen plans), with buffers sized for the plan and hostile pointers.
 void fuzz_forward(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) {
     const bool complete = m.has_shape && m.has_dtype;
+    const bool call_varlen = in.ConsumeIntegralInRange<int>(0, 7) == 0 ? !m.varlen : m.varlen;
     int64_t need[4] = {-1, -1, -1, -1};
     int64_t work = 0;
     if (complete) {
@@ -179,8 +241,9 @@ void fuzz_forward(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) 
             !mul(work, m.head_dim, &work))
             work = -1;
     }
+    const int64_t lse_rows = m.varlen ? m.total_q : m.batch * m.seqlen_q;
     const bool sized = complete && need[0] > 0 && need[1] > 0 && need[2] > 0 && need[3] > 0 && work > 0 &&
-                       work <= kMaxWork && m.batch * m.heads_q * m.seqlen_q <= kMaxBufferElements;
+                       work <= kMaxWork && m.batch <= kMaxBufferElements && m.heads_q * lse_rows <= kMaxBufferElements;
     if (!sized) {
         // Without buffers of the right size only calls that must fail before touching memory are allowed.
         if (!complete)
@@ -190,7 +253,7 @@ void fuzz_forward(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) 
     }
 
     const size_t bytes = size_t(m.element_bytes);
-    const size_t lse_count = size_t(m.batch * m.heads_q * m.seqlen_q);
+    const size_t lse_count = size_t(m.heads_q * lse_rows);
     constexpr size_t kSlack = 8;  // room for a misaligned pointer inside the allocation
     Buffer q{std::vector<unsigned char>(size_t(need[0]) * bytes + kSlack)};
     Buffer k{std::vector<unsigned char>(size_t(need[1]) * bytes + kSlack)};
@@ -198,6 +261,11 @@ void fuzz_forward(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) 
     Buffer o{std::vector<unsigned char>(size_t(need[3]) * bytes + kSlack, kPoison)};
     Buffer lse{std::vector<unsigned char>(lse_count * sizeof(float) + kSlack, kPoison)};
     fill_inputs(in, q), fill_inputs(in, k), fill_inputs(in, v);
+    // Offsets for flashsci_forward_varlen (of a dense plan's batch when it is called on one).
+    const int64_t total_q = m.varlen ? m.total_q : m.seqlen_q, total_k = m.varlen ? m.total_k : m.seqlen_k;
+    std::vector<int32_t> cu_q = fuzz_offsets(in, m.batch, total_q, m.seqlen_q);
+    std::vector<int32_t> cu_k = in.ConsumeBool() && total_q == total_k ? cu_q : fuzz_offsets(in, m.batch, total_k, m.seqlen_k);
+    const bool offsets_valid = offsets_allowed(cu_q, total_q, m.seqlen_q) && offsets_allowed(cu_k, total_k, m.seqlen_k);
 
     // Each pointer: the right buffer (mostly), NULL, misaligned, or (outputs) aliasing another tensor.
     auto choose = [&](Buffer& own, unsigned char* alias) -> unsigned char* {
@@ -214,6 +282,19 @@ void fuzz_forward(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) 
     void* op = choose(o, in.ConsumeBool() ? q.data() : v.data());
     unsigned char* lse_choice = in.ConsumeBool() ? nullptr : choose(lse, in.ConsumeBool() ? o.data() : k.data());
     float* lsep = reinterpret_cast<float*>(lse_choice);
+    // Offsets: the array (mostly), NULL, misaligned, or inside o (an output overlapping them).
+    auto choose_offsets = [&](std::vector<int32_t>& own) -> const int32_t* {
+        switch (in.ConsumeIntegralInRange<int>(0, 9)) {
+            case 0: return nullptr;
+            case 1: return reinterpret_cast<const int32_t*>(reinterpret_cast<const unsigned char*>(own.data()) + 2);
+            case 2:  // when o's buffer holds as many int32 as the offsets (a shorter one could not be read)
+                return o.bytes.size() >= own.size() * sizeof(int32_t) ? reinterpret_cast<const int32_t*>(o.data())
+                                                                       : own.data();
+            default: return own.data();
+        }
+    };
+    const int32_t* cu_qp = choose_offsets(cu_q);
+    const int32_t* cu_kp = choose_offsets(cu_k);
     // The CPU backend needs no workspace: whatever is passed is never touched.
     void* workspace = in.ConsumeBool() ? nullptr : reinterpret_cast<void*>(uintptr_t(in.ConsumeIntegral<uint32_t>()));
     const size_t workspace_bytes = in.ConsumeIntegral<size_t>();
@@ -222,25 +303,40 @@ void fuzz_forward(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) 
                             : nullptr;
 
     const std::vector<unsigned char> o_before = o.bytes, lse_before = lse.bytes;
-    const flashsci_status_t status = CALL(flashsci_forward(plan, qp, kp, vp, op, lsep, workspace, workspace_bytes, stream));
+    const flashsci_status_t status =
+        call_varlen ? CALL(flashsci_forward_varlen(plan, qp, kp, vp, op, lsep, cu_qp, cu_kp, workspace, workspace_bytes,
+                                                   stream))
+                    : CALL(flashsci_forward(plan, qp, kp, vp, op, lsep, workspace, workspace_bytes, stream));
 
     const bool all_proper = qp == q.data() && kp == k.data() && vp == v.data() && op == o.data() &&
-                            (lsep == nullptr || lse_choice == lse.data()) && stream == nullptr;
-    if (all_proper) EXPECT(status == FLASHSCI_STATUS_SUCCESS);
+                            (lsep == nullptr || lse_choice == lse.data()) && stream == nullptr &&
+                            (!call_varlen || (cu_qp == cu_q.data() && cu_kp == cu_k.data()));
+    if (call_varlen != m.varlen || (call_varlen && !offsets_valid)) EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
+    else if (all_proper) EXPECT(status == FLASHSCI_STATUS_SUCCESS);
     if (status != FLASHSCI_STATUS_SUCCESS) {
         EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
         EXPECT(o.bytes == o_before);
         EXPECT(lse.bytes == lse_before);
         return;
     }
-    // Success: nothing outside o's layout, nor past lse's rows, was written.
+    // Success: nothing outside o's layout (or the sequences' rows), nor past lse's rows (or outside the sequences').
+    std::vector<char> owned_rows;
+    if (m.varlen) {
+        owned_rows.assign(size_t(m.total_q), 0);
+        for (size_t b = 0; b + 1 < cu_q.size(); ++b)
+            for (int32_t t = cu_q[b]; t < cu_q[b + 1]; ++t) owned_rows[size_t(t)] = 1;
+    }
     if (op == o.data()) {
-        const std::vector<char> inside = o_layout_mask(m, size_t(need[3]));
+        const std::vector<char> inside = o_layout_mask(m, size_t(need[3]), owned_rows);
         for (size_t e = 0; e < inside.size(); ++e)
             if (!inside[e])
                 for (size_t b = 0; b < bytes; ++b) EXPECT(o.bytes[e * bytes + b] == kPoison);
         for (size_t b = size_t(need[3]) * bytes; b < o.bytes.size(); ++b) EXPECT(o.bytes[b] == kPoison);
     }
+    if (lsep != nullptr && !owned_rows.empty())
+        for (size_t e = 0; e < lse_count; ++e)
+            if (!owned_rows[e % size_t(m.total_q)])
+                for (size_t b = 0; b < sizeof(float); ++b) EXPECT(lse.bytes[e * sizeof(float) + b] == kPoison);
     for (size_t b = lse_count * sizeof(float); b < lse.bytes.size(); ++b) EXPECT(lse.bytes[b] == kPoison);
 }
 
@@ -261,8 +357,31 @@ void fuzz_set_shape(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
         EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
         return;
     }
-    m.has_shape = true;
+    m.has_shape = true, m.varlen = false, m.total_q = m.total_k = 0;
     m.batch = b, m.seqlen_q = sq, m.seqlen_k = sk, m.heads_q = hq, m.heads_kv = hkv, m.head_dim = d;
+    set_contiguous(m);
+}
+
+void fuzz_set_varlen_shape(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
+    int64_t b, tq, tk, mq, mk, hq, hkv, d;
+    if (in.ConsumeBool()) {  // small, mostly valid
+        b = in.ConsumeIntegralInRange<int64_t>(1, 5), tq = in.ConsumeIntegralInRange<int64_t>(1, 90);
+        tk = in.ConsumeIntegralInRange<int64_t>(1, 90), mq = in.ConsumeIntegralInRange<int64_t>(1, tq + 1);
+        mk = in.ConsumeIntegralInRange<int64_t>(1, tk + 1), hkv = in.ConsumeIntegralInRange<int64_t>(1, 3);
+        hq = hkv * in.ConsumeIntegralInRange<int64_t>(1, 3), d = 8 * in.ConsumeIntegralInRange<int64_t>(1, 8);
+    } else {
+        b = interesting_int64(in), tq = interesting_int64(in), tk = interesting_int64(in);
+        mq = interesting_int64(in), mk = interesting_int64(in), hq = interesting_int64(in);
+        hkv = interesting_int64(in), d = interesting_head_dim(in);
+    }
+    const flashsci_status_t status = CALL(flashsci_plan_set_varlen_shape(plan, b, tq, tk, mq, mk, hq, hkv, d));
+    EXPECT((status == FLASHSCI_STATUS_SUCCESS) == (plan != nullptr && varlen_shape_allowed(b, tq, tk, mq, mk, hq, hkv, d)));
+    if (status != FLASHSCI_STATUS_SUCCESS) {
+        EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
+        return;
+    }
+    m.has_shape = true, m.varlen = true, m.total_q = tq, m.total_k = tk;
+    m.batch = b, m.seqlen_q = mq, m.seqlen_k = mk, m.heads_q = hq, m.heads_kv = hkv, m.head_dim = d;
     set_contiguous(m);
 }
 
@@ -312,6 +431,7 @@ void fuzz_set_strides(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
             case 1: s[0] = e.seqlen * (e.heads * d + pad), s[1] = e.heads * d + pad, s[2] = d; break;
             default: s[0] = 0, s[1] = e.heads * d, s[2] = in.ConsumeBool() ? 0 : d; break;
         }
+        if (m.varlen && in.ConsumeIntegralInRange<int>(0, 3) != 0) s[0] = 0;  // mostly the batch stride it needs
     } else if (style == 1) {
         for (int64_t& x : s) x = in.ConsumeIntegralInRange<int64_t>(0, 600);
     } else {
@@ -319,7 +439,7 @@ void fuzz_set_strides(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
     }
     const flashsci_status_t status =
         CALL(flashsci_plan_set_strides(plan, static_cast<flashsci_tensor_t>(tensor), s[0], s[1], s[2]));
-    if (tensor < 0 || tensor > 3 || !m.has_shape || s[0] < 0 || s[1] < 0 || s[2] < 0)
+    if (tensor < 0 || tensor > 3 || !m.has_shape || s[0] < 0 || s[1] < 0 || s[2] < 0 || (m.varlen && s[0] != 0))
         EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
     if (status != FLASHSCI_STATUS_SUCCESS) {
         EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
@@ -373,7 +493,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         flashsci_plan_t target = in.ConsumeIntegralInRange<int>(0, 15) == 0 ? nullptr : plan;
         Model none;
         Model& m = target != nullptr ? models[slot] : none;
-        switch (in.ConsumeIntegralInRange<int>(0, 11)) {
+        switch (in.ConsumeIntegralInRange<int>(0, 12)) {
             case 0: {  // create: any backend value; CUDA is not built, so it must say NO_DEVICE
                 const int backend = in.ConsumeBool() ? in.ConsumeIntegralInRange<int>(0, 2) : in.ConsumeIntegral<int>();
                 flashsci_plan_t created = reinterpret_cast<flashsci_plan_t>(uintptr_t(0x5a5a));
@@ -439,6 +559,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 break;
             }
             case 10: fuzz_features(in, target, m); break;
+            case 11: fuzz_set_varlen_shape(in, target, m); break;
             default:  // forward is the call that touches memory: give it more weight
                 if (plan != nullptr) fuzz_forward(in, plan, models[slot]);
                 break;
