@@ -17,6 +17,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include "common/problem.h"
 #include "sm90/fwd_params.h"
 #include "sm90/sync.cuh"
 #include "sm90/tiles.h"
@@ -67,14 +68,25 @@ struct KeyBlocks {
     __device__ __forceinline__ bool masked(int n) const { return n >= unmasked_end || n < unmasked_begin; }
 };
 
-template <int HeadDim, bool Banded>
+template <bool Warp>
+struct WarpTag {};
+
+// One tile's sequence: its first packed row of Q/O (q_start) and of K/V (k_start), its lengths, and its key band.
+// Dense problems: rows start at 0 (the batch coordinate locates the sequence), lengths and band are the plan's.
+// Varlen: read from cu_seqlens and clamped into the packed tensors; `batch` becomes 0, the maps' batch coordinate.
+template <int HeadDim, bool Banded, bool Varlen>
 struct Schedule {
     static constexpr int kN = TileShape<HeadDim, Banded>::block_n;
     int m, head, batch;
+    int q_start, k_start;
+    int len_q_, len_k_, band_first_, diagonal_;  // varlen only: dense problems read the plan's (a constant bank)
 
     // Unbanded: the m blocks of one head run side by side (its K/V stay in L2). Banded: heads are
     // cut into sections whose K/V fit in L2; inside a section the longest tiles (largest m) go first.
-    __device__ __forceinline__ Schedule(const FwdParams& p, int tile) {
+    // Warp: a whole warp constructs it (the consumers): the offsets are broadcast from lane 0, so the
+    // compiler knows them warp-uniform (a branch on a per-lane load would serialize the wgmmas).
+    template <bool Warp>
+    __device__ __forceinline__ Schedule(const FwdParams& p, int tile, WarpTag<Warp>) {
         int hb;
         if (Banded) {
             const int section = tile / (p.section_heads * p.num_m_blocks);
@@ -88,14 +100,44 @@ struct Schedule {
         }
         head = hb % p.heads_q;
         batch = hb / p.heads_q;
+        if (!Varlen) {
+            q_start = k_start = 0;
+            return;
+        }
+        // The clamps of sequence() in common/problem.h: no offset reaches a row outside [0, total).
+        auto load = [](const int* x) { return Warp ? __shfl_sync(0xffffffffu, __ldg(x), 0) : __ldg(x); };
+        const int q_begin = min(max(load(p.cu_seqlens_q + batch), 0), p.total_q);
+        const int q_end = min(max(load(p.cu_seqlens_q + batch + 1), q_begin), p.total_q);
+        const int k_begin = min(max(load(p.cu_seqlens_k + batch), 0), p.total_k);
+        const int k_end = min(max(load(p.cu_seqlens_k + batch + 1), k_begin), p.total_k);
+        q_start = q_begin, k_start = k_begin;
+        const int len_q = len_q_ = min(q_end - q_begin, p.seqlen_q);
+        const int len_k = len_k_ = min(k_end - k_begin, p.seqlen_k);
+        batch = 0;
+        if (Banded) {  // key_band() of common/problem.h for this sequence (|values| <= 2^30: no overflow)
+            const int reach = len_q + len_k;
+            const int window_diagonal = p.mask == int(Mask::causal_top_left) ? 0 : len_k - len_q;
+            diagonal_ = p.mask == int(Mask::none) ? len_k : window_diagonal;
+            band_first_ = p.window_left >= 0 ? window_diagonal - min(p.window_left, reach) : -reach;
+            if (p.window_right >= 0) diagonal_ = min(diagonal_, window_diagonal + min(p.window_right, reach));
+        }
     }
+    // The sequence's lengths and band (row i sees key j iff i + band_first <= j <= i + diagonal).
+    __device__ __forceinline__ int len_q(const FwdParams& p) const { return Varlen ? len_q_ : p.seqlen_q; }
+    __device__ __forceinline__ int len_k(const FwdParams& p) const { return Varlen ? len_k_ : p.seqlen_k; }
+    __device__ __forceinline__ int band_first(const FwdParams& p) const { return Varlen ? band_first_ : p.band_first; }
+    __device__ __forceinline__ int diagonal(const FwdParams& p) const { return Varlen ? diagonal_ : p.diagonal; }
+    // Whether the tile holds a row of its sequence (varlen tiles past a shorter sequence's end do nothing).
+    __device__ __forceinline__ bool live(const FwdParams& p) const { return !Varlen || m * kBlockM < len_q(p); }
+    // ALiBi distance |i + alibi_offset − j| from the sequence's bottom-right diagonal.
+    __device__ __forceinline__ int alibi_offset(const FwdParams& p) const { return Varlen ? len_k_ - len_q_ : p.alibi_offset; }
     // Rows m·kBlockM .. m·kBlockM + kBlockM − 1 see keys i + band_first .. i + diagonal (clipped to the sequence).
     __device__ __forceinline__ KeyBlocks key_blocks(const FwdParams& p) const {
         const int first_row = m * kBlockM, last_row = first_row + kBlockM - 1;
-        const int any_begin = Banded ? max(0, first_row + p.band_first) : 0;
-        const int any_end = Banded ? min(p.seqlen_k, last_row + p.diagonal + 1) : p.seqlen_k;
-        const int all_begin = Banded ? max(0, last_row + p.band_first) : 0;
-        const int all_end = Banded ? min(p.seqlen_k, first_row + p.diagonal + 1) : p.seqlen_k;
+        const int any_begin = Banded ? max(0, first_row + band_first(p)) : 0;
+        const int any_end = Banded ? min(len_k(p), last_row + diagonal(p) + 1) : len_k(p);
+        const int all_begin = Banded ? max(0, last_row + band_first(p)) : 0;
+        const int all_end = Banded ? min(len_k(p), first_row + diagonal(p) + 1) : len_k(p);
         KeyBlocks b;
         b.begin = any_begin / kN;
         b.end = any_end <= any_begin ? b.begin : (any_end + kN - 1) / kN;
@@ -105,7 +147,8 @@ struct Schedule {
     }
 };
 
-template <int HeadDim, typename T, bool Banded, bool Transformed>
+// Varlen: a packed variable-length batch (its own kernel, so the dense one's registers stay as they were).
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen>
 struct Forward {
     using Shape = TileShape<HeadDim, Banded>;
     static constexpr int kN = Shape::block_n;
@@ -116,7 +159,7 @@ struct Forward {
     static constexpr int kPvSteps = kN / kMmaK;       // k16 steps of P·V
     using Ring = sm90::Ring<kStages>;
     using QRing = sm90::Ring<kQStages>;
-    using Sched = Schedule<HeadDim, Banded>;
+    using Sched = Schedule<HeadDim, Banded, Varlen>;
 
     struct Smem {
         char* q;  // [kQStages][kConsumers][slab][64][64]
@@ -145,8 +188,9 @@ struct Forward {
             publish(tile);
             // Banded tiles differ in length: the next one comes from a global counter (dynamic balance).
             const int next = Banded ? int(gridDim.x) + atomicAdd(p.tile_counter, 1) : tile + int(gridDim.x);
-            const Sched t(p, tile);
+            const Sched t(p, tile, WarpTag<false>{});
             tile = next;
+            if (!t.live(p)) continue;
             const KeyBlocks kb = t.key_blocks(p);
             const int blocks = kb.count();
             if (blocks == 0) continue;
@@ -159,19 +203,21 @@ struct Forward {
                 barrier_expect_bytes(&full[s], Shape::kv_bytes);
                 char* dst = ring + s * Shape::kv_bytes;
                 for (int slab = 0; slab < kSlabs; ++slab)
-                    tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, n * kN, kv_head, t.batch, &full[s]);
+                    tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, t.k_start + n * kN, kv_head, t.batch,
+                             &full[s]);
             };
             load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv, kb.end - 1);
-            // Q: one 64-row half per consumer; a half wholly past seqlen_q is not loaded (its rows are never stored).
+            // Q: one 64-row half per consumer; a half wholly past the sequence is not loaded (its rows are never
+            // stored). Varlen rows past len_q are the next sequence's, computed on but never stored either.
             const int row0 = t.m * kBlockM;
-            const int halves = min(kConsumers, (p.seqlen_q - row0 + 63) / 64);
+            const int halves = min(kConsumers, (t.len_q(p) - row0 + 63) / 64);
             const int qs = QRing::stage(qc);
             barrier_wait(&bar.q_empty[qs], QRing::empty_parity(qc));
             barrier_expect_bytes(&bar.q_full[qs], halves * Shape::q_bytes);
             for (int h = 0; h < halves; ++h)
                 for (int slab = 0; slab < kSlabs; ++slab)
                     tma_load(sm.q_stage(qs) + h * Shape::q_bytes + slab * 64 * kSlabRowBytes, tq, slab * kSlabElems,
-                             row0 + 64 * h, t.head, t.batch, &bar.q_full[qs]);
+                             t.q_start + row0 + 64 * h, t.head, t.batch, &bar.q_full[qs]);
             ++qc;
             // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n].
             for (int i = 0; i < blocks; ++i) {
@@ -235,10 +281,10 @@ struct Forward {
         // Banded: row i sees key j iff i + band_first <= j <= i + diagonal, i.e. iff the unsigned
         // j − (i + band_first) is at most diagonal − band_first (one compare per score; no int overflow
         // since |band_first|, |diagonal| <= seqlen_q + seqlen_k <= 2^30).
-        __device__ __forceinline__ void mask_band(int m, int n) {
+        __device__ __forceinline__ void mask_band(const Sched& t, int n) {
             const int col0 = n * kN + 2 * (lane % 4);
-            const unsigned width = unsigned(p.diagonal - p.band_first);
-            const int first[2] = {row(m, 0) + p.band_first - col0, row(m, 1) + p.band_first - col0};
+            const unsigned width = unsigned(t.diagonal(p) - t.band_first(p));
+            const int first[2] = {row(t.m, 0) + t.band_first(p) - col0, row(t.m, 1) + t.band_first(p) - col0};
 #pragma unroll
             for (int h = 0; h < 2; ++h)
 #pragma unroll
@@ -247,13 +293,14 @@ struct Forward {
                     for (int b = 0; b < 2; ++b)
                         if (unsigned(8 * j + b - first[h]) > width) s[4 * j + 2 * h + b] = -INFINITY;
         }
-        // Keys past seqlen_k (TMA zero-filled: score 0, not -inf); only the last key block holds them.
-        __device__ __forceinline__ void mask_seqlen_k(int n) {
-            const int last = p.seqlen_k - 1 - n * kN - 2 * (lane % 4);
-            if ((n + 1) * kN > p.seqlen_k) mask_after({last, last});
+        // Keys past the sequence's len_k (TMA zero-filled, or a varlen batch's next sequence: a score, not
+        // -inf); only the last key block holds them, and it is a masked block (its V is checked for NaN/Inf).
+        __device__ __forceinline__ void mask_seqlen_k(const Sched& t, int n) {
+            const int last = t.len_k(p) - 1 - n * kN - 2 * (lane % 4);
+            if ((n + 1) * kN > t.len_k(p)) mask_after({last, last});
         }
 
-        // Transformed: S = softcap·tanh(scale·S / softcap) (or scale·S), − slope·|i + seqlen_k − seqlen_q − j|.
+        // Transformed: S = softcap·tanh(scale·S / softcap) (or scale·S), − slope·|i + len_k − len_q − j|.
         __device__ __forceinline__ void transform(const Sched& t, int n) {
             if (p.softcap > 0.f) {
 #pragma unroll
@@ -266,7 +313,7 @@ struct Forward {
             const float slope = p.alibi_slopes ? __ldg(p.alibi_slopes + t.head) : 0.f;
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-                const int distance0 = row(t.m, h) + p.alibi_offset - n * kN - 2 * (lane % 4);
+                const int distance0 = row(t.m, h) + t.alibi_offset(p) - n * kN - 2 * (lane % 4);
 #pragma unroll
                 for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
@@ -391,7 +438,7 @@ struct Forward {
             release(&bar.k_empty[ks]);
             ++kc;
             if (Transformed) transform(t, n);
-            if (Masked) mask_band(t.m, n);
+            if (Masked) mask_band(t, n);
             softmax<Masked>();
             if (!Exact) wgmma_wait<0>();
             pin(o), pin(pr);
@@ -434,8 +481,8 @@ struct Forward {
             row_max[0] = row_max[1] = -INFINITY;
             row_sum[0] = row_sum[1] = 0.f;
             if (Transformed) transform(t, n);
-            if (Banded) mask_band(t.m, n);
-            mask_seqlen_k(n);
+            if (Banded) mask_band(t, n);
+            mask_seqlen_k(t, n);
             softmax<true>();
             convert_p();
             // Masked blocks after the band's fully seen part, the fully seen part, masked blocks before it;
@@ -479,11 +526,26 @@ struct Forward {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     const int r = row(t.m, h);
-                    if (r < p.seqlen_q) p.lse[(int64_t(t.batch) * p.heads_q + t.head) * p.seqlen_q + r] = lse[h];
+                    if (r < t.len_q(p)) p.lse[lse_index(t, r)] = lse[h];
                 }
         }
 
+        // LSE of row r of the tile's sequence: [batch, heads_q, seqlen_q], varlen [heads_q, total_q].
+        __device__ __forceinline__ int64_t lse_index(const Sched& t, int r) const {
+            return Varlen ? int64_t(t.head) * p.total_q + t.q_start + r
+                                  : (int64_t(t.batch) * p.heads_q + t.head) * p.seqlen_q + r;
+        }
+
+        // Row r of the tile's sequence in O.
+        __device__ __forceinline__ T* o_row(const Sched& t, int r) const {
+            return static_cast<T*>(p.o) + t.batch * p.o_batch_stride + int64_t(t.q_start + r) * p.o_seq_stride +
+                   t.head * p.o_head_stride;
+        }
+
         // O: registers → swizzled shared tile (conflict-free 4-byte stores) → TMA store, clipped at seqlen_q.
+        // Varlen: a half that crosses its sequence's end copies its rows < len_q from the shared tile with
+        // 16-byte stores instead (the TMA store would overwrite the next sequence's rows). Not from the
+        // registers: reading wgmma accumulators under a per-row branch serializes the wgmmas (C7520).
         __device__ __forceinline__ void store(const Sched& t, const CUtensorMap* to) {
             const int tid = warp * 32 + lane;
             char* tile = (Shape::o_aliases_q ? sm.q_stage(qs) : sm.o) + cw * Shape::q_bytes;
@@ -503,11 +565,27 @@ struct Forward {
             }
             fence_async_shared();
             named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
+            if (Varlen && t.m * kBlockM + cw * 64 + 64 > t.len_q(p)) {
+                const int row0 = t.m * kBlockM + cw * 64;
+                constexpr int kChunks = HeadDim / 8;  // 16-byte chunks per row
+                const int rows = max(0, t.len_q(p) - row0);
+                for (int i = tid; i < rows * kChunks; i += kWarpgroupThreads) {
+                    const int r = i / kChunks, c = i % kChunks;
+                    const uint4 x = *reinterpret_cast<const uint4*>(tile + (c / 8) * 64 * kSlabRowBytes + r * kSlabRowBytes +
+                                                                    ((c % 8 ^ r % 8) << 4));
+                    *reinterpret_cast<uint4*>(o_row(t, row0 + r) + 8 * c) = x;
+                }
+                if (Shape::o_aliases_q) {  // this warp has read Q's shared memory for the last time
+                    __syncwarp();
+                    release(&bar.q_empty[qs]);
+                }
+                return;
+            }
             if (tid == 0) {
                 const int row0 = t.m * kBlockM + cw * 64;
-                if (row0 < p.seqlen_q) {
+                if (row0 < t.len_q(p)) {
                     for (int slab = 0; slab < kSlabs; ++slab)
-                        tma_store(to, slab * kSlabElems, row0, t.head, t.batch, tile + slab * 64 * kSlabRowBytes);
+                        tma_store(to, slab * kSlabElems, t.q_start + row0, t.head, t.batch, tile + slab * 64 * kSlabRowBytes);
                     tma_store_commit();
                 }
                 if (Shape::o_aliases_q) {  // Q's shared memory is free once the store has read it
@@ -522,10 +600,10 @@ struct Forward {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int r = row(t.m, h);
-                if (r >= p.seqlen_q) continue;
-                T* dst = static_cast<T*>(p.o) + t.batch * p.o_batch_stride + r * p.o_seq_stride + t.head * p.o_head_stride;
-                for (int j = 0; j < HeadDim / 8; ++j) *reinterpret_cast<uint32_t*>(dst + 8 * j + 2 * (lane % 4)) = 0u;
-                if (p.lse && lane % 4 == 0) p.lse[(int64_t(t.batch) * p.heads_q + t.head) * p.seqlen_q + r] = -INFINITY;
+                if (r >= t.len_q(p)) continue;
+                T* dst = o_row(t, r) + 2 * (lane % 4);
+                for (int j = 0; j < HeadDim / 8; ++j) *reinterpret_cast<uint32_t*>(dst + 8 * j) = 0u;
+                if (p.lse && lane % 4 == 0) p.lse[lse_index(t, r)] = -INFINITY;
             }
         }
     };
@@ -541,7 +619,8 @@ struct Forward {
             __syncwarp();
             c.release(&bar.tile_empty[s]);
             if (tile >= p.num_tiles) break;
-            const Sched t(p, tile);
+            const Sched t(p, tile, WarpTag<true>{});
+            if (!t.live(p)) continue;
             const KeyBlocks kb = t.key_blocks(p);
             if (kb.count() == 0) {
                 c.store_empty(t);
@@ -555,13 +634,13 @@ struct Forward {
     }
 };
 
-template <int HeadDim, typename T, bool Banded, bool Transformed>
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen>
 __global__ void __launch_bounds__(kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ CUtensorMap tq,
                const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                const __grid_constant__ CUtensorMap to) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using F = Forward<HeadDim, T, Banded, Transformed>;
+    using F = Forward<HeadDim, T, Banded, Transformed, Varlen>;
     using Shape = typename F::Shape;
     constexpr int kStages = F::kStages;
     __shared__ Barriers<kStages, F::kQStages> bar;  // static shared memory also marks the sm_90a body (see fwd_ready)
@@ -606,14 +685,16 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <int HeadDim, typename T, bool Banded, bool Transformed>
 bool fwd_ready() {
     cudaFuncAttributes a{};
-    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed>) == cudaSuccess && a.binaryVersion == 90 &&
-           a.sharedSizeBytes > 0;
+    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed, false>) == cudaSuccess &&
+           a.binaryVersion == 90 && a.sharedSizeBytes > 0;
 }
 
 template <int HeadDim, typename T, bool Banded, bool Transformed>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
     constexpr int kSmem = TileShape<HeadDim, Banded>::smem_request;
-    auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed>;
+    // Variable-length batches (cu_seqlens given) run the Varlen kernel of the same instance.
+    auto kernel = p.cu_seqlens_q ? fwd_kernel<HeadDim, T, Banded, Transformed, true>
+                                 : fwd_kernel<HeadDim, T, Banded, Transformed, false>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;
     kernel<<<grid, kThreads, kSmem, stream>>>(p, maps.q, maps.k, maps.v, maps.o);

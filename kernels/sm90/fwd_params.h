@@ -9,26 +9,33 @@
 namespace flashsci::kernels::sm90 {
 
 struct FwdParams {
-    int seqlen_q, seqlen_k, heads_q, batch;
+    int seqlen_q, seqlen_k, heads_q, batch;  // varlen: seqlen_q/k are the longest sequences
     int group;            // heads_q / heads_kv: query head h reads kv head h / group
     int num_m_blocks;     // ⌈seqlen_q / kBlockM⌉
     int num_tiles;        // num_m_blocks · heads_q · batch
     int section_heads;    // banded: (batch, head) pairs per L2 section of the tile order
     int* tile_counter;    // banded: tiles handed out beyond the first gridDim.x (zeroed before launch)
-    int band_first;       // banded: row i sees key j iff i + band_first <= j <= i + diagonal
+    int band_first;       // banded, dense: row i sees key j iff i + band_first <= j <= i + diagonal
     int diagonal;
+    int mask;             // banded, varlen: Mask, and the window sides (-1: unbounded, else <= 2^30 + 1): each
+    int window_left, window_right;  // sequence's band is computed from its own lengths as key_band() does
     float scale_log2;     // softmax scale · log2(e); log2(e) alone when scores are transformed
     float score_scale;    // transformed: the softmax scale, applied by the transform
     float softcap;        // transformed: s = softcap·tanh(s·softcap_inv), softcap_inv = scale / softcap; 0: off
     float softcap_inv;
     const float* alibi_slopes;  // transformed: [heads_q], s −= slope[h]·|i + alibi_offset − j|; null: off
-    int alibi_offset;           // seqlen_k − seqlen_q
-    float* lse;           // [batch, heads_q, seqlen_q] or null
-    void* o;              // written directly only by tiles whose rows see no key
+    int alibi_offset;           // dense: seqlen_k − seqlen_q (varlen: the sequence's len_k − len_q)
+    float* lse;           // [batch, heads_q, seqlen_q], varlen [heads_q, total_q]; or null
+    void* o;              // written directly by tiles whose rows see no key and by varlen halves crossing a sequence end
     int64_t o_batch_stride, o_seq_stride, o_head_stride;
+    // Variable-length batches (cu_seqlens_q != null): sequence b owns the packed rows cu_seqlens[b] ..
+    // cu_seqlens[b+1] − 1 (clamped into [0, total) on the device); the maps are {head_dim, total, heads, 1}.
+    const int* cu_seqlens_q;
+    const int* cu_seqlens_k;
+    int total_q, total_k;
 };
 
-// 4-D maps {head_dim, seqlen, heads, batch}, boxes of 64 columns (one 128-byte swizzle span).
+// 4-D maps {head_dim, seqlen, heads, batch} (varlen {head_dim, total, heads, 1}), boxes of 64 columns (one 128-byte swizzle span).
 struct FwdMaps {
     CUtensorMap q, k, v, o;
 };

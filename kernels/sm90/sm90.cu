@@ -76,6 +76,11 @@ bool transformed(const Problem& p) { return has_score_transform(p); }
 
 int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q + kBlockM - 1) / kBlockM; }
 
+// The extents the TMA maps walk: {rows, batch}; a varlen batch is one packed "sequence" of total rows.
+int64_t map_rows_q(const Problem& p) { return p.varlen ? p.total_q : p.seqlen_q; }
+int64_t map_rows_k(const Problem& p) { return p.varlen ? p.total_k : p.seqlen_k; }
+int64_t map_batch(const Problem& p) { return p.varlen ? 1 : p.batch; }
+
 // Head dims whose instances this build holds (CMake's FLASHSCI_SM90_HEAD_DIMS defines FLASHSCI_SM90_HD<d>).
 template <int HeadDim>
 constexpr bool kCompiled = false;
@@ -112,10 +117,11 @@ template <int HeadDim, bool Banded, bool Transformed>
 cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
     constexpr int kN = TileShape<HeadDim, Banded>::block_n;
     FwdMaps maps;
-    cudaError_t e = make_map(&maps.q, p.element, p.q, p.head_dim, p.seqlen_q, p.heads_q, p.batch, p.q_strides, kMmaM);
-    if (e == cudaSuccess) e = make_map(&maps.k, p.element, p.k, p.head_dim, p.seqlen_k, p.heads_kv, p.batch, p.k_strides, kN);
-    if (e == cudaSuccess) e = make_map(&maps.v, p.element, p.v, p.head_dim, p.seqlen_k, p.heads_kv, p.batch, p.v_strides, kN);
-    if (e == cudaSuccess) e = make_map(&maps.o, p.element, p.o, p.head_dim, p.seqlen_q, p.heads_q, p.batch, p.o_strides, kMmaM);
+    const int64_t rows_q = map_rows_q(p), rows_k = map_rows_k(p), batch = map_batch(p);
+    cudaError_t e = make_map(&maps.q, p.element, p.q, p.head_dim, rows_q, p.heads_q, batch, p.q_strides, kMmaM);
+    if (e == cudaSuccess) e = make_map(&maps.k, p.element, p.k, p.head_dim, rows_k, p.heads_kv, batch, p.k_strides, kN);
+    if (e == cudaSuccess) e = make_map(&maps.v, p.element, p.v, p.head_dim, rows_k, p.heads_kv, batch, p.v_strides, kN);
+    if (e == cudaSuccess) e = make_map(&maps.o, p.element, p.o, p.head_dim, rows_q, p.heads_q, batch, p.o_strides, kMmaM);
     if (e != cudaSuccess) return e;
 
     FwdParams f{};
@@ -134,6 +140,11 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     const KeyBand band = key_band(p);  // |first|, |last| <= seqlen_q + seqlen_k <= 2^30
     f.band_first = Banded ? int(band.first) : 0;
     f.diagonal = Banded ? int(band.last) : 0;
+    // Varlen: each sequence's band from its own lengths (a window side past 2^30 + 1 bounds nothing either way).
+    constexpr int64_t kWideWindow = (int64_t{1} << 30) + 1;
+    f.mask = int(p.mask);
+    f.window_left = p.window_left < 0 ? -1 : int(std::min(p.window_left, kWideWindow));
+    f.window_right = p.window_right < 0 ? -1 : int(std::min(p.window_right, kWideWindow));
     // Transformed scores carry the scale themselves; the softmax then only converts to base 2.
     f.scale_log2 = Transformed ? kLog2e : p.scale * kLog2e;
     f.score_scale = p.scale;
@@ -146,6 +157,10 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     f.o_batch_stride = p.o_strides.batch;
     f.o_seq_stride = p.o_strides.seq;
     f.o_head_stride = p.o_strides.head;
+    f.cu_seqlens_q = p.varlen ? p.cu_seqlens_q : nullptr;
+    f.cu_seqlens_k = p.varlen ? p.cu_seqlens_k : nullptr;
+    f.total_q = p.varlen ? int(p.total_q) : 0;
+    f.total_k = p.varlen ? int(p.total_k) : 0;
     const int grid = std::max(1, std::min(f.num_tiles, num_sms));
 
     if (Banded) {
@@ -176,13 +191,17 @@ bool supports(const Problem& p, int major, int minor) {
     if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256) return false;
     if (p.batch < 1 || p.heads_kv < 1 || p.heads_q % p.heads_kv != 0) return false;
     if (p.seqlen_q < 1 || p.seqlen_k < 1 || p.seqlen_q > kMaxSeqlen || p.seqlen_k > kMaxSeqlen) return false;
+    // Varlen: packed rows (offset + row + a tile) stay in int; both offset arrays are on the device.
+    if (p.varlen && (p.total_q < 1 || p.total_k < 1 || p.total_q > kMaxSeqlen || p.total_k > kMaxSeqlen ||
+                     p.cu_seqlens_q == nullptr || p.cu_seqlens_k == nullptr))
+        return false;
     if (num_m_blocks(p) * p.heads_q * p.batch > INT_MAX) return false;
     if (!(p.scale > 0.f) || !std::isfinite(p.scale)) return false;  // the running max assumes a positive scale
     if (!aligned(p.q) || !aligned(p.k) || !aligned(p.v) || !aligned(p.o)) return false;
-    if (!tma_strides(p.q_strides, p.seqlen_q, p.heads_q, p.batch) ||
-        !tma_strides(p.o_strides, p.seqlen_q, p.heads_q, p.batch) ||
-        !tma_strides(p.k_strides, p.seqlen_k, p.heads_kv, p.batch) ||
-        !tma_strides(p.v_strides, p.seqlen_k, p.heads_kv, p.batch))
+    if (!tma_strides(p.q_strides, map_rows_q(p), p.heads_q, map_batch(p)) ||
+        !tma_strides(p.o_strides, map_rows_q(p), p.heads_q, map_batch(p)) ||
+        !tma_strides(p.k_strides, map_rows_k(p), p.heads_kv, map_batch(p)) ||
+        !tma_strides(p.v_strides, map_rows_k(p), p.heads_kv, map_batch(p)))
         return false;
     if (!encode_tiled()) return false;
     switch (p.head_dim) {

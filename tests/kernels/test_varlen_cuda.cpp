@@ -1,5 +1,5 @@
-// Variable-length (packed) batches on the general CUDA path against the CPU backend on the same fresh random
-// inputs; select_kernel keeping the Hopper path off them; the pointer checks of the offsets; and hostile device
+// Variable-length (packed) batches on the general CUDA path and on the Hopper path (sm90) against the CPU backend
+// on the same fresh random inputs; select_kernel choosing the Hopper path for them; the pointer checks of the offsets; and hostile device
 // offsets, which the CUDA backend cannot validate, staying inside O and LSE.
 #include "gpu_cases.h"
 #include "varlen_cases.h"
@@ -11,7 +11,24 @@ using flashsci::test::HostTensor;
 namespace {
 
 const gpu::Path kGeneral{"general", "cuda_general"};
-const gpu::Path kAutomatic{"", "cuda_general"};  // FLASHSCI_KERNEL empty: select_kernel's own choice
+const gpu::Path kSm90{"sm90", "sm90_"};
+const gpu::Path kAutomaticSm90{"", "sm90_"};  // FLASHSCI_KERNEL empty: select_kernel's own choice
+
+// The Hopper path exists only on sm_90 devices with sm_90a code in the build; elsewhere its tests say so and pass.
+bool sm90_available() {
+    const gpu::ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
+    gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
+    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 128, 128, 1, 1, 128));
+    REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
+    const char* kernel = nullptr;
+    const flashsci_status_t status = flashsci_plan_get_kernel_name(plan, &kernel);
+    if (status == FLASHSCI_STATUS_NOT_SUPPORTED) {
+        WARN("SKIPPED: no sm_90 fast path on this device or build: " << flashsci_last_error());
+        return false;
+    }
+    REQUIRE_FLASHSCI(status);
+    return true;
+}
 
 const std::vector<int64_t> kMixedQ{1, 17, 127, 129, 1000, 0, 40};
 const std::vector<int64_t> kMixedK{17, 1, 129, 127, 1000, 5, 0};
@@ -172,22 +189,69 @@ TEST_CASE("general CUDA varlen: packed QKV strides, padded output rows, no LSE",
             }
 }
 
-// bf16 at head_dim 128 would take the Hopper path on an H100 as a dense batch; a varlen one must not.
-TEST_CASE("varlen keeps select_kernel off the Hopper path", "[gpu][features][varlen][quick]") {
+// bf16 at head_dim 128 takes the Hopper path on an H100, dense or varlen.
+TEST_CASE("varlen: select_kernel picks the Hopper path", "[gpu][sm90][varlen][quick]") {
+    if (!sm90_available()) return;
     vl::Case c;
     c.dtype = FLASHSCI_DTYPE_BFLOAT16, c.mask = FLASHSCI_MASK_CAUSAL, c.head_dim = 128;
     c.heads_q = c.heads_kv = 4;
     c.lens_q = c.lens_k = {256, 100, 512};
-    check_case(kAutomatic, c);
+    check_case(kAutomaticSm90, c);
+}
 
-    const gpu::ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
-    gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
-    vl::configure(plan, c, vl::place(c));
-    const char* name = nullptr;
-    CHECK(flashsci_plan_get_kernel_name(plan, &name) == FLASHSCI_STATUS_NOT_SUPPORTED);
-    INFO("message: " << flashsci_last_error());
-    CHECK(std::string(flashsci_last_error()).find("variable-length batches (flashsci_forward_varlen)") !=
-          std::string::npos);
+TEST_CASE("sm90 varlen: mixed lengths (1 to 1000, empty, keyless), every mask, dtype and head dim",
+          "[gpu][sm90][varlen]") {
+    if (!sm90_available()) return;
+    for (const int64_t head_dim : {64, 128, 256})
+        for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
+            for (const flashsci_mask_t mask : gpu::kMasks) check_case(kSm90, mixed(dtype, mask, head_dim));
+}
+
+// Every sequence without keys (the first has len_k = 0 but len_q > 0), under a mask and without.
+TEST_CASE("sm90 varlen: sequences without keys get O = 0 and LSE = -inf", "[gpu][sm90][varlen]") {
+    if (!sm90_available()) return;
+    for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {
+        vl::Case c;
+        c.dtype = FLASHSCI_DTYPE_BFLOAT16, c.mask = mask, c.head_dim = 128;
+        c.lens_q = {130, 5, 64}, c.lens_k = {0, 200, 0};
+        check_case(kSm90, c);
+    }
+}
+
+TEST_CASE("sm90 varlen: window, softcap and ALiBi per sequence, GQA, in a CUDA graph", "[gpu][sm90][varlen]") {
+    if (!sm90_available()) return;
+    const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 8}, {5, 3}, {200, 130}};
+    for (const int64_t head_dim : {64, 128, 256})
+        for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
+            for (const flashsci_mask_t mask : gpu::kMasks)
+                for (const auto& [left, right] : windows)
+                    for (const bool transform : {false, true}) {
+                        vl::Case c;
+                        c.dtype = dtype, c.mask = mask;
+                        c.lens_q = {1, 17, 129, 300, 0, 64}, c.lens_k = {17, 1, 300, 129, 3, 64};
+                        c.heads_q = 6, c.heads_kv = 2, c.head_dim = head_dim;
+                        c.window_left = left, c.window_right = right;
+                        if (transform) {
+                            c.softcap = 5.0f;
+                            c.alibi_slopes = vl::alibi_slopes(c.heads_q);
+                        }
+                        check_case(kSm90, c, gpu::Launch::graph);
+                    }
+}
+
+TEST_CASE("sm90 varlen: packed QKV strides, padded output rows, no LSE", "[gpu][sm90][varlen]") {
+    if (!sm90_available()) return;
+    for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
+        for (const auto& [heads_q, heads_kv] : {std::make_pair(4, 4), std::make_pair(8, 2)})
+            for (const bool with_lse : {true, false}) {
+                vl::Case c;
+                c.dtype = dtype, c.mask = FLASHSCI_MASK_CAUSAL, c.storage = vl::Storage::packed_qkv;
+                c.lens_q = c.lens_k = {33, 1, 0, 257, 5};
+                c.heads_q = heads_q, c.heads_kv = heads_kv, c.head_dim = 64;
+                c.spare_q = c.spare_k = 2;
+                c.with_lse = with_lse;
+                check_case(kSm90, c);
+            }
 }
 
 TEST_CASE("CUDA varlen: offsets in host memory are refused, naming them, before anything is enqueued",
