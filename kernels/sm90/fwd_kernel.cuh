@@ -151,6 +151,9 @@ struct Schedule {
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen>
 struct Forward {
     using Shape = TileShape<HeadDim, Banded>;
+    // Masked key blocks hide keys from some rows only when banded or packed (varlen); a dense unbanded tile
+    // masks just the keys past seqlen_k, which TMA fills with zeros, so its V needs no non-finite check.
+    static constexpr bool kGuardV = Banded || Varlen;
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
     static constexpr int kQStages = Shape::q_stages;
@@ -451,7 +454,7 @@ struct Forward {
         // A step whose P·V block n + 1 was masked checks that V first (the check is rarely true).
         template <bool Masked>
         __device__ __forceinline__ void step(const Sched& t, int n, uint32_t accumulate, const KeyBlocks& kb) {
-            if (kb.masked(n + 1)) {
+            if (kGuardV && kb.masked(n + 1)) {
                 const int vs = Ring::stage(vc);
                 barrier_wait(&bar.v_full[vs], Ring::parity(vc));
                 if (v_nonfinite(sm.v_stage(vs))) return step<Masked, true>(t, n, accumulate);
@@ -494,7 +497,7 @@ struct Forward {
             // O += P·V[begin]
             const int vs = Ring::stage(vc);
             barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-            if (kb.masked(kb.begin) && v_nonfinite(sm.v_stage(vs))) {
+            if (kGuardV && kb.masked(kb.begin) && v_nonfinite(sm.v_stage(vs))) {
                 pv_exact(sm.v_stage(vs), kb.count() > 1);
             } else {
                 pin(o), pin(pr);
