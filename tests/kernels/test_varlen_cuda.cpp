@@ -1,6 +1,8 @@
 // Variable-length (packed) batches on the general CUDA path and on the Hopper path (sm90) against the CPU backend
 // on the same fresh random inputs; select_kernel choosing the Hopper path for them; the pointer checks of the offsets; and hostile device
 // offsets, which the CUDA backend cannot validate, staying inside O and LSE.
+#include <limits>
+
 #include "gpu_cases.h"
 #include "varlen_cases.h"
 
@@ -207,6 +209,39 @@ TEST_CASE("sm90 varlen: mixed lengths (1 to 1000, empty, keyless), every mask, d
             for (const flashsci_mask_t mask : gpu::kMasks) check_case(kSm90, mixed(dtype, mask, head_dim));
 }
 
+// Keys past a sequence's end are the next sequence's tokens, loaded into its last (masked) key block: a NaN
+// there must not reach the sequence. Lengths are not multiples of any block width (80, 128, 192).
+TEST_CASE("sm90 varlen: a NaN in the next sequence's v stays out of this one", "[gpu][sm90][varlen]") {
+    if (!sm90_available()) return;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (const int64_t head_dim : {64, 128, 256})
+        for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL}) {
+            vl::Case c;
+            c.dtype = FLASHSCI_DTYPE_FLOAT16, c.mask = mask, c.head_dim = head_dim;
+            c.lens_q = c.lens_k = {150, 201};
+            const uint64_t seed = gpu::fresh_seed();
+            INFO(vl::describe(c) << ", seed " << seed);
+            std::mt19937_64 rng(seed);
+            const vl::Placement pl = vl::place(c);
+            HostTensor in(c.dtype, pl.input_count);
+            in.fill_random(rng);
+            const vl::Outputs clean = run_cuda(kSm90, c, pl, in);
+            HostTensor dirty = in;
+            for (int64_t token = 150; token < 160; ++token)  // sequence 1's first keys
+                for (int64_t h = 0; h < c.heads_kv; ++h) dirty.set(pl.v.offset(0, token, h) + size_t(head_dim / 2), nan);
+            const vl::Outputs out = run_cuda(kSm90, c, pl, dirty);
+            int64_t changed = 0;
+            for (int64_t row = 0; row < 150; ++row)
+                for (int64_t h = 0; h < c.heads_q; ++h)
+                    for (int64_t d = 0; d < head_dim; ++d) {
+                        const size_t i = pl.o.offset(0, row, h) + size_t(d);
+                        const double want = clean.o.get(i), got = out.o.get(i);
+                        changed += !(std::isfinite(got) && std::abs(got - want) <= 1e-2 * (1 + std::abs(want)));
+                    }
+            CHECK(changed == 0);
+        }
+}
+
 // Every sequence without keys (the first has len_k = 0 but len_q > 0), under a mask and without.
 TEST_CASE("sm90 varlen: sequences without keys get O = 0 and LSE = -inf", "[gpu][sm90][varlen]") {
     if (!sm90_available()) return;
@@ -347,6 +382,9 @@ TEST_CASE("CUDA varlen: hostile device offsets stay inside O and LSE", "[gpu][va
             auto* lse = reinterpret_cast<float*>(d_lse.get() + kGuard);
             const auto* cu_q = reinterpret_cast<const int32_t*>(d_cu_q.get());
             const auto* cu_k = reinterpret_cast<const int32_t*>(d_cu_k.get());
+            size_t workspace_bytes = 0;  // the Hopper path's tile counter, for banded plans
+            REQUIRE_FLASHSCI(flashsci_plan_get_workspace_size(plan, &workspace_bytes));
+            gpu::DeviceBuffer workspace(workspace_bytes);
             gpu::Stream stream;
             for (const auto& [offsets_q, offsets_k] : hostile) {
                 INFO(gpu::dtype_name(dtype) << " mask " << vl::mask_label(mask) << ", cu_seqlens_q " << offsets_q[0]
@@ -358,7 +396,7 @@ TEST_CASE("CUDA varlen: hostile device offsets stay inside O and LSE", "[gpu][va
                 REQUIRE_CUDA(cudaMemcpy(d_cu_q.get(), offsets_q.data(), cu_bytes, cudaMemcpyHostToDevice));
                 REQUIRE_CUDA(cudaMemcpy(d_cu_k.get(), offsets_k.data(), cu_bytes, cudaMemcpyHostToDevice));
                 REQUIRE_FLASHSCI(flashsci_forward_varlen(plan, d_q.get(), d_k.get(), d_v.get(), o, lse, cu_q, cu_k,
-                                                         nullptr, 0, stream.get()));
+                                                         workspace.get(), workspace_bytes, stream.get()));
                 REQUIRE_CUDA(cudaStreamSynchronize(stream.get()));
                 REQUIRE_CUDA(cudaGetLastError());
                 std::vector<unsigned char> o_host(q_bytes + 2 * kGuard), lse_host(lse_bytes + 2 * kGuard);
