@@ -222,8 +222,16 @@ struct Forward {
                     tma_load(sm.q_stage(qs) + h * Shape::q_bytes + slab * 64 * kSlabRowBytes, tq, slab * kSlabElems,
                              t.q_start + row0 + 64 * h, t.head, t.batch, &bar.q_full[qs]);
             ++qc;
-            // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n].
-            for (int i = 0; i < blocks; ++i) {
+            // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n]. Except where
+            // V is checked for non-finite values: the first (masked) V is checked before the second block's
+            // Q·Kᵀ is issued, so it goes first (not with hd256's 24-register producer: it would spill).
+            int i = 0;
+            if (kGuardV && Shape::producer_registers > kMinProducerRegisters) {
+                load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv, kb.end - 1);
+                if (blocks > 1) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + 1, kb.end - 2);
+                i = 1;
+            }
+            for (; i < blocks; ++i) {
                 if (i + 1 < blocks) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + i + 1, kb.end - 2 - i);
                 load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv + i, kb.end - 1 - i);
             }
@@ -492,7 +500,8 @@ struct Forward {
             // P·V[n + 1] accumulates unless n + 1 is the first block visited.
             for (--n; n >= kb.begin && n >= kb.unmasked_end; --n) step<true>(t, n, n + 2 < kb.end, kb);
             for (; n >= max(kb.begin, kb.unmasked_begin); --n) step<false>(t, n, n + 2 < kb.end, kb);
-            for (; n >= kb.begin; --n) step<true>(t, n, n + 2 < kb.end, kb);
+            if (Banded)  // only a window's left edge masks blocks below the fully seen part
+                for (; n >= kb.begin; --n) step<true>(t, n, n + 2 < kb.end, kb);
             if (!Shape::o_aliases_q) release(&bar.q_empty[qs]);  // last read of Q is done
             // O += P·V[begin]
             const int vs = Ring::stage(vc);

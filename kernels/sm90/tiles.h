@@ -15,6 +15,7 @@ constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
 constexpr int kBlockM = kConsumers * kMmaM;       // query rows per tile
 constexpr int kRegisterPool = 65536 / kThreads * kThreads;  // what a 384-thread CTA is given (168 each)
 constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per block
+constexpr int kMinProducerRegisters = 24;      // setmaxnreg's floor
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
 // One row per (head_dim, banded: causal or windowed). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
@@ -71,7 +72,7 @@ struct TileShape {
     static_assert(q_stages == 1 || q_stages == 2, "one Q buffer, or two");
     static_assert(smem_request <= kSmemLimit, "shared memory over the H100 limit");
     static_assert(block_n / 2 + block_n / 4 + HeadDim / 2 <= kAccumulatorBudget, "S + P + O exceed the register budget");
-    static_assert(consumer_registers % 8 == 0 && consumer_registers <= 256 && producer_registers >= 24,
+    static_assert(consumer_registers % 8 == 0 && consumer_registers <= 256 && producer_registers >= kMinProducerRegisters,
                   "setmaxnreg takes multiples of 8 in [24, 256]");
 };
 
