@@ -476,6 +476,22 @@ inline void check_sampled_rows(const Case& c, const Placement& pl, const HostTen
     CHECK(bad.count() == 0);
 }
 
+// The Hopper path exists only on sm_90 devices with sm_90a code in the build; elsewhere its tests say so and pass.
+inline bool fast_path_available() {
+    const ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
+    Plan plan(FLASHSCI_BACKEND_CUDA);
+    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 128, 128, 1, 1, 128));
+    REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
+    const char* kernel = nullptr;
+    const flashsci_status_t status = flashsci_plan_get_kernel_name(plan, &kernel);
+    if (status == FLASHSCI_STATUS_NOT_SUPPORTED) {
+        WARN("SKIPPED: no sm_90 fast path on this device or build: " << flashsci_last_error());
+        return false;
+    }
+    REQUIRE_FLASHSCI(status);
+    return true;
+}
+
 inline constexpr flashsci_dtype_t kDtypes[] = {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32};
 inline constexpr flashsci_mask_t kMasks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};
 

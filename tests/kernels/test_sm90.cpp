@@ -13,22 +13,6 @@ const Path kFallback{"auto", "cuda_general"};
 constexpr flashsci_dtype_t kHalfDtypes[] = {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16};
 constexpr int64_t kFastHeadDims[] = {64, 128, 256};
 
-// The fast path exists only on sm_90 devices with sm_90a code in the build; elsewhere these tests say so and pass.
-bool fast_path_available() {
-    const ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
-    Plan plan(FLASHSCI_BACKEND_CUDA);
-    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 128, 128, 1, 1, 128));
-    REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
-    const char* kernel = nullptr;
-    const flashsci_status_t status = flashsci_plan_get_kernel_name(plan, &kernel);
-    if (status == FLASHSCI_STATUS_NOT_SUPPORTED) {
-        WARN("SKIPPED: no sm_90 fast path on this device or build: " << flashsci_last_error());
-        return false;
-    }
-    REQUIRE_FLASHSCI(status);
-    return true;
-}
-
 }  // namespace
 
 TEST_CASE("sm90: every head dim, dtype and mask at odd seqlens matches the CPU backend", "[gpu][sm90]") {

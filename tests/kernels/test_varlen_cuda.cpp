@@ -16,22 +16,6 @@ const gpu::Path kGeneral{"general", "cuda_general"};
 const gpu::Path kSm90{"sm90", "sm90_"};
 const gpu::Path kAutomaticSm90{"", "sm90_"};  // FLASHSCI_KERNEL empty: select_kernel's own choice
 
-// The Hopper path exists only on sm_90 devices with sm_90a code in the build; elsewhere its tests say so and pass.
-bool sm90_available() {
-    const gpu::ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
-    gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
-    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 128, 128, 1, 1, 128));
-    REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
-    const char* kernel = nullptr;
-    const flashsci_status_t status = flashsci_plan_get_kernel_name(plan, &kernel);
-    if (status == FLASHSCI_STATUS_NOT_SUPPORTED) {
-        WARN("SKIPPED: no sm_90 fast path on this device or build: " << flashsci_last_error());
-        return false;
-    }
-    REQUIRE_FLASHSCI(status);
-    return true;
-}
-
 const std::vector<int64_t> kMixedQ{1, 17, 127, 129, 1000, 0, 40};
 const std::vector<int64_t> kMixedK{17, 1, 129, 127, 1000, 5, 0};
 
@@ -193,7 +177,7 @@ TEST_CASE("general CUDA varlen: packed QKV strides, padded output rows, no LSE",
 
 // bf16 at head_dim 128 takes the Hopper path on an H100, dense or varlen.
 TEST_CASE("varlen: select_kernel picks the Hopper path", "[gpu][sm90][varlen][quick]") {
-    if (!sm90_available()) return;
+    if (!gpu::fast_path_available()) return;
     vl::Case c;
     c.dtype = FLASHSCI_DTYPE_BFLOAT16, c.mask = FLASHSCI_MASK_CAUSAL, c.head_dim = 128;
     c.heads_q = c.heads_kv = 4;
@@ -203,7 +187,7 @@ TEST_CASE("varlen: select_kernel picks the Hopper path", "[gpu][sm90][varlen][qu
 
 TEST_CASE("sm90 varlen: mixed lengths (1 to 1000, empty, keyless), every mask, dtype and head dim",
           "[gpu][sm90][varlen]") {
-    if (!sm90_available()) return;
+    if (!gpu::fast_path_available()) return;
     for (const int64_t head_dim : {64, 128, 256})
         for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
             for (const flashsci_mask_t mask : gpu::kMasks) check_case(kSm90, mixed(dtype, mask, head_dim));
@@ -212,7 +196,7 @@ TEST_CASE("sm90 varlen: mixed lengths (1 to 1000, empty, keyless), every mask, d
 // Keys past a sequence's end are the next sequence's tokens, loaded into its last (masked) key block: a NaN
 // there must not reach the sequence. Lengths are not multiples of any block width (80, 128, 192).
 TEST_CASE("sm90 varlen: a NaN in the next sequence's v stays out of this one", "[gpu][sm90][varlen]") {
-    if (!sm90_available()) return;
+    if (!gpu::fast_path_available()) return;
     const float nan = std::numeric_limits<float>::quiet_NaN();
     for (const int64_t head_dim : {64, 128, 256})
         for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL}) {
@@ -244,7 +228,7 @@ TEST_CASE("sm90 varlen: a NaN in the next sequence's v stays out of this one", "
 
 // Every sequence without keys (the first has len_k = 0 but len_q > 0), under a mask and without.
 TEST_CASE("sm90 varlen: sequences without keys get O = 0 and LSE = -inf", "[gpu][sm90][varlen]") {
-    if (!sm90_available()) return;
+    if (!gpu::fast_path_available()) return;
     for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {
         vl::Case c;
         c.dtype = FLASHSCI_DTYPE_BFLOAT16, c.mask = mask, c.head_dim = 128;
@@ -254,7 +238,7 @@ TEST_CASE("sm90 varlen: sequences without keys get O = 0 and LSE = -inf", "[gpu]
 }
 
 TEST_CASE("sm90 varlen: window, softcap and ALiBi per sequence, GQA, in a CUDA graph", "[gpu][sm90][varlen]") {
-    if (!sm90_available()) return;
+    if (!gpu::fast_path_available()) return;
     const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 8}, {5, 3}, {200, 130}};
     for (const int64_t head_dim : {64, 128, 256})
         for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
@@ -275,7 +259,7 @@ TEST_CASE("sm90 varlen: window, softcap and ALiBi per sequence, GQA, in a CUDA g
 }
 
 TEST_CASE("sm90 varlen: packed QKV strides, padded output rows, no LSE", "[gpu][sm90][varlen]") {
-    if (!sm90_available()) return;
+    if (!gpu::fast_path_available()) return;
     for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
         for (const auto& [heads_q, heads_kv] : {std::make_pair(4, 4), std::make_pair(8, 2)})
             for (const bool with_lse : {true, false}) {
