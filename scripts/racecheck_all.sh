@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# compute-sanitizer racecheck over every [gpu] test case but [long], one process per test case and
+# several at once (racecheck serialises each kernel, so a single process would take hours; the GPU
+# has room for many). Usage: scripts/racecheck_all.sh BUILD_DIR [PARALLEL] [SECONDS_PER_CASE]
+# Writes $OUT/racecheck_all.txt: one line per case (exit status, hazard summary, test summary).
+set -uo pipefail
+build=$1
+parallel=${2:-16}
+limit=${3:-200}
+out=${OUT:-$PWD/gpu-logs}
+logs=$(mktemp -d)
+mkdir -p "$out"
+"$build/tests/flashsci_gpu_tests" --list-test-names-only "~[long]" | sed '/^$/d' >"$logs/names"
+echo "$(wc -l <"$logs/names") test cases, $parallel at a time, ${limit} s each"
+# Catch's test spec treats ',', '[' and ']' specially: escape them.
+export build limit logs
+sed 's/[],[]/\\&/g' <"$logs/names" | nl -ba -w1 -s' ' | xargs -d '\n' -P "$parallel" -n1 sh -c '
+    i=${1%% *}; name=${1#* }
+    timeout "$limit" compute-sanitizer --tool racecheck --error-exitcode 3 "$build/tests/flashsci_gpu_tests" "$name" \
+        >"$logs/$i.log" 2>&1
+    echo "$? | $(grep -h "RACECHECK SUMMARY" "$logs/$i.log" | tail -1) | $(grep -hE "All tests passed|test cases:" "$logs/$i.log" | tail -1) | $name" \
+        >"$logs/$i.result"' _
+cat "$logs"/*.result | sort -n >"$out/racecheck_all.txt"
+grep -c "^0 |" "$out/racecheck_all.txt" | sed 's/$/ cases exited 0/'
+grep -v "^0 |" "$out/racecheck_all.txt" || true
