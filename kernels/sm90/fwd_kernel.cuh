@@ -279,15 +279,16 @@ struct Forward {
 
         __device__ __forceinline__ int row(int m, int h) const { return m * kBlockM + cw * 64 + warp * 16 + lane / 4 + 8 * h; }
 
-        // S = -inf where column 8j + b (of key n·kN + 2·(lane%4) + 8j + b) is past `limit[h]`.
-        __device__ __forceinline__ void mask_after(const int (&limit)[2]) {
+        // S = -inf where `hidden(h, c)`: row h's column c = 8j + b (key n·kN + 2·(lane%4) + c) is not seen.
+        template <typename Hidden>
+        __device__ __forceinline__ void mask_where(Hidden hidden) {
 #pragma unroll
             for (int h = 0; h < 2; ++h)
 #pragma unroll
                 for (int j = 0; j < kN / 8; ++j)
 #pragma unroll
                     for (int b = 0; b < 2; ++b)
-                        if (8 * j + b > limit[h]) s[4 * j + 2 * h + b] = -INFINITY;
+                        if (hidden(h, 8 * j + b)) s[4 * j + 2 * h + b] = -INFINITY;
         }
         // Banded: row i sees key j iff i + band_first <= j <= i + diagonal, i.e. iff the unsigned
         // j − (i + band_first) is at most diagonal − band_first (one compare per score; no int overflow
@@ -296,19 +297,13 @@ struct Forward {
             const int col0 = n * kN + 2 * (lane % 4);
             const unsigned width = unsigned(t.diagonal(p) - t.band_first(p));
             const int first[2] = {row(t.m, 0) + t.band_first(p) - col0, row(t.m, 1) + t.band_first(p) - col0};
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-#pragma unroll
-                for (int j = 0; j < kN / 8; ++j)
-#pragma unroll
-                    for (int b = 0; b < 2; ++b)
-                        if (unsigned(8 * j + b - first[h]) > width) s[4 * j + 2 * h + b] = -INFINITY;
+            mask_where([&](int h, int c) { return unsigned(c - first[h]) > width; });
         }
         // Keys past the sequence's len_k (TMA zero-filled, or a varlen batch's next sequence: a score, not
         // -inf); only the last key block holds them, and it is a masked block (its V is checked for NaN/Inf).
         __device__ __forceinline__ void mask_seqlen_k(const Sched& t, int n) {
             const int last = t.len_k(p) - 1 - n * kN - 2 * (lane % 4);
-            if ((n + 1) * kN > t.len_k(p)) mask_after({last, last});
+            if ((n + 1) * kN > t.len_k(p)) mask_where([&](int, int c) { return c > last; });
         }
 
         // Transformed: S = softcap·tanh(scale·S / softcap) (or scale·S), − slope·|i + len_k − len_q − j|.

@@ -70,9 +70,8 @@ cudaError_t make_map(CUtensorMap* map, Element e, const void* ptr, int64_t head_
 
 bool causal(const Problem& p) { return p.mask != Mask::none; }
 bool windowed(const Problem& p) { return p.window_left >= 0 || p.window_right >= 0; }
-// Banded instances visit only each tile's band of key blocks; transformed ones rewrite the scores.
+// Banded instances visit only each tile's band of key blocks; transformed ones (has_score_transform) rewrite the scores.
 bool banded(const Problem& p) { return causal(p) || windowed(p); }
-bool transformed(const Problem& p) { return has_score_transform(p); }
 
 int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q + kBlockM - 1) / kBlockM; }
 
@@ -99,7 +98,7 @@ constexpr bool kCompiled<256> = true;
 
 template <int HeadDim, typename T, bool Banded>
 bool ready_banded(const Problem& p) {
-    return transformed(p) ? fwd_ready<HeadDim, T, Banded, true>() : fwd_ready<HeadDim, T, Banded, false>();
+    return has_score_transform(p) ? fwd_ready<HeadDim, T, Banded, true>() : fwd_ready<HeadDim, T, Banded, false>();
 }
 
 template <int HeadDim, typename T>
@@ -172,7 +171,7 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
 
 template <int HeadDim, bool Banded>
 cudaError_t launch_banded(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
-    return transformed(p) ? launch_hd<HeadDim, Banded, true>(p, workspace, num_sms, stream)
+    return has_score_transform(p) ? launch_hd<HeadDim, Banded, true>(p, workspace, num_sms, stream)
                           : launch_hd<HeadDim, Banded, false>(p, workspace, num_sms, stream);
 }
 
