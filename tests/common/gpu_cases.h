@@ -291,6 +291,18 @@ GraphExec capture_graph(cudaStream_t stream, Forward&& forward) {
     return GraphExec(exec, &cudaGraphExecDestroy);
 }
 
+// For a plan made under FLASHSCI_KERNEL=path.force and configured: the kernel it selects must be named
+// `path.kernel_prefix`…; returns the workspace that kernel needs.
+inline size_t checked_workspace_bytes(const Path& path, flashsci_plan_t plan) {
+    const char* kernel = nullptr;
+    REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
+    INFO("kernel " << kernel);
+    REQUIRE(std::string(kernel).rfind(path.kernel_prefix, 0) == 0);
+    size_t workspace_bytes = 0;
+    REQUIRE_FLASHSCI(flashsci_plan_get_workspace_size(plan, &workspace_bytes));
+    return workspace_bytes;
+}
+
 // Enqueues one forward on a stream of its own (directly, or captured in a CUDA graph and replayed).
 // `path` is FLASHSCI_KERNEL's value for the plan; the kernel that runs must be named `kernel_prefix`….
 inline Outputs run_cuda(const Path& path, const Case& c, const Placement& pl, const HostTensor& in,
@@ -298,12 +310,7 @@ inline Outputs run_cuda(const Path& path, const Case& c, const Placement& pl, co
     const ScopedEnvironment force("FLASHSCI_KERNEL", path.force);  // read at plan creation
     Plan plan(FLASHSCI_BACKEND_CUDA);
     configure(plan, c, pl);
-    const char* kernel = nullptr;
-    REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
-    INFO("kernel " << kernel);
-    REQUIRE(std::string(kernel).rfind(path.kernel_prefix, 0) == 0);
-    size_t workspace_bytes = 0;
-    REQUIRE_FLASHSCI(flashsci_plan_get_workspace_size(plan, &workspace_bytes));
+    const size_t workspace_bytes = checked_workspace_bytes(path, plan);
 
     Outputs out = poisoned_outputs(c, pl);
     const size_t lse_bytes = out.lse.size() * sizeof(float);

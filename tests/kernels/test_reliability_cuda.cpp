@@ -20,15 +20,7 @@ constexpr int kThreads = 8;
 // The paths to test: always general; sm90 where this device and build have it.
 std::vector<Path> paths() {
     std::vector<Path> all{kGeneral};
-    const ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
-    Plan plan(FLASHSCI_BACKEND_CUDA);
-    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 128, 128, 1, 1, 128));
-    REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
-    const char* kernel = nullptr;
-    if (flashsci_plan_get_kernel_name(plan, &kernel) == FLASHSCI_STATUS_SUCCESS)
-        all.push_back(kSm90);
-    else
-        WARN("no sm_90 fast path on this device or build; testing the general path only: " << flashsci_last_error());
+    if (fast_path_available()) all.push_back(kSm90);  // else it warns: the general path only
     return all;
 }
 
@@ -41,11 +33,7 @@ public:
             plan_ = std::make_unique<Plan>(FLASHSCI_BACKEND_CUDA);
         }
         configure(*plan_, c, pl_);
-        const char* kernel = nullptr;
-        REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(*plan_, &kernel));
-        INFO("kernel " << kernel);
-        REQUIRE(std::string(kernel).rfind(path.kernel_prefix, 0) == 0);
-        REQUIRE_FLASHSCI(flashsci_plan_get_workspace_size(*plan_, &workspace_bytes_));
+        workspace_bytes_ = checked_workspace_bytes(path, *plan_);
         input_ = std::make_unique<DeviceBuffer>(in.size_bytes());
         REQUIRE_CUDA(cudaMemcpy(input_->get(), in.data(), in.size_bytes(), cudaMemcpyHostToDevice));
     }

@@ -40,12 +40,7 @@ vl::Outputs run_cuda(const gpu::Path& path, const vl::Case& c, const vl::Placeme
     const gpu::ScopedEnvironment force("FLASHSCI_KERNEL", path.force);  // read at plan creation
     gpu::Plan plan(FLASHSCI_BACKEND_CUDA);
     vl::configure(plan, c, pl);
-    const char* kernel = nullptr;
-    REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
-    INFO("kernel " << kernel);
-    REQUIRE(std::string(kernel).rfind(path.kernel_prefix, 0) == 0);
-    size_t workspace_bytes = 0;
-    REQUIRE_FLASHSCI(flashsci_plan_get_workspace_size(plan, &workspace_bytes));
+    const size_t workspace_bytes = gpu::checked_workspace_bytes(path, plan);
 
     vl::Outputs out = vl::poisoned_outputs(c, pl);
     const flashsci::test::VarlenOffsets cu = vl::offsets_of(c);
@@ -129,6 +124,21 @@ void check_case(const gpu::Path& path, const vl::Case& c, gpu::Launch launch = g
     compare(c, pl, cuda, cpu);
 }
 
+// Packed QKV ([total, q heads + 2 kv heads, d] through strides) with padded output rows, causal, with and
+// without LSE, with and without GQA.
+void check_packed_qkv(const gpu::Path& path, flashsci_dtype_t dtype) {
+    for (const auto& [heads_q, heads_kv] : {std::make_pair(4, 4), std::make_pair(8, 2)})
+        for (const bool with_lse : {true, false}) {
+            vl::Case c;
+            c.dtype = dtype, c.mask = FLASHSCI_MASK_CAUSAL, c.storage = vl::Storage::packed_qkv;
+            c.lens_q = c.lens_k = {33, 1, 0, 257, 5};
+            c.heads_q = heads_q, c.heads_kv = heads_kv, c.head_dim = 64;
+            c.spare_q = c.spare_k = 2;
+            c.with_lse = with_lse;
+            check_case(path, c);
+        }
+}
+
 }  // namespace
 
 TEST_CASE("general CUDA varlen: mixed lengths (1 to 1000, empty, keyless) under every mask and dtype",
@@ -162,17 +172,7 @@ TEST_CASE("general CUDA varlen: window, softcap and ALiBi per sequence, GQA, in 
 }
 
 TEST_CASE("general CUDA varlen: packed QKV strides, padded output rows, no LSE", "[gpu][features][varlen]") {
-    for (const flashsci_dtype_t dtype : gpu::kDtypes)
-        for (const auto& [heads_q, heads_kv] : {std::make_pair(4, 4), std::make_pair(8, 2)})
-            for (const bool with_lse : {true, false}) {
-                vl::Case c;
-                c.dtype = dtype, c.mask = FLASHSCI_MASK_CAUSAL, c.storage = vl::Storage::packed_qkv;
-                c.lens_q = c.lens_k = {33, 1, 0, 257, 5};
-                c.heads_q = heads_q, c.heads_kv = heads_kv, c.head_dim = 64;
-                c.spare_q = c.spare_k = 2;
-                c.with_lse = with_lse;
-                check_case(kGeneral, c);
-            }
+    for (const flashsci_dtype_t dtype : gpu::kDtypes) check_packed_qkv(kGeneral, dtype);
 }
 
 // bf16 at head_dim 128 takes the Hopper path on an H100, dense or varlen.
@@ -260,17 +260,7 @@ TEST_CASE("sm90 varlen: window, softcap and ALiBi per sequence, GQA, in a CUDA g
 
 TEST_CASE("sm90 varlen: packed QKV strides, padded output rows, no LSE", "[gpu][sm90][varlen]") {
     if (!gpu::fast_path_available()) return;
-    for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
-        for (const auto& [heads_q, heads_kv] : {std::make_pair(4, 4), std::make_pair(8, 2)})
-            for (const bool with_lse : {true, false}) {
-                vl::Case c;
-                c.dtype = dtype, c.mask = FLASHSCI_MASK_CAUSAL, c.storage = vl::Storage::packed_qkv;
-                c.lens_q = c.lens_k = {33, 1, 0, 257, 5};
-                c.heads_q = heads_q, c.heads_kv = heads_kv, c.head_dim = 64;
-                c.spare_q = c.spare_k = 2;
-                c.with_lse = with_lse;
-                check_case(kSm90, c);
-            }
+    for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16}) check_packed_qkv(kSm90, dtype);
 }
 
 TEST_CASE("CUDA varlen: offsets in host memory are refused, naming them, before anything is enqueued",
