@@ -37,7 +37,11 @@
  *
  * Grouped-query attention (GQA) and multi-query attention (MQA) need only
  * `heads_q % heads_kv == 0`: query head `h` reads key/value head
- * `h / (heads_q / heads_kv)`.
+ * `h / (heads_q / heads_kv)`. On the Hopper fast path a group of 2, 4, ... 64
+ * query heads shares one tile when the query sequence is short (decoding,
+ * chunks: fewer tiles than one per head), so each key/value block is loaded
+ * once for the whole group; longer ones run the group's heads side by side,
+ * sharing keys and values through the L2 cache.
  *
  * Sequences of different lengths may instead be packed along one token axis,
  * without padding: see @ref varlen.

@@ -56,7 +56,7 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
     if (plan.forced == ForcedKernel::sm90 && !fast)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "
-                    "compute capability 9.0, fp16/bf16, head_dim 64/128/256, 16-byte aligned pointers and strides)",
+                    "compute capability 9.0, fp16/bf16, head_dim 64/96/128/192/256, 16-byte aligned pointers and strides)",
                     function);
 #ifdef FLASHSCI_HAVE_SM90
     if (fast) {

@@ -77,7 +77,7 @@ struct WarpTag {};
 template <int HeadDim, bool Banded, bool Varlen>
 struct Schedule {
     static constexpr int kN = TileShape<HeadDim, Banded>::block_n;
-    int m, head, batch;
+    int m, head, batch;  // head: the head pack (the query head itself when pack is 1)
     int q_start, k_start;
     int len_q_, len_k_, band_first_, diagonal_;  // varlen only: dense problems read the plan's (a constant bank)
 
@@ -91,15 +91,15 @@ struct Schedule {
         if (Banded) {
             const int section = tile / (p.section_heads * p.num_m_blocks);
             const int within = tile % (p.section_heads * p.num_m_blocks);
-            const int heads = min(p.section_heads, p.heads_q * p.batch - section * p.section_heads);
+            const int heads = min(p.section_heads, p.head_packs * p.batch - section * p.section_heads);
             m = p.num_m_blocks - 1 - within / heads;
             hb = section * p.section_heads + within % heads;
         } else {
             m = tile % p.num_m_blocks;
             hb = tile / p.num_m_blocks;
         }
-        head = hb % p.heads_q;
-        batch = hb / p.heads_q;
+        head = hb % p.head_packs;
+        batch = hb / p.head_packs;
         if (!Varlen) {
             q_start = k_start = 0;
             return;
@@ -127,13 +127,16 @@ struct Schedule {
     __device__ __forceinline__ int len_k(const FwdParams& p) const { return Varlen ? len_k_ : p.seqlen_k; }
     __device__ __forceinline__ int band_first(const FwdParams& p) const { return Varlen ? band_first_ : p.band_first; }
     __device__ __forceinline__ int diagonal(const FwdParams& p) const { return Varlen ? diagonal_ : p.diagonal; }
+    // The tile rows of the sequence: len_q positions × pack heads.
+    __device__ __forceinline__ int rows(const FwdParams& p) const { return len_q(p) << p.pack_shift; }
     // Whether the tile holds a row of its sequence (varlen tiles past a shorter sequence's end do nothing).
-    __device__ __forceinline__ bool live(const FwdParams& p) const { return !Varlen || m * kBlockM < len_q(p); }
+    __device__ __forceinline__ bool live(const FwdParams& p) const { return !Varlen || m * kBlockM < rows(p); }
     // ALiBi distance |i + alibi_offset − j| from the sequence's bottom-right diagonal.
     __device__ __forceinline__ int alibi_offset(const FwdParams& p) const { return Varlen ? len_k_ - len_q_ : p.alibi_offset; }
-    // Rows m·kBlockM .. m·kBlockM + kBlockM − 1 see keys i + band_first .. i + diagonal (clipped to the sequence).
+    // Positions i of rows m·kBlockM .. m·kBlockM + kBlockM − 1 see keys i + band_first .. i + diagonal (clipped
+    // to the sequence).
     __device__ __forceinline__ KeyBlocks key_blocks(const FwdParams& p) const {
-        const int first_row = m * kBlockM, last_row = first_row + kBlockM - 1;
+        const int first_row = (m * kBlockM) >> p.pack_shift, last_row = (m * kBlockM + kBlockM - 1) >> p.pack_shift;
         const int any_begin = Banded ? max(0, first_row + band_first(p)) : 0;
         const int any_end = Banded ? min(len_k(p), last_row + diagonal(p) + 1) : len_k(p);
         const int all_begin = Banded ? max(0, last_row + band_first(p)) : 0;
@@ -157,7 +160,7 @@ struct Forward {
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
     static constexpr int kQStages = Shape::q_stages;
-    static constexpr int kSlabs = HeadDim / kSlabElems;
+    static constexpr int kSlabs = Shape::slabs;
     static constexpr int kQkSteps = HeadDim / kMmaK;  // k16 steps of Q·Kᵀ
     static constexpr int kPvSteps = kN / kMmaK;       // k16 steps of P·V
     using Ring = sm90::Ring<kStages>;
@@ -197,7 +200,7 @@ struct Forward {
             const KeyBlocks kb = t.key_blocks(p);
             const int blocks = kb.count();
             if (blocks == 0) continue;
-            const int kv_head = t.head / p.group;
+            const int kv_head = (t.head << p.pack_shift) / p.group;
             // K or V block n into the next free stage of its ring.
             auto load_kv = [&](const CUtensorMap* map, char* ring, uint64_t* full, uint64_t* empty, uint32_t count,
                                int n) {
@@ -213,14 +216,15 @@ struct Forward {
             // Q: one 64-row half per consumer; a half wholly past the sequence is not loaded (its rows are never
             // stored). Varlen rows past len_q are the next sequence's, computed on but never stored either.
             const int row0 = t.m * kBlockM;
-            const int halves = min(kConsumers, (t.len_q(p) - row0 + 63) / 64);
+            const int halves = min(kConsumers, (t.rows(p) - row0 + kMmaM - 1) / kMmaM);
             const int qs = QRing::stage(qc);
             barrier_wait(&bar.q_empty[qs], QRing::empty_parity(qc));
             barrier_expect_bytes(&bar.q_full[qs], halves * Shape::q_bytes);
+            const int position0 = t.q_start + (row0 >> p.pack_shift), half_positions = kMmaM >> p.pack_shift;
             for (int h = 0; h < halves; ++h)
                 for (int slab = 0; slab < kSlabs; ++slab)
-                    tma_load(sm.q_stage(qs) + h * Shape::q_bytes + slab * 64 * kSlabRowBytes, tq, slab * kSlabElems,
-                             t.q_start + row0 + 64 * h, t.head, t.batch, &bar.q_full[qs]);
+                    tma_load_packed(sm.q_stage(qs) + h * Shape::q_bytes + slab * kMmaM * kSlabRowBytes, tq,
+                                    slab * kSlabElems, position0 + h * half_positions, t.head, t.batch, &bar.q_full[qs]);
             ++qc;
             // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n]. Except where
             // V is checked for non-finite values: the first (masked) V is checked before the second block's
@@ -277,7 +281,10 @@ struct Forward {
                 MmaAtom<T, HeadDim>::rs(o, pr[kk], desc_n_major<kN>(v, kk), kk > 0 || accumulate);
         }
 
+        // Tile row of this thread's h-th accumulator row; the position and query head of tile row r.
         __device__ __forceinline__ int row(int m, int h) const { return m * kBlockM + cw * 64 + warp * 16 + lane / 4 + 8 * h; }
+        __device__ __forceinline__ int position(int r) const { return r >> p.pack_shift; }
+        __device__ __forceinline__ int q_head(const Sched& t, int r) const { return (t.head << p.pack_shift) + (r & (p.pack - 1)); }
 
         // S = -inf where `hidden(h, c)`: row h's column c = 8j + b (key n·kN + 2·(lane%4) + c) is not seen.
         template <typename Hidden>
@@ -296,7 +303,8 @@ struct Forward {
         __device__ __forceinline__ void mask_band(const Sched& t, int n) {
             const int col0 = n * kN + 2 * (lane % 4);
             const unsigned width = unsigned(t.diagonal(p) - t.band_first(p));
-            const int first[2] = {row(t.m, 0) + t.band_first(p) - col0, row(t.m, 1) + t.band_first(p) - col0};
+            const int first[2] = {position(row(t.m, 0)) + t.band_first(p) - col0,
+                                  position(row(t.m, 1)) + t.band_first(p) - col0};
             mask_where([&](int h, int c) { return unsigned(c - first[h]) > width; });
         }
         // Keys past the sequence's len_k (TMA zero-filled, or a varlen batch's next sequence: a score, not
@@ -315,7 +323,9 @@ struct Forward {
 #pragma unroll
                 for (int i = 0; i < kN / 2; ++i) s[i] *= p.score_scale;
             }
-            // Without ALiBi the slope is 0 (a branch here costs more registers than the multiply-adds).
+            // Without ALiBi the slope is 0 (a branch here costs more registers than the multiply-adds). With it
+            // a tile holds one head (the host packs no GQA heads: the slope would differ between rows), so a row
+            // is its position.
             const float slope = p.alibi_slopes ? __ldg(p.alibi_slopes + t.head) : 0.f;
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
@@ -533,20 +543,20 @@ struct Forward {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     const int r = row(t.m, h);
-                    if (r < t.len_q(p)) p.lse[lse_index(t, r)] = lse[h];
+                    if (r < t.rows(p)) p.lse[lse_index(t, r)] = lse[h];
                 }
         }
 
-        // LSE of row r of the tile's sequence: [batch, heads_q, seqlen_q], varlen [heads_q, total_q].
+        // LSE of tile row r: [batch, heads_q, seqlen_q], varlen [heads_q, total_q].
         __device__ __forceinline__ int64_t lse_index(const Sched& t, int r) const {
-            return Varlen ? int64_t(t.head) * p.total_q + t.q_start + r
-                                  : (int64_t(t.batch) * p.heads_q + t.head) * p.seqlen_q + r;
+            return Varlen ? int64_t(q_head(t, r)) * p.total_q + t.q_start + position(r)
+                          : (int64_t(t.batch) * p.heads_q + q_head(t, r)) * p.seqlen_q + position(r);
         }
 
-        // Row r of the tile's sequence in O.
+        // Tile row r in O.
         __device__ __forceinline__ T* o_row(const Sched& t, int r) const {
-            return static_cast<T*>(p.o) + t.batch * p.o_batch_stride + int64_t(t.q_start + r) * p.o_seq_stride +
-                   t.head * p.o_head_stride;
+            return static_cast<T*>(p.o) + t.batch * p.o_batch_stride + int64_t(t.q_start + position(r)) * p.o_seq_stride +
+                   q_head(t, r) * p.o_head_stride;
         }
 
         // O: registers → swizzled shared tile (conflict-free 4-byte stores) → TMA store, clipped at seqlen_q.
@@ -572,10 +582,10 @@ struct Forward {
             }
             fence_async_shared();
             named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
-            if (Varlen && t.m * kBlockM + cw * 64 + 64 > t.len_q(p)) {
+            if (Varlen && t.m * kBlockM + cw * 64 + 64 > t.rows(p)) {
                 const int row0 = t.m * kBlockM + cw * 64;
                 constexpr int kChunks = HeadDim / 8;  // 16-byte chunks per row
-                const int rows = max(0, t.len_q(p) - row0);
+                const int rows = max(0, t.rows(p) - row0);
                 for (int i = tid; i < rows * kChunks; i += kWarpgroupThreads) {
                     const int r = i / kChunks, c = i % kChunks;
                     const uint4 x = *reinterpret_cast<const uint4*>(tile + (c / 8) * 64 * kSlabRowBytes + r * kSlabRowBytes +
@@ -590,9 +600,10 @@ struct Forward {
             }
             if (tid == 0) {
                 const int row0 = t.m * kBlockM + cw * 64;
-                if (row0 < t.len_q(p)) {
+                if (row0 < t.rows(p)) {
                     for (int slab = 0; slab < kSlabs; ++slab)
-                        tma_store(to, slab * kSlabElems, t.q_start + row0, t.head, t.batch, tile + slab * 64 * kSlabRowBytes);
+                        tma_store_packed(to, slab * kSlabElems, t.q_start + (row0 >> p.pack_shift), t.head, t.batch,
+                                         tile + slab * kMmaM * kSlabRowBytes);
                     tma_store_commit();
                 }
                 if (Shape::o_aliases_q) {  // Q's shared memory is free once the store has read it
@@ -607,7 +618,7 @@ struct Forward {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int r = row(t.m, h);
-                if (r >= t.len_q(p)) continue;
+                if (r >= t.rows(p)) continue;
                 T* dst = o_row(t, r) + 2 * (lane % 4);
                 for (int j = 0; j < HeadDim / 8; ++j) *reinterpret_cast<uint32_t*>(dst + 8 * j) = 0u;
                 if (p.lse && lane % 4 == 0) p.lse[lse_index(t, r)] = -INFINITY;
@@ -622,14 +633,14 @@ struct Forward {
         for (uint32_t tc = 0;; ++tc) {
             const int s = tc % kTileSlots;
             barrier_wait(&bar.tile_full[s], tc / kTileSlots & 1);
-            const int tile = bar.tile[s];
-            __syncwarp();
+            // Lane 0 reads the slot and frees it (the arrival follows its own read); the warp gets the value by shuffle.
+            const int tile = __shfl_sync(0xffffffffu, c.lane == 0 ? bar.tile[s] : 0, 0);
             c.release(&bar.tile_empty[s]);
             if (tile >= p.num_tiles) break;
             const Sched t(p, tile, WarpTag<true>{});
             if (!t.live(p)) continue;
             const KeyBlocks kb = t.key_blocks(p);
-            if (kb.count() == 0) {
+            if ((Banded || Varlen) && kb.count() == 0) {  // dense unbanded tiles see every key (seqlen_k >= 1)
                 c.store_empty(t);
                 continue;
             }

@@ -11,9 +11,14 @@ namespace flashsci::kernels::sm90 {
 struct FwdParams {
     int seqlen_q, seqlen_k, heads_q, batch;  // varlen: seqlen_q/k are the longest sequences
     int group;            // heads_q / heads_kv: query head h reads kv head h / group
-    int num_m_blocks;     // ⌈seqlen_q / kBlockM⌉
-    int num_tiles;        // num_m_blocks · heads_q · batch
-    int section_heads;    // banded: (batch, head) pairs per L2 section of the tile order
+    // Packed GQA: a tile's rows interleave the `pack` query heads that read one kv head (row r: position
+    // r >> pack_shift, head pack·head_pack + r % pack), so each K/V block is loaded once for all of them.
+    // pack is the group when that is a power of two up to 64 (and the batch is dense), else 1.
+    int pack, pack_shift;
+    int head_packs;       // heads_q / pack
+    int num_m_blocks;     // ⌈seqlen_q · pack / kBlockM⌉
+    int num_tiles;        // num_m_blocks · head_packs · batch
+    int section_heads;    // banded: (batch, head pack) pairs per L2 section of the tile order
     int* tile_counter;    // banded: tiles handed out beyond the first gridDim.x (zeroed before launch)
     int band_first;       // banded, dense: row i sees key j iff i + band_first <= j <= i + diagonal
     int diagonal;
@@ -35,7 +40,8 @@ struct FwdParams {
     int total_q, total_k;
 };
 
-// 4-D maps {head_dim, seqlen, heads, batch} (varlen {head_dim, total, heads, 1}), boxes of 64 columns (one 128-byte swizzle span).
+// K, V: 4-D maps {head_dim, seqlen, heads_kv, batch} (varlen {head_dim, total, heads_kv, 1}); Q, O: 5-D maps
+// {head_dim, pack, seqlen, heads_q / pack, batch}. Boxes of 64 columns (one 128-byte swizzle span).
 struct FwdMaps {
     CUtensorMap q, k, v, o;
 };

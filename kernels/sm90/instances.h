@@ -18,8 +18,12 @@
 namespace flashsci::kernels::sm90 {
 FLASHSCI_SM90_INSTANCES(extern, 64, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 64, __half)
+FLASHSCI_SM90_INSTANCES(extern, 96, __nv_bfloat16)
+FLASHSCI_SM90_INSTANCES(extern, 96, __half)
 FLASHSCI_SM90_INSTANCES(extern, 128, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 128, __half)
+FLASHSCI_SM90_INSTANCES(extern, 192, __nv_bfloat16)
+FLASHSCI_SM90_INSTANCES(extern, 192, __half)
 FLASHSCI_SM90_INSTANCES(extern, 256, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 256, __half)
 }  // namespace flashsci::kernels::sm90

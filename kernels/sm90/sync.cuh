@@ -46,8 +46,17 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, int 
     ptx::cp_async_bulk_tensor(ptx::space_cluster, ptx::space_global, dst, map, coords, bar);
 }
 
-__device__ __forceinline__ void tma_store(const CUtensorMap* map, int d, int row, int head, int batch, const void* src) {
-    const int32_t coords[4] = {d, row, head, batch};
+// Q and O: 5-D maps {head_dim, pack, seqlen, heads / pack, batch} whose box spans a whole pack of heads
+// (the heads of one GQA group, or one head), so `row` counts sequence positions and `head` packs.
+__device__ __forceinline__ void tma_load_packed(void* dst, const CUtensorMap* map, int d, int row, int head, int batch,
+                                                uint64_t* bar) {
+    const int32_t coords[5] = {d, 0, row, head, batch};
+    ptx::cp_async_bulk_tensor(ptx::space_cluster, ptx::space_global, dst, map, coords, bar);
+}
+
+__device__ __forceinline__ void tma_store_packed(const CUtensorMap* map, int d, int row, int head, int batch,
+                                                 const void* src) {
+    const int32_t coords[5] = {d, 0, row, head, batch};
     ptx::cp_async_bulk_tensor(ptx::space_global, ptx::space_shared, map, coords, src);
 }
 

@@ -32,8 +32,12 @@ struct TileConfig {
 constexpr TileConfig kTiles[] = {
     {64, false, 192, 2, 2, false, 232},
     {64, true, 128, 2, 2, false, 232},
+    {96, false, 128, 2, 2, false, 232},
+    {96, true, 128, 2, 2, false, 232},
     {128, false, 128, 2, 2, false, 232},
     {128, true, 128, 2, 2, false, 232},
+    {192, false, 112, 2, 1, true, 240},
+    {192, true, 112, 2, 1, true, 240},
     {256, false, 80, 2, 1, true, 240},
     {256, true, 80, 2, 1, true, 240},
 };
@@ -55,8 +59,10 @@ struct TileShape {
         (kRegisterPool - kConsumers * kWarpgroupThreads * consumer_registers) / kWarpgroupThreads / 8 * 8;
     static constexpr bool o_aliases_q = config.o_aliases_q;
     static constexpr int kElemBytes = 2;
-    static constexpr int q_bytes = kMmaM * HeadDim * kElemBytes;        // one consumer's Q (or O) tile
-    static constexpr int kv_bytes = block_n * HeadDim * kElemBytes;  // one K or V stage
+    // Whole slabs: a head_dim of 96 fills one and a half; TMA zero-fills the rest, no wgmma reads it.
+    static constexpr int slabs = (HeadDim + kSlabElems - 1) / kSlabElems;
+    static constexpr int q_bytes = kMmaM * slabs * kSlabRowBytes;        // one consumer's Q (or O) tile
+    static constexpr int kv_bytes = block_n * slabs * kSlabRowBytes;  // one K or V stage
     static constexpr int q_stage_bytes = kConsumers * q_bytes;         // both consumers' Q
     static constexpr int k_offset = q_stages * q_stage_bytes;
     static constexpr int v_offset = k_offset + stages * kv_bytes;
@@ -66,7 +72,7 @@ struct TileShape {
     static constexpr int smem_request = smem_bytes + smem_alignment;
 
     static_assert(config.head_dim == HeadDim, "no tile for this head_dim");
-    static_assert(HeadDim % 64 == 0 && HeadDim <= 256, "head_dim is whole 128-byte slabs, and one wgmma N");
+    static_assert(HeadDim % 32 == 0 && HeadDim <= 256, "head_dim is whole k16 steps of Q·Kᵀ, and one wgmma N");
     static_assert(block_n % 16 == 0 && block_n <= 256, "block_n is whole k16 steps of P·V, one wgmma N of Q·Kᵀ and one TMA box");
     static_assert(stages >= 2, "K/V need double buffering");
     static_assert(q_stages == 1 || q_stages == 2, "one Q buffer, or two");

@@ -501,5 +501,7 @@ inline bool fast_path_available() {
 
 inline constexpr flashsci_dtype_t kDtypes[] = {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32};
 inline constexpr flashsci_mask_t kMasks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};
+// The head dims of the Hopper fast path (kernels/sm90/tiles.h has a tile for each).
+inline constexpr int64_t kFastHeadDims[] = {64, 96, 128, 192, 256};
 
 }  // namespace flashsci::test::gpu

@@ -11,7 +11,6 @@ const Path kSm90{"sm90", "sm90_"};
 const Path kAuto{"auto", "sm90_"};
 const Path kFallback{"auto", "cuda_general"};
 constexpr flashsci_dtype_t kHalfDtypes[] = {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16};
-constexpr int64_t kFastHeadDims[] = {64, 128, 256};
 
 }  // namespace
 
@@ -48,6 +47,22 @@ TEST_CASE("sm90: GQA 4:1 and 8:1, MQA", "[gpu][sm90]") {
                 check_case(kSm90, {FLASHSCI_DTYPE_FLOAT16, {2, 200, 333, heads_q, heads_kv, head_dim}, mask});
 }
 
+// A group of 2 to 64 query heads shares each tile's rows (packed GQA: K/V loaded once per group); groups of 3
+// run a tile per head. Short and odd seqlens leave packed tiles and halves partly past the sequence.
+TEST_CASE("sm90: packed GQA groups 2 to 64 and unpacked groups, odd seqlens, every mask, BHSD", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    const std::pair<int64_t, int64_t> heads[] = {{4, 2}, {8, 2}, {32, 2}, {8, 1}, {32, 1}, {64, 1}, {6, 2}, {12, 4}};
+    const std::pair<int64_t, int64_t> seqlens[] = {{1, 1}, {17, 129}, {129, 17}, {100, 300}};
+    for (const int64_t head_dim : kFastHeadDims)
+        for (const auto& [heads_q, heads_kv] : heads)
+            for (const auto& [seqlen_q, seqlen_k] : seqlens)
+                for (const flashsci_mask_t mask : kMasks) {
+                    const Storage storage = seqlen_q == 100 ? Storage::bhsd : Storage::bshd;
+                    check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {2, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim}, mask,
+                                       storage});
+                }
+}
+
 TEST_CASE("sm90: BHSD strides, packed QKV, a custom scale, no LSE", "[gpu][sm90][quick]") {
     if (!fast_path_available()) return;
     for (const int64_t head_dim : kFastHeadDims)
@@ -68,6 +83,7 @@ TEST_CASE("select_kernel: AUTO takes the fast path where it can and the general 
     if (!fast_path_available()) return;
     check_case(kAuto, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 128}, FLASHSCI_MASK_CAUSAL});
     // Not in the fast path's tables: another head dim, fp32.
-    check_case(kFallback, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 96}, FLASHSCI_MASK_CAUSAL});
+    check_case(kAuto, {FLASHSCI_DTYPE_FLOAT16, {2, 257, 257, 2, 2, 96}, FLASHSCI_MASK_CAUSAL});
+    check_case(kFallback, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 80}, FLASHSCI_MASK_CAUSAL});
     check_case(kFallback, {FLASHSCI_DTYPE_FLOAT32, {2, 257, 257, 2, 2, 128}, FLASHSCI_MASK_NONE});
 }

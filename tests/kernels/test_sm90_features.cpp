@@ -9,7 +9,6 @@ namespace {
 
 const Path kSm90{"sm90", "sm90_"};
 constexpr flashsci_dtype_t kHalfDtypes[] = {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16};
-constexpr int64_t kFastHeadDims[] = {64, 128, 256};
 
 }  // namespace
 

@@ -188,17 +188,17 @@ TEST_CASE("varlen: select_kernel picks the Hopper path", "[gpu][sm90][varlen][qu
 TEST_CASE("sm90 varlen: mixed lengths (1 to 1000, empty, keyless), every mask, dtype and head dim",
           "[gpu][sm90][varlen]") {
     if (!gpu::fast_path_available()) return;
-    for (const int64_t head_dim : {64, 128, 256})
+    for (const int64_t head_dim : gpu::kFastHeadDims)
         for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
             for (const flashsci_mask_t mask : gpu::kMasks) check_case(kSm90, mixed(dtype, mask, head_dim));
 }
 
 // Keys past a sequence's end are the next sequence's tokens, loaded into its last (masked) key block: a NaN
-// there must not reach the sequence. Lengths are not multiples of any block width (80, 128, 192).
+// there must not reach the sequence. Lengths are not multiples of any block width (80, 112, 128, 192).
 TEST_CASE("sm90 varlen: a NaN in the next sequence's v stays out of this one", "[gpu][sm90][varlen]") {
     if (!gpu::fast_path_available()) return;
     const float nan = std::numeric_limits<float>::quiet_NaN();
-    for (const int64_t head_dim : {64, 128, 256})
+    for (const int64_t head_dim : gpu::kFastHeadDims)
         for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL}) {
             vl::Case c;
             c.dtype = FLASHSCI_DTYPE_FLOAT16, c.mask = mask, c.head_dim = head_dim;
@@ -240,7 +240,7 @@ TEST_CASE("sm90 varlen: sequences without keys get O = 0 and LSE = -inf", "[gpu]
 TEST_CASE("sm90 varlen: window, softcap and ALiBi per sequence, GQA, in a CUDA graph", "[gpu][sm90][varlen]") {
     if (!gpu::fast_path_available()) return;
     const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 8}, {5, 3}, {200, 130}};
-    for (const int64_t head_dim : {64, 128, 256})
+    for (const int64_t head_dim : gpu::kFastHeadDims)
         for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16})
             for (const flashsci_mask_t mask : gpu::kMasks)
                 for (const auto& [left, right] : windows)
