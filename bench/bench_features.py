@@ -9,8 +9,10 @@ For each (head_dim, causal, seqlen) at batch·seqlen = --tokens tokens, bf16:
   varlen   one packed batch of mixed lengths (--tokens in all, lengths from seqlen/4 to 2·seqlen·3/4,
            seeded) through flashsci_forward_varlen, beside the dense batch of the same total tokens:
            TFLOP/s count each sequence's own work.
-SDPA has none of these features on its FLASH or CUDNN backends, so their ratio is to flashsci's own plain
-forward (a feature's cost) and to SDPA CUDNN's plain forward (the bar).
+SDPA has none of these features but varlen on its FLASH or CUDNN backends, so their ratio is to flashsci's own
+plain forward (a feature's cost) and to SDPA CUDNN's plain forward (the bar). Varlen is also run through SDPA
+itself: the same packed tokens as nested (jagged) tensors on its FLASH and CUDNN backends, where PyTorch
+takes them ("SDPA varlen" rows; their last column is flashsci varlen ÷ that row).
 
   FLASHSCI_LIBRARY=build/libflashsci.so PYTHONPATH=bindings/python python3 bench/bench_features.py
 """
@@ -45,6 +47,39 @@ def band_pairs(seqlen, left, right, causal):
         lo, hi = max(0, i - left), min(seqlen - 1, i + right)
         total += hi - lo + 1
     return total
+
+
+def sdpa_varlen(packed, cu, causal, work, ours, bench, base):
+    """SDPA on the packed batch as nested (jagged) tensors [batch, heads, j, head_dim], FLASH and CUDNN."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rows = []
+    try:
+        offsets = cu.to(torch.int64)
+        nested = [torch.nested.nested_tensor_from_jagged(x, offsets).transpose(1, 2) for x in packed]
+    except Exception as e:  # an older PyTorch without jagged nested tensors
+        return [dict(base, feature="SDPA varlen", error=str(e).splitlines()[0])]
+    for name, backend in (("FLASH", SDPBackend.FLASH_ATTENTION), ("CUDNN", SDPBackend.CUDNN_ATTENTION)):
+        row = dict(base, feature=f"SDPA varlen {name}")
+        label = f"{base['head_dim']:>4} {('yes' if causal else 'no'):>6} {base['seqlen']:>6} {row['feature']:>18}"
+        try:
+            def run():
+                with sdpa_kernel(backend):
+                    return F.scaled_dot_product_attention(*nested, is_causal=causal)
+            run()
+            torch.cuda.synchronize()
+            ms = bench(run)
+            tflops = work / (ms * 1e-3) / 1e12
+            row.update({"ms": ms, "tflops": tflops, "flashsci_varlen_ratio": ours / tflops if ours else None})
+            ratio = f"{row['flashsci_varlen_ratio']:6.3f}" if ours else "   n/a"
+            print(f"{label} | {tflops:8.1f} | flashsci varlen ÷ this {ratio}")
+        except Exception as e:  # this backend does not take nested tensors here: report and go on
+            row["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"{label} | {row['error'][:100]}")
+        rows.append(row)
+    return rows
 
 
 def main():
@@ -139,6 +174,10 @@ def main():
                     rows.append(row)
                     sys.stdout.flush()
                 print(f"{head_dim:>4} {('yes' if causal else 'no'):>6} {seqlen:>6} {'SDPA CUDNN':>14} | {cudnn:8.1f} |")
+                ours = next((r.get("tflops") for r in rows[-len(variants):] if r["feature"].startswith("varlen")), None)
+                rows.extend(sdpa_varlen(packed, cu, causal, varlen_work, ours, bench,
+                                        {"card": env["card"], "head_dim": head_dim, "causal": int(causal),
+                                         "seqlen": seqlen, "batch": len(lens), "heads": heads, "flops": varlen_work}))
                 q = k = v = qt = kt = vt = packed = None
                 torch.cuda.empty_cache()
 
