@@ -11,6 +11,9 @@ flashsci's output is checked against SDPA CUDNN once per shape.
     FLASHSCI_LIBRARY=build/libflashsci.so PYTHONPATH=bindings/python \\
         python3 bench/bench_attention.py --seqlens 2048,8192 --head-dims 128 --dtypes bf16
 
+--seqlen-q N gives every sequence N queries against --seqlens keys (decoding and chunked prefill, e.g.
+--gqa --seqlen-q 1 --seqlens 4096,16384 --causal 0); FLOPs are then 4·b·h·N·s·d.
+
 FLASHSCI_KERNEL (read by the library at plan creation) may force a kernel; the table
 names the kernel that ran. --out writes one CSV row per shape (as it goes) and, at the
 end, a JSON file beside it with the environment (card, driver, torch, cuDNN, date).
@@ -49,6 +52,8 @@ def parse_args():
     p.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated of bf16, fp16, fp32 (default: bf16,fp16)")
     p.add_argument("--causal", choices=["0", "1", "both"], default="both")
     p.add_argument("--tokens", type=int, default=TOKENS, help=f"batch·seqlen (default {TOKENS})")
+    p.add_argument("--seqlen-q", type=int, default=0,
+                   help="queries per sequence (default: as many as keys); --seqlens are then key lengths")
     p.add_argument("--gqa", action="store_true",
                    help=f"GQA preset: {GQA_HEADS_Q} q heads, {GQA_HEADS_KV} kv heads, head_dim {GQA_HEAD_DIM}")
     default_out = os.path.join(os.environ["OUT"], "bench.csv") if os.environ.get("OUT") else None
@@ -61,11 +66,14 @@ def parse_args():
     if bad:
         p.error(f"unknown dtype(s) {bad}")
     args.causals = {"0": [False], "1": [True], "both": [False, True]}[args.causal]
+    if args.seqlen_q and args.causal != "0":
+        p.error("--seqlen-q runs without a mask (--causal 0): with fewer queries than keys a causal mask is not "
+                "the square's half that the FLOP count assumes")
     return args
 
 
 def shapes(args):
-    """(batch, seqlen, heads_q, heads_kv, head_dim, causal, dtype) for the grid."""
+    """(batch, seqlen_q, seqlen, heads_q, heads_kv, head_dim, causal, dtype) for the grid (seqlen: keys)."""
     for dtype in args.dtypes:
         for head_dim in ([GQA_HEAD_DIM] if args.gqa else args.head_dims):
             for causal in args.causals:
@@ -75,7 +83,7 @@ def shapes(args):
                         heads_q, heads_kv = GQA_HEADS_Q, GQA_HEADS_KV
                     else:
                         heads_q = heads_kv = HIDDEN // head_dim
-                    yield batch, seqlen, heads_q, heads_kv, head_dim, causal, dtype
+                    yield batch, args.seqlen_q or seqlen, seqlen, heads_q, heads_kv, head_dim, causal, dtype
 
 
 def environment(torch, flashsci, device):
@@ -165,16 +173,16 @@ def main():
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         csv_file = open(args.out, "w", newline="")
 
-    for batch, seqlen, heads_q, heads_kv, head_dim, causal, dtype_name in shapes(args):
+    for batch, seqlen_q, seqlen, heads_q, heads_kv, head_dim, causal, dtype_name in shapes(args):
         dtype = dtypes[dtype_name]
-        flops = 4.0 * batch * heads_q * seqlen * seqlen * head_dim * (0.5 if causal else 1.0)
+        flops = 4.0 * batch * heads_q * seqlen_q * seqlen * head_dim * (0.5 if causal else 1.0)
         row = {"card": env["card"], "dtype": dtype_name, "head_dim": head_dim, "causal": int(causal), "batch": batch,
-               "seqlen": seqlen, "heads_q": heads_q, "heads_kv": heads_kv, "flops": flops}
+               "seqlen": seqlen, "seqlen_q": seqlen_q, "heads_q": heads_q, "heads_kv": heads_kv, "flops": flops}
         row.update({f"ms_{name}": None for name in BACKENDS})
         errors = {}
         outputs = {}
         torch.manual_seed(0)
-        q = torch.randn(batch, seqlen, heads_q, head_dim, dtype=dtype, device=device)
+        q = torch.randn(batch, seqlen_q, heads_q, head_dim, dtype=dtype, device=device)
         k = torch.randn(batch, seqlen, heads_kv, head_dim, dtype=dtype, device=device)
         v = torch.randn(batch, seqlen, heads_kv, head_dim, dtype=dtype, device=device)
         qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [b, h, s, d] views
@@ -229,7 +237,8 @@ def main():
         row["errors"] = "; ".join(f"{k}: {v}" for k, v in errors.items())
         rows.append(row)
 
-        print(f"{dtype_name:5} {head_dim:>4} {('yes' if causal else 'no'):>6} {batch:>5} {seqlen:>6} "
+        shown = seqlen if seqlen_q == seqlen else f"{seqlen_q}x{seqlen}"
+        print(f"{dtype_name:5} {head_dim:>4} {('yes' if causal else 'no'):>6} {batch:>5} {shown:>6} "
               f"{f'{heads_q}/{heads_kv}':>6} | {fmt(row['tflops_flashsci'], '8.1f'):>8} "
               f"{fmt(row['tflops_FLASH'], '7.1f'):>7} {fmt(row['tflops_CUDNN'], '7.1f'):>7} | "
               f"{fmt(row['ratio_flashsci_cudnn'], '8.3f'):>8} | {fmt(max_err, '9.2e'):>9} | {kernel}")
