@@ -4,7 +4,9 @@
 # Run on a GPU machine from the repository root. Logs go to $OUT (default ./gpu-logs).
 # Usage: scripts/gpu_suite.sh [--no-sanitizer | --full-sanitizer] [--only-sanitizer] [--bench "ARGS"]
 #                             [--bench-features "ARGS"]
-#   --full-sanitizer: racecheck, synccheck and initcheck too over every [gpu] test but [long]
+#   --full-sanitizer: racecheck, synccheck and initcheck too over every [gpu] test but [long], all four tools
+#                     at once (racecheck through scripts/racecheck_all.sh: one process per test case;
+#                     RACECHECK_PARALLEL, RACECHECK_SECONDS and RACECHECK_ARGS tune it)
 #   --only-sanitizer: skip the test runs (the sanitizers still run the [gpu] tests)
 set -uo pipefail
 out=${OUT:-$PWD/gpu-logs}
@@ -12,13 +14,14 @@ mkdir -p "$out"
 build=$(realpath -m "${BUILD_DIR:-build-gpu}")
 sanitize=1
 slow_tools_filter="[quick]"
+full_sanitizer=0
 run_tests=1
 bench_args=""
 bench_features_args=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-sanitizer) sanitize=0 ;;
-        --full-sanitizer) slow_tools_filter="~[long]" ;;
+        --full-sanitizer) slow_tools_filter="~[long]"; full_sanitizer=1 ;;
         --only-sanitizer) run_tests=0 ;;
         --bench) bench_args=$2; shift ;;
         --bench-features) bench_features_args=$2; shift ;;
@@ -46,20 +49,38 @@ if [ $run_tests -eq 1 ]; then
     grep -v "^[0-9.]* s: " "$out/gpu_tests.log" | tail -25
 fi
 
-if [ $sanitize -eq 1 ]; then
-    # memcheck over every [gpu] test but the long ones; the slower race, sync and init checks over [quick]
-    # (or, with --full-sanitizer, over the same set as memcheck).
+# One compute-sanitizer tool over the [gpu] tests selected by filter $2; its exit status in $out/sanitizer_$1.rc.
+sanitize_tool() {
+    timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool "$1" --error-exitcode 3 \
+        "$build/tests/flashsci_gpu_tests" "$2" >"$out/sanitizer_$1.tmp" 2>&1
+    echo $? >"$out/sanitizer_$1.rc"
+}
+report_tool() {
+    echo "== compute-sanitizer $1"
+    tail -3 "$out/sanitizer_$1.tmp"
+    cat "$out/sanitizer_$1.tmp" >>"$out/sanitizer.log" && rm "$out/sanitizer_$1.tmp"
+    rc=$(cat "$out/sanitizer_$1.rc") && rm "$out/sanitizer_$1.rc"
+    [ "$rc" -eq 0 ] || { echo "compute-sanitizer $1: exit $rc"; status=1; }
+}
+
+if [ $sanitize -eq 1 ] && [ $full_sanitizer -eq 1 ]; then
+    # Every [gpu] test but the long ones under all four tools at once (the GPU has room; each tool alone
+    # takes minutes). racecheck serialises kernels, so it runs one process per test case.
+    for tool in memcheck synccheck initcheck; do sanitize_tool "$tool" "~[long]" & done
+    OUT="$out" "$(dirname "$0")/racecheck_all.sh" "$build" "${RACECHECK_PARALLEL:-24}" "${RACECHECK_SECONDS:-400}" \
+        >"$out/racecheck_summary.txt" 2>&1
+    wait
+    for tool in memcheck synccheck initcheck; do report_tool "$tool"; done
+    echo "== compute-sanitizer racecheck (scripts/racecheck_all.sh, one process per case)"
+    cat "$out/racecheck_summary.txt"
+    if [ ! -s "$out/racecheck_all.txt" ] || grep -qv "^0 |" "$out/racecheck_all.txt"; then status=1; fi
+elif [ $sanitize -eq 1 ]; then
+    # memcheck over every [gpu] test but the long ones; the slower race, sync and init checks over [quick].
     for tool in memcheck racecheck synccheck initcheck; do
-        echo "== compute-sanitizer $tool"
         filter=$slow_tools_filter
         [ "$tool" = memcheck ] && filter="~[long]"
-        timeout "${SANITIZER_TIMEOUT:-300}" compute-sanitizer --tool "$tool" --error-exitcode 3 \
-            "$build/tests/flashsci_gpu_tests" "$filter" \
-            >"$out/sanitizer_$tool.tmp" 2>&1
-        rc=$?
-        tail -3 "$out/sanitizer_$tool.tmp"
-        cat "$out/sanitizer_$tool.tmp" >>"$out/sanitizer.log" && rm "$out/sanitizer_$tool.tmp"
-        [ $rc -eq 0 ] || { echo "compute-sanitizer $tool: exit $rc"; status=1; }
+        sanitize_tool "$tool" "$filter"
+        report_tool "$tool"
     done
 fi
 
