@@ -112,13 +112,24 @@ void compare(const vl::Case& c, const vl::Placement& pl, const vl::Outputs& got,
     CHECK(bad.count() == 0);
 }
 
-void check_case(const gpu::Path& path, const vl::Case& c, gpu::Launch launch = gpu::Launch::stream) {
+// Fresh random packed inputs for c, and the seed they came from (for the caller's INFO).
+struct RandomInputs {
+    uint64_t seed;
+    vl::Placement pl;
+    HostTensor in;
+};
+RandomInputs random_inputs(const vl::Case& c) {
     const uint64_t seed = gpu::fresh_seed();
-    INFO(vl::describe(c) << ", seed " << seed);
     std::mt19937_64 rng(seed);
     const vl::Placement pl = vl::place(c);
     HostTensor in(c.dtype, pl.input_count);
     in.fill_random(rng);
+    return {seed, pl, std::move(in)};
+}
+
+void check_case(const gpu::Path& path, const vl::Case& c, gpu::Launch launch = gpu::Launch::stream) {
+    const auto [seed, pl, in] = random_inputs(c);
+    INFO(vl::describe(c) << ", seed " << seed);
     const vl::Outputs cpu = vl::run_cpu(c, pl, in);
     const vl::Outputs cuda = run_cuda(path, c, pl, in, launch);
     compare(c, pl, cuda, cpu);
@@ -203,12 +214,8 @@ TEST_CASE("sm90 varlen: a NaN in the next sequence's v stays out of this one", "
             vl::Case c;
             c.dtype = FLASHSCI_DTYPE_FLOAT16, c.mask = mask, c.head_dim = head_dim;
             c.lens_q = c.lens_k = {150, 201};
-            const uint64_t seed = gpu::fresh_seed();
+            const auto [seed, pl, in] = random_inputs(c);
             INFO(vl::describe(c) << ", seed " << seed);
-            std::mt19937_64 rng(seed);
-            const vl::Placement pl = vl::place(c);
-            HostTensor in(c.dtype, pl.input_count);
-            in.fill_random(rng);
             const vl::Outputs clean = run_cuda(kSm90, c, pl, in);
             HostTensor dirty = in;
             for (int64_t token = 150; token < 160; ++token)  // sequence 1's first keys
