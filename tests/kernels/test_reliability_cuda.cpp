@@ -205,7 +205,8 @@ TEST_CASE("reliability: the sm90 workspace must be device memory too", "[gpu][qu
                      "workspace (");
 }
 
-TEST_CASE("reliability: one plan on 8 threads and 8 streams matches sequential runs bit for bit", "[gpu]") {
+TEST_CASE("reliability: one plan on 8 threads and 8 streams matches sequential runs bit for bit",
+          "[gpu][racecheck-sm90-only]") {
     std::mt19937_64 rng(fresh_seed());
     for (const Path& path : paths())
         for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL}) {
@@ -290,7 +291,8 @@ TEST_CASE("reliability: CUDA plans created, used and destroyed on 8 threads at o
     }
 }
 
-TEST_CASE("reliability: a captured forward replayed 100 times equals the eager one bit for bit", "[gpu]") {
+TEST_CASE("reliability: a captured forward replayed 100 times equals the eager one bit for bit",
+          "[gpu][racecheck-sm90-only]") {
     std::mt19937_64 rng(fresh_seed());
     for (const Path& path : paths())
         for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL}) {
@@ -524,7 +526,8 @@ TEST_CASE("reliability: scores of magnitude 1e4 match the CPU backend, head_dim 
             }
 }
 
-TEST_CASE("reliability: a NaN reaches only the rows that see it, Inf never spills", "[gpu]") {
+TEST_CASE("reliability: a NaN reaches only the rows that see it, Inf never spills",
+          "[gpu][racecheck-sm90-only]") {
     std::mt19937_64 rng(fresh_seed());
     const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
     for (const Path& path : paths())
