@@ -25,12 +25,15 @@
 
 namespace flashsci::kernels::sm90 {
 
-// Named barrier ids (0 is __syncthreads): per consumer one turn, one epilogue and one vote barrier.
+// Named barrier ids (0 is __syncthreads): per consumer one turn and one epilogue barrier; one for the V checkers.
 constexpr int kTurnBarrier = 1;
 constexpr int kEpilogueBarrier = kTurnBarrier + kConsumers;
-constexpr int kVoteBarrier = kEpilogueBarrier + kConsumers;
+constexpr int kCheckBarrier = kEpilogueBarrier + kConsumers;
 constexpr int kWarps = kWarpgroupThreads / 32;
 constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
+// The producer warpgroup's warps 1-3 (warp 0's lane 0 issues the TMA loads) check V for non-finite values.
+constexpr int kCheckerWarps = kWarps - 1;
+constexpr int kCheckerThreads = kCheckerWarps * 32;
 
 constexpr int kTileSlots = 2;  // tile indices handed from the producer to the consumers
 
@@ -41,6 +44,8 @@ struct Barriers {
     uint64_t q_full[QStages], q_empty[QStages];
     uint64_t k_full[Stages], k_empty[Stages];
     uint64_t v_full[Stages], v_empty[Stages];
+    uint64_t v_checked[Stages];  // guarded kernels: the checkers' verdict on a V stage is in v_bad
+    int v_bad[Stages];
 };
 
 __device__ __forceinline__ uint32_t pack(__nv_bfloat16, float lo, float hi) {
@@ -157,6 +162,11 @@ struct Forward {
     // Masked key blocks hide keys from some rows only when banded or packed (varlen); a dense unbanded tile
     // masks just the keys past seqlen_k, which TMA fills with zeros, so its V needs no non-finite check.
     static constexpr bool kGuardV = Banded || Varlen;
+    // Tiles differ in length when banded or varlen: they are handed out by a global counter (dynamic balance).
+    static constexpr bool kDynamicTiles = Banded || Varlen;
+    // Arrivals that free a tile slot and a V stage: the consumer warps, and the checkers where V is checked.
+    static constexpr int kTileReleases = kReleaseArrivals + (kGuardV ? kCheckerWarps : 0);
+    static constexpr int kVReleases = kReleaseArrivals + (kGuardV ? 1 : 0);
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
     static constexpr int kQStages = Shape::q_stages;
@@ -192,8 +202,7 @@ struct Forward {
         };
         for (int tile = blockIdx.x; tile < p.num_tiles;) {
             publish(tile);
-            // Banded tiles differ in length: the next one comes from a global counter (dynamic balance).
-            const int next = Banded ? int(gridDim.x) + atomicAdd(p.tile_counter, 1) : tile + int(gridDim.x);
+            const int next = kDynamicTiles ? int(gridDim.x) + atomicAdd(p.tile_counter, 1) : tile + int(gridDim.x);
             const Sched t(p, tile, WarpTag<false>{});
             tile = next;
             if (!t.live(p)) continue;
@@ -242,6 +251,46 @@ struct Forward {
             kv += blocks;
         }
         publish(p.num_tiles);
+    }
+
+    // ---------------------------------------------------------------- V checkers (producer warps 1-3)
+    // Scan each masked key block's V stage for a NaN or an infinity as it lands and post the verdict, so the
+    // consumers only read a flag. Tensor cores would multiply a masked key's zero weight by such a value
+    // (0·NaN = NaN) and reach rows that never see that key. Every V block is followed (its stage is freed
+    // only after the checkers' arrival), unmasked ones without a scan.
+    static __device__ __forceinline__ void check_v(const FwdParams& p, const Smem& sm, Barriers<kStages, kQStages>& bar) {
+        const int tid = threadIdx.x % kWarpgroupThreads - 32, lane = threadIdx.x % 32;
+        uint32_t vc = 0;
+        for (uint32_t tc = 0;; ++tc) {
+            const int slot = tc % kTileSlots;
+            barrier_wait(&bar.tile_full[slot], tc / kTileSlots & 1);
+            const int tile = __shfl_sync(0xffffffffu, lane == 0 ? bar.tile[slot] : 0, 0);
+            if (lane == 0) barrier_arrive(&bar.tile_empty[slot]);
+            if (tile >= p.num_tiles) return;
+            const Sched t(p, tile, WarpTag<true>{});
+            if (!t.live(p)) continue;
+            const KeyBlocks kb = t.key_blocks(p);
+            for (int n = kb.end - 1; n >= kb.begin; --n, ++vc) {
+                const int vs = Ring::stage(vc);
+                barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+                bool bad = false;
+                if (kb.masked(n)) {
+                    constexpr int kChunks = Shape::kv_bytes / int(sizeof(uint4));
+                    const uint4* v = reinterpret_cast<const uint4*>(sm.v_stage(vs));
+                    uint32_t bits = 0;
+                    for (int c = tid; c < kChunks; c += kCheckerThreads) {
+                        const uint4 x = v[c];
+                        bits |= nonfinite2(T{}, x.x) | nonfinite2(T{}, x.y) | nonfinite2(T{}, x.z) | nonfinite2(T{}, x.w);
+                    }
+                    bad = named_vote_any(kCheckBarrier, kCheckerThreads, bits != 0);  // all reads done
+                }
+                if (tid == 0) {
+                    bar.v_bad[vs] = bad;
+                    barrier_arrive(&bar.v_checked[vs]);
+                    barrier_arrive(&bar.v_empty[vs]);
+                }
+            }
+        }
     }
 
     // ---------------------------------------------------------------- consumer (one warpgroup, 64 rows)
@@ -381,16 +430,11 @@ struct Forward {
                 for (int i = 0; i < 4; ++i) o[4 * j + i] *= rescale[i / 2];
         }
 
-        // Whether the V stage holds a NaN or an infinity, agreed by the whole warpgroup. Tensor cores
-        // would multiply a masked key's zero weight by it (0·NaN = NaN) and reach rows that never see it.
-        __device__ __forceinline__ bool v_nonfinite(const char* v) {
-            constexpr int kChunks = Shape::kv_bytes / int(sizeof(uint4));
-            uint32_t bad = 0;
-            for (int c = warp * 32 + lane; c < kChunks; c += kWarpgroupThreads) {
-                const uint4 x = reinterpret_cast<const uint4*>(v)[c];
-                bad |= nonfinite2(T{}, x.x) | nonfinite2(T{}, x.y) | nonfinite2(T{}, x.z) | nonfinite2(T{}, x.w);
-            }
-            return named_vote_any(kVoteBarrier + cw, kWarpgroupThreads, bad != 0);
+        // Whether the checkers found a NaN or an infinity in the V stage vs (the current V block; waits for their
+        // verdict). Lane 0 reads the flag, before its own arrival frees the stage; the warp votes.
+        __device__ __forceinline__ bool v_nonfinite(int vs) {
+            barrier_wait(&bar.v_checked[vs], Ring::parity(vc));
+            return __any_sync(0xffffffffu, lane == 0 && bar.v_bad[vs] != 0);
         }
 
         // O = P·V or O += P·V on the CUDA cores, skipping zero weights: a masked key's non-finite value
@@ -470,7 +514,7 @@ struct Forward {
             if (kGuardV && kb.masked(n + 1)) {
                 const int vs = Ring::stage(vc);
                 barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-                if (v_nonfinite(sm.v_stage(vs))) return step<Masked, true>(t, n, accumulate);
+                if (v_nonfinite(vs)) return step<Masked, true>(t, n, accumulate);
             }
             step<Masked, false>(t, n, accumulate);
         }
@@ -511,7 +555,7 @@ struct Forward {
             // O += P·V[begin]
             const int vs = Ring::stage(vc);
             barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-            if (kGuardV && kb.masked(kb.begin) && v_nonfinite(sm.v_stage(vs))) {
+            if (kGuardV && kb.masked(kb.begin) && v_nonfinite(vs)) {
                 pv_exact(sm.v_stage(vs), kb.count() > 1);
             } else {
                 pin(o), pin(pr);
@@ -671,7 +715,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
         for (int s = 0; s < kTileSlots; ++s) {
             barrier_init(&bar.tile_full[s], 1);
-            barrier_init(&bar.tile_empty[s], kReleaseArrivals);
+            barrier_init(&bar.tile_empty[s], F::kTileReleases);
         }
         for (int s = 0; s < F::kQStages; ++s) {
             barrier_init(&bar.q_full[s], 1);
@@ -681,7 +725,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             barrier_init(&bar.k_full[s], 1);
             barrier_init(&bar.k_empty[s], kReleaseArrivals);
             barrier_init(&bar.v_full[s], 1);
-            barrier_init(&bar.v_empty[s], kReleaseArrivals);
+            barrier_init(&bar.v_empty[s], F::kVReleases);
+            barrier_init(&bar.v_checked[s], 1);
         }
         barrier_init_fence();
     }
@@ -692,6 +737,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (threadIdx.x == 0) {
             tma_prefetch_map(&tq), tma_prefetch_map(&tk), tma_prefetch_map(&tv), tma_prefetch_map(&to);
             F::produce(p, sm, bar, &tq, &tk, &tv);
+        } else if (F::kGuardV && threadIdx.x >= 32) {
+            F::check_v(p, sm, bar);
         }
     } else {
         registers_claim<Shape::consumer_registers>();

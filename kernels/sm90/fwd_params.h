@@ -19,7 +19,7 @@ struct FwdParams {
     int num_m_blocks;     // ⌈seqlen_q · pack / kBlockM⌉
     int num_tiles;        // num_m_blocks · head_packs · batch
     int section_heads;    // banded: (batch, head pack) pairs per L2 section of the tile order
-    int* tile_counter;    // banded: tiles handed out beyond the first gridDim.x (zeroed before launch)
+    int* tile_counter;    // banded or varlen: tiles handed out beyond the first gridDim.x (zeroed before launch)
     int band_first;       // banded, dense: row i sees key j iff i + band_first <= j <= i + diagonal
     int diagonal;
     int mask;             // banded, varlen: Mask, and the window sides (-1: unbounded, else <= 2^30 + 1): each

@@ -92,6 +92,8 @@ bool causal(const Problem& p) { return p.mask != Mask::none; }
 bool windowed(const Problem& p) { return p.window_left >= 0 || p.window_right >= 0; }
 // Banded instances visit only each tile's band of key blocks; transformed ones (has_score_transform) rewrite the scores.
 bool banded(const Problem& p) { return causal(p) || windowed(p); }
+// Banded and varlen tiles differ in length: a counter in the workspace hands them out (fwd_kernel.cuh).
+bool dynamic_tiles(const Problem& p) { return banded(p) || p.varlen; }
 
 // The head dims with a tile (tiles.h); the position in kHeadDims, or -1.
 constexpr int kHeadDims[] = {64, 96, 128, 192, 256};
@@ -218,7 +220,7 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     f.total_k = p.varlen ? int(p.total_k) : 0;
     const int grid = std::max(1, std::min(f.num_tiles, num_sms));
 
-    if (Banded) {
+    if (dynamic_tiles(p)) {
         if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(int), stream); e != cudaSuccess) return e;
     }
     return p.element == Element::bf16 ? launch_fwd<HeadDim, __nv_bfloat16, Banded, Transformed>(f, maps, grid, stream)
@@ -268,7 +270,7 @@ bool supports(const Problem& p, int major, int minor) {
     }
 }
 
-size_t workspace_bytes(const Problem& p) { return banded(p) ? sizeof(int) : 0; }
+size_t workspace_bytes(const Problem& p) { return dynamic_tiles(p) ? sizeof(int) : 0; }
 
 const char* kernel_name(const Problem& p) {
     // sm90_hd<d>_<type>[_causal][_window][_softcap][_alibi]: every combination, built once.

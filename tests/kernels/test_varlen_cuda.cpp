@@ -363,7 +363,7 @@ TEST_CASE("CUDA varlen: hostile device offsets stay inside O and LSE", "[gpu][va
             auto* lse = reinterpret_cast<float*>(d_lse.get() + kGuard);
             const auto* cu_q = reinterpret_cast<const int32_t*>(d_cu_q.get());
             const auto* cu_k = reinterpret_cast<const int32_t*>(d_cu_k.get());
-            size_t workspace_bytes = 0;  // the Hopper path's tile counter, for banded plans
+            size_t workspace_bytes = 0;  // the Hopper path's tile counter
             REQUIRE_FLASHSCI(flashsci_plan_get_workspace_size(plan, &workspace_bytes));
             gpu::DeviceBuffer workspace(workspace_bytes);
             gpu::Stream stream;
