@@ -25,10 +25,11 @@
 
 namespace flashsci::kernels::sm90 {
 
-// Named barrier ids (0 is __syncthreads): per consumer one turn and one epilogue barrier; one for the V checkers.
+// Named barrier ids (0 is __syncthreads): per consumer one turn, one epilogue and one vote barrier (the V
+// checkers, where they exist, vote on the first).
 constexpr int kTurnBarrier = 1;
 constexpr int kEpilogueBarrier = kTurnBarrier + kConsumers;
-constexpr int kCheckBarrier = kEpilogueBarrier + kConsumers;
+constexpr int kVoteBarrier = kEpilogueBarrier + kConsumers;
 constexpr int kWarps = kWarpgroupThreads / 32;
 constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
 // The producer warpgroup's warps 1-3 (warp 0's lane 0 issues the TMA loads) check V for non-finite values.
@@ -164,9 +165,12 @@ struct Forward {
     static constexpr bool kGuardV = Banded || Varlen;
     // Tiles differ in length when banded or varlen: they are handed out by a global counter (dynamic balance).
     static constexpr bool kDynamicTiles = Banded || Varlen;
-    // Arrivals that free a tile slot and a V stage: the consumer warps, and the checkers where V is checked.
-    static constexpr int kTileReleases = kReleaseArrivals + (kGuardV ? kCheckerWarps : 0);
-    static constexpr int kVReleases = kReleaseArrivals + (kGuardV ? 1 : 0);
+    // The producer warpgroup's idle warps scan V (check_v) where it has registers to spare; hd192/hd256's
+    // 24-register producer would spill (measured 3-7 % slower banded), so there each consumer scans it.
+    static constexpr bool kCheckers = kGuardV && Shape::producer_registers > kMinProducerRegisters;
+    // Arrivals that free a tile slot and a V stage: the consumer warps, and the checkers where they run.
+    static constexpr int kTileReleases = kReleaseArrivals + (kCheckers ? kCheckerWarps : 0);
+    static constexpr int kVReleases = kReleaseArrivals + (kCheckers ? 1 : 0);
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
     static constexpr int kQStages = Shape::q_stages;
@@ -253,11 +257,23 @@ struct Forward {
         publish(p.num_tiles);
     }
 
+    // Whether any of a V stage's values is a NaN or an infinity, for `threads` threads (index tid) that then vote
+    // on named barrier `vote_barrier`. Tensor cores would multiply a masked key's zero weight by such a value
+    // (0·NaN = NaN) and reach rows that never see that key.
+    static __device__ __forceinline__ bool v_nonfinite(const char* v, int tid, int threads, int vote_barrier) {
+        constexpr int kChunks = Shape::kv_bytes / int(sizeof(uint4));
+        uint32_t bits = 0;
+        for (int c = tid; c < kChunks; c += threads) {
+            const uint4 x = reinterpret_cast<const uint4*>(v)[c];
+            bits |= nonfinite2(T{}, x.x) | nonfinite2(T{}, x.y) | nonfinite2(T{}, x.z) | nonfinite2(T{}, x.w);
+        }
+        return named_vote_any(vote_barrier, threads, bits != 0);  // also: every thread's reads are done
+    }
+
     // ---------------------------------------------------------------- V checkers (producer warps 1-3)
-    // Scan each masked key block's V stage for a NaN or an infinity as it lands and post the verdict, so the
-    // consumers only read a flag. Tensor cores would multiply a masked key's zero weight by such a value
-    // (0·NaN = NaN) and reach rows that never see that key. Every V block is followed (its stage is freed
-    // only after the checkers' arrival), unmasked ones without a scan.
+    // Scan each masked key block's V stage as it lands and post the verdict, so the consumers only read a
+    // flag. Every V block is followed (its stage is freed only after the checkers' arrival), unmasked ones
+    // without a scan.
     static __device__ __forceinline__ void check_v(const FwdParams& p, const Smem& sm, Barriers<kStages, kQStages>& bar) {
         const int tid = threadIdx.x % kWarpgroupThreads - 32, lane = threadIdx.x % 32;
         uint32_t vc = 0;
@@ -273,17 +289,7 @@ struct Forward {
             for (int n = kb.end - 1; n >= kb.begin; --n, ++vc) {
                 const int vs = Ring::stage(vc);
                 barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-                bool bad = false;
-                if (kb.masked(n)) {
-                    constexpr int kChunks = Shape::kv_bytes / int(sizeof(uint4));
-                    const uint4* v = reinterpret_cast<const uint4*>(sm.v_stage(vs));
-                    uint32_t bits = 0;
-                    for (int c = tid; c < kChunks; c += kCheckerThreads) {
-                        const uint4 x = v[c];
-                        bits |= nonfinite2(T{}, x.x) | nonfinite2(T{}, x.y) | nonfinite2(T{}, x.z) | nonfinite2(T{}, x.w);
-                    }
-                    bad = named_vote_any(kCheckBarrier, kCheckerThreads, bits != 0);  // all reads done
-                }
+                const bool bad = kb.masked(n) && v_nonfinite(sm.v_stage(vs), tid, kCheckerThreads, kVoteBarrier);
                 if (tid == 0) {
                     bar.v_bad[vs] = bad;
                     barrier_arrive(&bar.v_checked[vs]);
@@ -430,9 +436,10 @@ struct Forward {
                 for (int i = 0; i < 4; ++i) o[4 * j + i] *= rescale[i / 2];
         }
 
-        // Whether the checkers found a NaN or an infinity in the V stage vs (the current V block; waits for their
-        // verdict). Lane 0 reads the flag, before its own arrival frees the stage; the warp votes.
+        // Whether the V stage vs (the current V block, landed) holds a NaN or an infinity: the checkers' verdict
+        // (lane 0 reads it, before its own arrival frees the stage; the warp votes), or the warpgroup's own scan.
         __device__ __forceinline__ bool v_nonfinite(int vs) {
+            if (!kCheckers) return Forward::v_nonfinite(sm.v_stage(vs), warp * 32 + lane, kWarpgroupThreads, kVoteBarrier + cw);
             barrier_wait(&bar.v_checked[vs], Ring::parity(vc));
             return __any_sync(0xffffffffu, lane == 0 && bar.v_bad[vs] != 0);
         }
@@ -737,7 +744,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (threadIdx.x == 0) {
             tma_prefetch_map(&tq), tma_prefetch_map(&tk), tma_prefetch_map(&tv), tma_prefetch_map(&to);
             F::produce(p, sm, bar, &tq, &tk, &tv);
-        } else if (F::kGuardV && threadIdx.x >= 32) {
+        } else if (F::kCheckers && threadIdx.x >= 32) {
             F::check_v(p, sm, bar);
         }
     } else {
