@@ -4,9 +4,9 @@
 # Run on a GPU machine from the repository root. Logs go to $OUT (default ./gpu-logs).
 # Usage: scripts/gpu_suite.sh [--no-sanitizer | --full-sanitizer] [--only-sanitizer] [--bench "ARGS"]
 #                             [--bench-features "ARGS"]
-#   --full-sanitizer: racecheck, synccheck and initcheck too over every [gpu] test but [long], all four tools
-#                     at once (racecheck through scripts/racecheck_all.sh: one process per test case;
-#                     RACECHECK_PARALLEL, RACECHECK_SECONDS and RACECHECK_ARGS tune it)
+#   --full-sanitizer: all four tools over every [gpu] test but [long], one process per (tool, test case), many
+#                     at once (scripts/sanitize_cases.sh; SANITIZER_PARALLEL, SANITIZER_SECONDS and
+#                     RACECHECK_ARGS tune it)
 #   --only-sanitizer: skip the test runs (the sanitizers still run the [gpu] tests)
 set -uo pipefail
 out=${OUT:-$PWD/gpu-logs}
@@ -64,16 +64,9 @@ report_tool() {
 }
 
 if [ $sanitize -eq 1 ] && [ $full_sanitizer -eq 1 ]; then
-    # Every [gpu] test but the long ones under all four tools at once (the GPU has room; each tool alone
-    # takes minutes). racecheck serialises kernels, so it runs one process per test case.
-    for tool in memcheck synccheck initcheck; do sanitize_tool "$tool" "~[long]" & done
-    OUT="$out" "$(dirname "$0")/racecheck_all.sh" "$build" "${RACECHECK_PARALLEL:-24}" "${RACECHECK_SECONDS:-400}" \
-        >"$out/racecheck_summary.txt" 2>&1
-    wait
-    for tool in memcheck synccheck initcheck; do report_tool "$tool"; done
-    echo "== compute-sanitizer racecheck (scripts/racecheck_all.sh, one process per case)"
-    cat "$out/racecheck_summary.txt"
-    if [ ! -s "$out/racecheck_all.txt" ] || grep -qv "^0 |" "$out/racecheck_all.txt"; then status=1; fi
+    echo "== compute-sanitizer racecheck, memcheck, synccheck, initcheck (scripts/sanitize_cases.sh)"
+    OUT="$out" "$(dirname "$0")/sanitize_cases.sh" "$build" "${SANITIZER_PARALLEL:-32}" "${SANITIZER_SECONDS:-400}"
+    if [ ! -s "$out/sanitize_cases.txt" ] || grep -qv "^0 |" "$out/sanitize_cases.txt"; then status=1; fi
 elif [ $sanitize -eq 1 ]; then
     # memcheck over every [gpu] test but the long ones; the slower race, sync and init checks over [quick].
     for tool in memcheck racecheck synccheck initcheck; do
