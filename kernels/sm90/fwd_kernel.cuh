@@ -436,11 +436,17 @@ struct Forward {
                 for (int i = 0; i < 4; ++i) o[4 * j + i] *= rescale[i / 2];
         }
 
-        // Whether the V stage vs (the current V block, landed) holds a NaN or an infinity: the checkers' verdict
-        // (lane 0 reads it, before its own arrival frees the stage; the warp votes), or the warpgroup's own scan.
+        // Waits until V stage vs (the current V block) has landed and, where checkers run, has their verdict. Every
+        // phase of v_checked is waited on, masked block or not: a phase nobody waits for is a synccheck error.
+        __device__ __forceinline__ void wait_v(int vs) {
+            barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+            if (kCheckers) barrier_wait(&bar.v_checked[vs], Ring::parity(vc));
+        }
+
+        // After wait_v(vs): whether that V stage holds a NaN or an infinity. The checkers' verdict (lane 0 reads it,
+        // before its own arrival frees the stage; the warp votes), or the warpgroup's own scan.
         __device__ __forceinline__ bool v_nonfinite(int vs) {
             if (!kCheckers) return Forward::v_nonfinite(sm.v_stage(vs), warp * 32 + lane, kWarpgroupThreads, kVoteBarrier + cw);
-            barrier_wait(&bar.v_checked[vs], Ring::parity(vc));
             return __any_sync(0xffffffffu, lane == 0 && bar.v_bad[vs] != 0);
         }
 
@@ -495,7 +501,7 @@ struct Forward {
             gemm_qk(sm.k_stage(ks));
             wgmma_commit();
             if (!Exact) {
-                barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+                wait_v(vs);
                 gemm_pv(sm.v_stage(vs), accumulate);
                 wgmma_commit();
             }
@@ -520,7 +526,7 @@ struct Forward {
         __device__ __forceinline__ void step(const Sched& t, int n, uint32_t accumulate, const KeyBlocks& kb) {
             if (kGuardV && kb.masked(n + 1)) {
                 const int vs = Ring::stage(vc);
-                barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+                wait_v(vs);
                 if (v_nonfinite(vs)) return step<Masked, true>(t, n, accumulate);
             }
             step<Masked, false>(t, n, accumulate);
@@ -561,7 +567,7 @@ struct Forward {
             if (!Shape::o_aliases_q) release(&bar.q_empty[qs]);  // last read of Q is done
             // O += P·V[begin]
             const int vs = Ring::stage(vc);
-            barrier_wait(&bar.v_full[vs], Ring::parity(vc));
+            wait_v(vs);
             if (kGuardV && kb.masked(kb.begin) && v_nonfinite(vs)) {
                 pv_exact(sm.v_stage(vs), kb.count() > 1);
             } else {
