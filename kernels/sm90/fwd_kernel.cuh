@@ -1,6 +1,7 @@
 // The sm_90a attention forward: O = softmax(scale·Q·Kᵀ + mask)·V, one 128-row query tile at a time.
 //
-// Warpgroup 0 (one thread) streams Q and a K/V ring through TMA; warpgroups 1 and 2 each own
+// Warpgroup 0 (one thread) streams Q and a K/V ring through TMA (its warps 1-3 check V for NaN/Inf where
+// masked keys could meet it, in kernels whose producer has the registers); warpgroups 1 and 2 each own
 // 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V (P in
 // registers), and take turns issuing their GEMMs (ping-pong), so one warpgroup's softmax runs
 // under the other's matrix multiplies. Inside a warpgroup, softmax(j) overlaps Q·K(j-1)ᵀ:
@@ -45,7 +46,7 @@ struct Barriers {
     uint64_t q_full[QStages], q_empty[QStages];
     uint64_t k_full[Stages], k_empty[Stages];
     uint64_t v_full[Stages], v_empty[Stages];
-    uint64_t v_checked[Stages];  // guarded kernels: the checkers' verdict on a V stage is in v_bad
+    uint64_t v_checked[Stages];  // kernels with V checkers: their verdict on a V stage is in v_bad
     int v_bad[Stages];
 };
 
