@@ -5,6 +5,7 @@
 # Usage: scripts/sanitize_cases.sh BUILD_DIR [PARALLEL] [SECONDS_PER_CASE] [TOOLS]   (TOOLS: comma-separated,
 #        default racecheck,memcheck,synccheck,initcheck)
 # Writes $OUT/sanitize_cases.txt: one line per (tool, case): exit status, the tool's summary, the test summary.
+# SANITIZE_CASES selects other cases (a Catch test spec; default "~[long]", e.g. "sm90: packed GQA*").
 # RACECHECK_ARGS adds racecheck options, e.g. "--kernel-name kns=fwd_kernel" to check only the sm90 kernels.
 # Cases tagged [racecheck-sm90-only] always get that filter under racecheck: their general-path shapes would
 # take longer than any limit there, and the general kernel is racechecked by the general-path cases.
@@ -16,7 +17,7 @@ tools=${4:-racecheck,memcheck,synccheck,initcheck}
 out=${OUT:-$PWD/gpu-logs}
 logs=$(mktemp -d)
 mkdir -p "$out"
-"$build/tests/flashsci_gpu_tests" --list-test-names-only "~[long]" | sed '/^$/d' >"$logs/names"
+"$build/tests/flashsci_gpu_tests" --list-test-names-only "${SANITIZE_CASES:-~[long]}" | sed '/^$/d' >"$logs/names"
 "$build/tests/flashsci_gpu_tests" --list-test-names-only "[racecheck-sm90-only]" | sed '/^$/d' >"$logs/sm90_only"
 echo "$(wc -l <"$logs/names") test cases × ${tools}, $parallel at a time, ${limit} s each"
 export build limit logs RACECHECK_ARGS="${RACECHECK_ARGS:-}"
