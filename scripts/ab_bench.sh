@@ -6,6 +6,8 @@
 # Usage: scripts/ab_bench.sh OLD_TREE [bench_attention.py or bench_features.py arguments...]
 #   BENCH=bench_features.py selects the features benchmark; CMAKE_ARGS is passed to both configures
 #   (e.g. -DFLASHSCI_SM90_HEAD_DIMS=128 to build only what the benchmark runs). Logs and CSVs go to $OUT.
+#   AB_ROUNDS=N runs N rounds, alternating which side goes first, and prints per-shape medians and the
+#   spread of new ÷ old over the rounds (bench/ab_summary.py): differences of a few % need N >= 3.
 set -uo pipefail
 old=$(realpath "$1")
 shift
@@ -24,8 +26,15 @@ old_status=$?
 wait $! || { tail -20 "$out/ab_build_new.log"; exit 1; }
 [ $old_status -eq 0 ] || { tail -20 "$out/ab_build_old.log"; exit 1; }
 echo "both built in $(($(date +%s) - start)) s"
-for side in new old; do
-    echo "== $side"
-    FLASHSCI_LIBRARY=/tmp/ab-$side/libflashsci.so PYTHONPATH="$PWD/bindings/python" \
-        python3 "bench/${BENCH:-bench_attention.py}" --out "$out/ab_$side.csv" "$@" 2>&1 | grep -v "^#"
+rounds=${AB_ROUNDS:-1}
+for round in $(seq 1 "$rounds"); do
+    order="new old"
+    [ $((round % 2)) -eq 0 ] && order="old new"
+    for side in $order; do
+        echo "== $side (round $round of $rounds)"
+        FLASHSCI_LIBRARY=/tmp/ab-$side/libflashsci.so PYTHONPATH="$PWD/bindings/python" \
+            python3 "bench/${BENCH:-bench_attention.py}" --out "$out/ab_${side}_$round.csv" "$@" 2>&1 | grep -v "^#"
+    done
 done
+echo "== summary"
+python3 bench/ab_summary.py "$out"
