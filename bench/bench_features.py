@@ -25,6 +25,8 @@ import sys
 
 HEADS_TOTAL = 2048  # heads · head_dim
 LOG_SLOPE = 8.0     # ALiBi slopes 2^(-LOG_SLOPE·h/heads)
+# What --features picks from: the variants below by their first word, and SDPA's own varlen rows.
+FEATURES = ("window", "softcap", "alibi", "softcap+alibi", "varlen", "sdpa-varlen")
 
 
 def parse_args():
@@ -34,6 +36,8 @@ def parse_args():
     p.add_argument("--tokens", type=int, default=16384, help="batch·seqlen (default 16384)")
     p.add_argument("--window", type=int, default=512, help="window keys left (and right when not causal)")
     p.add_argument("--softcap", type=float, default=30.0)
+    p.add_argument("--features", default=",".join(FEATURES),
+                   help=f"comma-separated from {','.join(FEATURES)} (default all; plain always runs, the ratios need it)")
     default_out = os.path.join(os.environ.get("OUT", "."), "bench_features.csv")
     p.add_argument("--out", default=default_out, help="CSV path; JSON goes beside it")
     return p.parse_args()
@@ -84,6 +88,9 @@ def sdpa_varlen(packed, cu, causal, work, ours, bench, base):
 
 def main():
     args = parse_args()
+    features = set(args.features.split(","))
+    if not features <= set(FEATURES):
+        sys.exit(f"bench_features: --features takes {','.join(FEATURES)}, not {','.join(features - set(FEATURES))}")
     import torch
     import torch.nn.functional as F
     import triton.testing
@@ -154,6 +161,7 @@ def main():
                      lambda: flashsci.prepare_varlen(*packed, cu, cu, max(lens), max(lens), causal=causal,
                                                      causal_alignment="bottom_right")),
                 ]
+                variants = [v for v in variants if v[0] == "plain" or v[0].split()[0] in features]
                 plain = None
                 for name, work, make in variants:
                     row = {"card": env["card"], "head_dim": head_dim, "causal": int(causal), "seqlen": seqlen,
@@ -174,10 +182,13 @@ def main():
                     rows.append(row)
                     sys.stdout.flush()
                 print(f"{head_dim:>4} {('yes' if causal else 'no'):>6} {seqlen:>6} {'SDPA CUDNN':>14} | {cudnn:8.1f} |")
-                ours = next((r.get("tflops") for r in rows[-len(variants):] if r["feature"].startswith("varlen")), None)
-                rows.extend(sdpa_varlen(packed, cu, causal, varlen_work, ours, bench,
-                                        {"card": env["card"], "head_dim": head_dim, "causal": int(causal),
-                                         "seqlen": seqlen, "batch": len(lens), "heads": heads, "flops": varlen_work}))
+                if "sdpa-varlen" in features:
+                    ours = next((r.get("tflops") for r in rows[-len(variants):] if r["feature"].startswith("varlen")),
+                                None)
+                    rows.extend(sdpa_varlen(packed, cu, causal, varlen_work, ours, bench,
+                                            {"card": env["card"], "head_dim": head_dim, "causal": int(causal),
+                                             "seqlen": seqlen, "batch": len(lens), "heads": heads,
+                                             "flops": varlen_work}))
                 q = k = v = qt = kt = vt = packed = None
                 torch.cuda.empty_cache()
 

@@ -204,6 +204,27 @@ TEST_CASE("sm90 varlen: mixed lengths (1 to 1000, empty, keyless), every mask, d
             for (const flashsci_mask_t mask : gpu::kMasks) check_case(kSm90, mixed(dtype, mask, head_dim));
 }
 
+// Many tiles of one length, and a batch of more sequences than the grid has CTAs many times over (most of them
+// a query tile with 0-3 keys): the tile counter must hand every tile out exactly once.
+TEST_CASE("sm90 varlen: 40 equal lengths and 16385 tiny sequences", "[gpu][sm90][varlen]") {
+    if (!gpu::fast_path_available()) return;
+    vl::Case equal;
+    equal.dtype = FLASHSCI_DTYPE_BFLOAT16, equal.mask = FLASHSCI_MASK_CAUSAL;
+    equal.lens_q = equal.lens_k = std::vector<int64_t>(40, 100);
+    check_case(kSm90, equal);
+    constexpr int64_t kTinySequences = 16385;
+    const uint64_t seed = gpu::fresh_seed();
+    INFO("lengths from seed " << seed);
+    std::mt19937_64 rng(seed);
+    vl::Case many;
+    many.dtype = FLASHSCI_DTYPE_FLOAT16, many.heads_q = many.heads_kv = 1;
+    for (int64_t b = 0; b < kTinySequences; ++b) {
+        many.lens_q.push_back(int64_t(rng() % 3) + 1);
+        many.lens_k.push_back(int64_t(rng() % 4));
+    }
+    check_case(kSm90, many);
+}
+
 // Keys past a sequence's end are the next sequence's tokens, loaded into its last (masked) key block: a NaN
 // there must not reach the sequence. Lengths are not multiples of any block width (80, 112, 128, 192).
 TEST_CASE("sm90 varlen: a NaN in the next sequence's v stays out of this one", "[gpu][sm90][varlen]") {
