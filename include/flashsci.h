@@ -224,11 +224,12 @@
  *   masked key never reaches a row through 0 · NaN, and a row that sees no key
  *   still gets o = 0 and lse = -inf. On the general path and the CPU backend
  *   those rows are bit-for-bit unchanged. On the Hopper fast path (kernel names
- *   `sm90_*`) they are too, except rows of the same batch and head group whose
- *   128-row query tile visits the key block holding a NaN or infinity of v
- *   without every row seeing it: that tile multiplies the block on the CUDA
- *   cores instead of the tensor cores (which would compute 0 · NaN), so its
- *   rows agree with the clean run up to rounding.
+ *   `sm90_*`) and the decoding kernel (`cuda_decode_*`) they are too, except
+ *   rows of the same batch and head group whose query tile visits the key
+ *   block holding a NaN or infinity of v without every row seeing it: that
+ *   tile multiplies the block on the CUDA cores instead of the tensor cores
+ *   (which would compute 0 · NaN), so its rows agree with the clean run up to
+ *   rounding.
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the
@@ -542,11 +543,16 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t 
  * The choice assumes q, k, v and o are 16-byte aligned (a fast path may need
  * that; misaligned pointers fall back to the general path). The environment
  * variable `FLASHSCI_KERNEL`, read when the plan is created, may force a path:
- * `general` (the general CUDA kernel) or `sm90` (the Hopper fast path; a forward
- * it cannot run then fails with #FLASHSCI_STATUS_NOT_SUPPORTED).
+ * `general` (the general CUDA kernel), `decode` (the decoding kernel, which runs
+ * fp16/bf16 plans of at most 16 query rows per kv head, (heads_q / heads_kv) ·
+ * seqlen_q, on compute capability 8.0 and later, splitting the keys over many
+ * CTAs) or `sm90` (the Hopper fast path); a forward the forced kernel cannot run
+ * then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it, decoding plans
+ * take the decoding kernel, then the Hopper fast path where it runs, else the
+ * general one.
  * @param plan a plan with shape and dtype set; must not be NULL.
- * @param name receives a static string such as "cpu", "cuda_general" or
- *             "sm90_hd128_bf16"; must not be NULL.
+ * @param name receives a static string such as "cpu", "cuda_general",
+ *             "cuda_decode_hd128_bf16" or "sm90_hd128_bf16"; must not be NULL.
  * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE;
  *         #FLASHSCI_STATUS_NOT_SUPPORTED when a forced kernel cannot run the plan.
  */

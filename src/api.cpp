@@ -122,6 +122,7 @@ ForcedKernel forced_kernel_from_environment() {
     const char* value = std::getenv("FLASHSCI_KERNEL");
     if (value == nullptr) return ForcedKernel::none;
     if (std::strcmp(value, "general") == 0) return ForcedKernel::general;
+    if (std::strcmp(value, "decode") == 0) return ForcedKernel::decode;
     if (std::strcmp(value, "sm90") == 0) return ForcedKernel::sm90;
     return ForcedKernel::none;
 }

@@ -7,6 +7,7 @@
 #ifdef FLASHSCI_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
+#include "decode/decode.h"
 #include "general/general.h"
 #ifdef FLASHSCI_HAVE_SM90
 #include "sm90/sm90.h"
@@ -58,6 +59,22 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
                     "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "
                     "compute capability 9.0, fp16/bf16, head_dim 64/96/128/192/256, 16-byte aligned pointers and strides)",
                     function);
+    // Few query rows per kv head (decoding): the split-key kernel, unless the Hopper path runs it and has work
+    // enough to fill the GPU without splitting.
+    const bool decode = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm90 &&
+                        kernels::decode::supports(p, plan.cc_major) &&
+                        (plan.forced == ForcedKernel::decode || !fast || kernels::decode::preferred(p, plan.num_sms));
+    if (plan.forced == ForcedKernel::decode && !decode)
+        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                    "%s: FLASHSCI_KERNEL=decode forces the decoding kernel, which cannot run this problem (it needs "
+                    "compute capability 8.0+, fp16/bf16, (heads_q / heads_kv) * seqlen_q <= 16, and k and v "
+                    "16-byte aligned with strides in multiples of 8 elements)",
+                    function);
+    if (decode) {
+        *selection = {KernelKind::decode, kernels::decode::kernel_name(p),
+                      kernels::decode::workspace_bytes(p, plan.num_sms)};
+        return FLASHSCI_STATUS_SUCCESS;
+    }
 #ifdef FLASHSCI_HAVE_SM90
     if (fast) {
         *selection = {KernelKind::sm90, kernels::sm90::kernel_name(p), kernels::sm90::workspace_bytes(p)};
@@ -87,6 +104,7 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
     cudaError_t err = cudaSuccess;
     switch (selection.kind) {
         case KernelKind::cuda_general: err = kernels::general::launch(p, cuda_stream); break;
+        case KernelKind::decode: err = kernels::decode::launch(p, workspace, plan.num_sms, cuda_stream); break;
 #ifdef FLASHSCI_HAVE_SM90
         case KernelKind::sm90: err = kernels::sm90::launch(p, workspace, plan.num_sms, cuda_stream); break;
 #endif

@@ -10,7 +10,7 @@
 
 namespace flashsci {
 
-enum class KernelKind { cpu, cuda_general, sm90 };
+enum class KernelKind { cpu, cuda_general, decode, sm90 };
 
 struct KernelSelection {
     KernelKind kind;
