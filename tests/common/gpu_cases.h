@@ -483,21 +483,28 @@ inline void check_sampled_rows(const Case& c, const Placement& pl, const HostTen
     CHECK(bad.count() == 0);
 }
 
-// The Hopper path exists only on sm_90 devices with sm_90a code in the build; elsewhere its tests say so and pass.
-inline bool fast_path_available() {
-    const ScopedEnvironment force("FLASHSCI_KERNEL", "sm90");
+// Whether FLASHSCI_KERNEL=force runs a bf16 plan of seqlen_q queries against 128 keys, head_dim 128, on this
+// device and build; if not, the calling test says so ("SKIPPED: no <what> ...") and passes.
+inline bool forced_kernel_available(const char* force, int64_t seqlen_q, const char* what) {
+    const ScopedEnvironment forced("FLASHSCI_KERNEL", force);
     Plan plan(FLASHSCI_BACKEND_CUDA);
-    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 128, 128, 1, 1, 128));
+    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, seqlen_q, 128, 1, 1, 128));
     REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
     const char* kernel = nullptr;
     const flashsci_status_t status = flashsci_plan_get_kernel_name(plan, &kernel);
     if (status == FLASHSCI_STATUS_NOT_SUPPORTED) {
-        WARN("SKIPPED: no sm_90 fast path on this device or build: " << flashsci_last_error());
+        WARN("SKIPPED: no " << what << " on this device or build: " << flashsci_last_error());
         return false;
     }
     REQUIRE_FLASHSCI(status);
     return true;
 }
+
+// The Hopper path exists only on sm_90 devices with sm_90a code in the build.
+inline bool fast_path_available() { return forced_kernel_available("sm90", 128, "sm_90 fast path"); }
+
+// The decoding kernel needs compute capability 8.0.
+inline bool decode_available() { return forced_kernel_available("decode", 1, "decoding kernel"); }
 
 inline constexpr flashsci_dtype_t kDtypes[] = {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32};
 inline constexpr flashsci_mask_t kMasks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};

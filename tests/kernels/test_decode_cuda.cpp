@@ -9,7 +9,7 @@
 
 #include "feature_cases.h"
 #include "gpu_cases.h"
-#include "varlen_cases.h"
+#include "varlen_gpu_cases.h"
 
 using namespace flashsci::test;
 using namespace flashsci::test::gpu;
@@ -28,22 +28,6 @@ struct Rows {
     int64_t heads_q, heads_kv, seqlen_q;
 };
 constexpr Rows kRows[] = {{1, 1, 1}, {4, 1, 1}, {8, 2, 1}, {32, 8, 1}, {16, 1, 1}, {8, 4, 2}, {4, 1, 3}, {2, 1, 8}};
-
-// The decoding kernel needs compute capability 8.0; elsewhere its tests say so and pass.
-bool decode_available() {
-    const ScopedEnvironment force("FLASHSCI_KERNEL", "decode");
-    Plan plan(FLASHSCI_BACKEND_CUDA);
-    REQUIRE_FLASHSCI(flashsci_plan_set_shape(plan, 1, 1, 128, 1, 1, 128));
-    REQUIRE_FLASHSCI(flashsci_plan_set_dtype(plan, FLASHSCI_DTYPE_BFLOAT16));
-    const char* kernel = nullptr;
-    const flashsci_status_t status = flashsci_plan_get_kernel_name(plan, &kernel);
-    if (status == FLASHSCI_STATUS_NOT_SUPPORTED) {
-        WARN("SKIPPED: no decoding kernel on this device: " << flashsci_last_error());
-        return false;
-    }
-    REQUIRE_FLASHSCI(status);
-    return true;
-}
 
 Case dense(flashsci_dtype_t dtype, int64_t batch, const Rows& r, int64_t seqlen_k, int64_t head_dim,
            flashsci_mask_t mask) {
@@ -118,97 +102,6 @@ HostTensor random_input(const Case& c, const Placement& pl, std::mt19937_64& rng
     HostTensor in(c.dtype, pl.input_count);
     in.fill_random(rng);
     return in;
-}
-
-// ---- varlen: a CUDA forward of a vl::Case and its comparison with the CPU backend ----
-
-vl::Outputs run_cuda_varlen(const Path& path, const vl::Case& c, const vl::Placement& pl, const HostTensor& in,
-                            Launch launch) {
-    const ScopedEnvironment force("FLASHSCI_KERNEL", path.force);  // read at plan creation
-    Plan plan(FLASHSCI_BACKEND_CUDA);
-    vl::configure(plan, c, pl);
-    const size_t workspace_bytes = checked_workspace_bytes(path, plan);
-
-    vl::Outputs out = vl::poisoned_outputs(c, pl);
-    const VarlenOffsets cu = vl::offsets_of(c);
-    const size_t lse_bytes = out.lse.size() * sizeof(float), offset_bytes = cu.q.size() * sizeof(int32_t);
-    DeviceBuffer d_in(in.size_bytes()), d_o(out.o.size_bytes()), d_lse(lse_bytes), d_cu_q(offset_bytes),
-        d_cu_k(offset_bytes), workspace(workspace_bytes);
-    REQUIRE_CUDA(cudaMemcpy(d_in.get(), in.data(), in.size_bytes(), cudaMemcpyHostToDevice));
-    REQUIRE_CUDA(cudaMemcpy(d_o.get(), out.o.data(), out.o.size_bytes(), cudaMemcpyHostToDevice));
-    REQUIRE_CUDA(cudaMemcpy(d_lse.get(), out.lse.data(), lse_bytes, cudaMemcpyHostToDevice));
-    REQUIRE_CUDA(cudaMemcpy(d_cu_q.get(), cu.q.data(), offset_bytes, cudaMemcpyHostToDevice));
-    REQUIRE_CUDA(cudaMemcpy(d_cu_k.get(), cu.k.data(), offset_bytes, cudaMemcpyHostToDevice));
-    if (workspace_bytes > 0) REQUIRE_CUDA(cudaMemset(workspace.get(), 0xff, workspace_bytes));
-
-    const size_t bytes = dtype_bytes(c.dtype);
-    Stream stream;
-    const auto forward = [&] {
-        return flashsci_forward_varlen(plan, d_in.get() + size_t(pl.q.base) * bytes,
-                                       d_in.get() + size_t(pl.k.base) * bytes, d_in.get() + size_t(pl.v.base) * bytes,
-                                       d_o.get(), c.with_lse ? reinterpret_cast<float*>(d_lse.get()) : nullptr,
-                                       reinterpret_cast<const int32_t*>(d_cu_q.get()),
-                                       reinterpret_cast<const int32_t*>(d_cu_k.get()), workspace.get(),
-                                       workspace_bytes, stream.get());
-    };
-    if (launch == Launch::stream) {
-        REQUIRE_FLASHSCI(forward());
-    } else {
-        const GraphExec exec = capture_graph(stream.get(), forward);
-        REQUIRE_CUDA(cudaGraphLaunch(exec.get(), stream.get()));
-    }
-    REQUIRE_CUDA(cudaStreamSynchronize(stream.get()));
-    REQUIRE_CUDA(cudaMemcpy(out.o.data(), d_o.get(), out.o.size_bytes(), cudaMemcpyDeviceToHost));
-    REQUIRE_CUDA(cudaMemcpy(out.lse.data(), d_lse.get(), lse_bytes, cudaMemcpyDeviceToHost));
-    return out;
-}
-
-// Every element a sequence owns against the CPU backend (keyless rows exactly 0 and -inf); the rest still poisoned.
-void compare_varlen(const vl::Case& c, const vl::Placement& pl, const vl::Outputs& got, const vl::Outputs& want) {
-    const vl::Owned owned = vl::owned_elements(c, pl);
-    double max_want = 0;
-    for (size_t e = 0; e < pl.output_count; ++e)
-        if (owned.o[e]) max_want = std::max(max_want, std::fabs(want.o.get(e)));
-    const int64_t total_q = vl::totals_of(c).total_q;
-    Mismatches bad;
-    for (const vl::Token& t : vl::tokens_of(c))
-        for (int64_t h = 0; h < c.heads_q; ++h) {
-            const size_t lse_at = size_t(h * total_q + t.token);
-            const bool blind = c.with_lse && std::isinf(want.lse[lse_at]);
-            for (int64_t d = 0; d < c.head_dim; ++d) {
-                const size_t e = pl.o.offset(0, t.token, h) + size_t(d);
-                const double g = got.o.get(e), w = want.o.get(e);
-                bad.add(output_close(c.dtype, g, w, max_want) && (!blind || g == 0.0), [&] {
-                    return where("O", t.b, t.i, h, g, w) + " (token " + std::to_string(t.token) + ", column " +
-                           std::to_string(d) + ")";
-                });
-            }
-            if (c.with_lse)
-                bad.add(lse_close(blind, got.lse[lse_at], want.lse[lse_at]),
-                        [&] { return where("LSE", t.b, t.i, h, got.lse[lse_at], want.lse[lse_at]); });
-        }
-    for (size_t e = 0; e < pl.output_count; ++e)
-        if (!owned.o[e])
-            bad.add(vl::element_poisoned(got.o, e), [&] { return "written outside the sequences' O: element " +
-                                                                 std::to_string(e); });
-    for (size_t e = 0; e < pl.lse_count; ++e)
-        if (!owned.lse[e] || !c.with_lse)
-            bad.add(vl::lse_poisoned(got.lse[e]),
-                    [&] { return "written outside the sequences' LSE: entry " + std::to_string(e); });
-    INFO(bad.count() << " mismatches; first: " << bad.first());
-    CHECK(bad.count() == 0);
-}
-
-void check_varlen(const Path& path, const vl::Case& c, Launch launch = Launch::stream) {
-    const uint64_t seed = fresh_seed();
-    INFO(vl::describe(c) << ", seed " << seed);
-    std::mt19937_64 rng(seed);
-    const vl::Placement pl = vl::place(c);
-    HostTensor in(c.dtype, pl.input_count);
-    in.fill_random(rng);
-    const vl::Outputs cpu = vl::run_cpu(c, pl, in);
-    const vl::Outputs cuda = run_cuda_varlen(path, c, pl, in, launch);
-    compare_varlen(c, pl, cuda, cpu);
 }
 
 // Decoding sequences: one query token each, keys 0, 1, 5000 and random lengths up to 5000.
@@ -405,7 +298,7 @@ TEST_CASE("decode varlen: one query token per sequence, 0 to 5000 keys, every ma
     std::mt19937_64 rng(seed);
     for (const int64_t head_dim : {64, 128, 256})
         for (const flashsci_dtype_t dtype : kHalfDtypes)
-            for (const flashsci_mask_t mask : kMasks) check_varlen(kDecode, decoding_batch(dtype, mask, head_dim, rng));
+            for (const flashsci_mask_t mask : kMasks) vl::check_case(kDecode, decoding_batch(dtype, mask, head_dim, rng));
 }
 
 // 0, 1 or 2 query tokens per sequence (up to 4 · 2 = 8 rows per kv head; max_seqlen_q raised to 4 once: 16 rows),
@@ -420,7 +313,7 @@ TEST_CASE("decode varlen: 0 to 2 query tokens per sequence, spare tokens, packed
                 c.lens_q = {1, 0, 2, 2, 1, 2, 0};
                 c.lens_k = {3000, 17, 1, 0, 2, 700, 0};
                 if (padded) c.spare_q = 3, c.spare_k = 5, c.max_extra_q = 2;
-                check_varlen(kDecode, c);
+                vl::check_case(kDecode, c);
             }
     for (const flashsci_dtype_t dtype : kHalfDtypes) {
         vl::Case c;
@@ -428,7 +321,7 @@ TEST_CASE("decode varlen: 0 to 2 query tokens per sequence, spare tokens, packed
         c.heads_q = 8, c.heads_kv = 2, c.head_dim = 64;
         c.lens_q = c.lens_k = {1, 2, 0, 2, 1};
         c.spare_q = c.spare_k = 2;
-        check_varlen(kDecode, c);
+        vl::check_case(kDecode, c);
     }
 }
 
@@ -445,7 +338,7 @@ TEST_CASE("decode varlen: window, softcap and ALiBi per sequence, in a CUDA grap
                 c.window_left = left, c.window_right = right;
                 c.softcap = kSoftcap;
                 c.alibi_slopes = alibi_slopes(c.heads_q);
-                check_varlen(kDecode, c, Launch::graph);
+                vl::check_case(kDecode, c, Launch::graph);
             }
 }
 
