@@ -7,8 +7,10 @@
 #ifdef FLASHSCI_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "decode/decode.h"
 #include "general/general.h"
+#ifdef FLASHSCI_HAVE_DECODE
+#include "decode/decode.h"
+#endif
 #ifdef FLASHSCI_HAVE_SM90
 #include "sm90/sm90.h"
 #endif
@@ -21,10 +23,23 @@ constexpr const char* kCpuName = "cpu";
 constexpr const char* kGeneralName = "cuda_general";
 
 #ifdef FLASHSCI_HAVE_CUDA
-// The first feature set on p that the Hopper path lacks, or null.
-const char* feature_sm90_lacks(const kernels::Problem& p) {
-    (void)p;
-    return nullptr;
+// The decoding kernel exists where some built architecture has sm_80's instructions (CMakeLists.txt).
+bool decode_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
+#ifdef FLASHSCI_HAVE_DECODE
+    return kernels::decode::supports(p, plan.cc_major);
+#else
+    (void)plan, (void)p;
+    return false;
+#endif
+}
+
+bool decode_preferred(const flashsci_plan_st& plan, const kernels::Problem& p) {
+#ifdef FLASHSCI_HAVE_DECODE
+    return kernels::decode::preferred(p, plan.num_sms);
+#else
+    (void)plan, (void)p;
+    return false;
+#endif
 }
 
 bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
@@ -47,13 +62,7 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
-    const char* lacking = feature_sm90_lacks(p);
-    if (plan.forced == ForcedKernel::sm90 && lacking != nullptr)
-        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
-                    "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which does not implement %s; unset "
-                    "FLASHSCI_KERNEL to run the general path",
-                    function, lacking);
-    const bool fast = plan.forced != ForcedKernel::general && lacking == nullptr && sm90_runs(plan, p);
+    const bool fast = plan.forced != ForcedKernel::general && sm90_runs(plan, p);
     if (plan.forced == ForcedKernel::sm90 && !fast)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "
@@ -62,19 +71,20 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
     // Few query rows per kv head (decoding): the split-key kernel, unless the Hopper path runs it and has work
     // enough to fill the GPU without splitting.
     const bool decode = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm90 &&
-                        kernels::decode::supports(p, plan.cc_major) &&
-                        (plan.forced == ForcedKernel::decode || !fast || kernels::decode::preferred(p, plan.num_sms));
+                        decode_runs(plan, p) && (plan.forced == ForcedKernel::decode || !fast || decode_preferred(plan, p));
     if (plan.forced == ForcedKernel::decode && !decode)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=decode forces the decoding kernel, which cannot run this problem (it needs "
                     "compute capability 8.0+, fp16/bf16, (heads_q / heads_kv) * seqlen_q <= 16, and k and v "
-                    "16-byte aligned with strides in multiples of 8 elements)",
+                    "16-byte aligned with strides in multiples of 8 elements, in a build for sm_80 or later)",
                     function);
+#ifdef FLASHSCI_HAVE_DECODE
     if (decode) {
         *selection = {KernelKind::decode, kernels::decode::kernel_name(p),
                       kernels::decode::workspace_bytes(p, plan.num_sms)};
         return FLASHSCI_STATUS_SUCCESS;
     }
+#endif
 #ifdef FLASHSCI_HAVE_SM90
     if (fast) {
         *selection = {KernelKind::sm90, kernels::sm90::kernel_name(p), kernels::sm90::workspace_bytes(p)};
@@ -104,7 +114,9 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
     cudaError_t err = cudaSuccess;
     switch (selection.kind) {
         case KernelKind::cuda_general: err = kernels::general::launch(p, cuda_stream); break;
+#ifdef FLASHSCI_HAVE_DECODE
         case KernelKind::decode: err = kernels::decode::launch(p, workspace, plan.num_sms, cuda_stream); break;
+#endif
 #ifdef FLASHSCI_HAVE_SM90
         case KernelKind::sm90: err = kernels::sm90::launch(p, workspace, plan.num_sms, cuda_stream); break;
 #endif
