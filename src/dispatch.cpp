@@ -71,7 +71,8 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
     // Few query rows per kv head (decoding): the split-key kernel, unless the Hopper path runs it and has work
     // enough to fill the GPU without splitting.
     const bool decode = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm90 &&
-                        decode_runs(plan, p) && (plan.forced == ForcedKernel::decode || !fast || decode_preferred(plan, p));
+                        decode_runs(plan, p) &&
+                        (plan.forced == ForcedKernel::decode || !fast || decode_preferred(plan, p));
     if (plan.forced == ForcedKernel::decode && !decode)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=decode forces the decoding kernel, which cannot run this problem (it needs "
