@@ -24,23 +24,17 @@ constexpr const char* kGeneralName = "cuda_general";
 
 #ifdef FLASHSCI_HAVE_CUDA
 // The decoding kernel exists where some built architecture has sm_80's instructions (CMakeLists.txt).
+#ifdef FLASHSCI_HAVE_DECODE
 bool decode_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
-#ifdef FLASHSCI_HAVE_DECODE
     return kernels::decode::supports(p, plan.cc_major);
-#else
-    (void)plan, (void)p;
-    return false;
-#endif
 }
-
 bool decode_preferred(const flashsci_plan_st& plan, const kernels::Problem& p) {
-#ifdef FLASHSCI_HAVE_DECODE
     return kernels::decode::preferred(p, plan.num_sms);
-#else
-    (void)plan, (void)p;
-    return false;
-#endif
 }
+#else
+bool decode_runs(const flashsci_plan_st&, const kernels::Problem&) { return false; }
+bool decode_preferred(const flashsci_plan_st&, const kernels::Problem&) { return false; }
+#endif
 
 bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 #ifdef FLASHSCI_HAVE_SM90
