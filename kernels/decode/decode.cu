@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/device.cuh"
 #include "decode/decode.cuh"
 #include "decode/decode.h"
 
@@ -14,7 +15,6 @@ constexpr int kChunkElements = 8;      // 2-byte elements per chunk
 constexpr int64_t kMinSplitKeys = 256;  // fewer keys per split would spend more on the merge than it saves
 constexpr int kMaxSplits = 64;
 constexpr int kMergeThreads = 128;
-constexpr int64_t kMaxGridX = 2147483647;
 
 int bucket(int64_t head_dim) {
     for (const int b : kHeadDimBuckets)
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const Problem p, c
                     const int64_t slot = (item * split.count + s) * split.rows + r;
                     acc = fmaf(expf(lse_of[s * split.rows] - lse), split.partial_o[slot * p.head_dim + c], acc);
                 }
-            o[c] = T(acc);  // round to nearest
+            o[c] = from_float<T>(acc);
         }
         if (threadIdx.x == 0 && p.lse != nullptr) p.lse[lse_index(p, seq, b, head, i)] = lse;
     }

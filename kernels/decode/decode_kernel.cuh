@@ -12,19 +12,16 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "common/device.cuh"
 #include "decode/decode.cuh"
 
 namespace flashsci::kernels::decode {
 
-constexpr int kWarpSize = 32;
-constexpr unsigned kFullWarp = 0xffffffffu;
 constexpr int kBlockKeys = 16;   // keys per warp step: P·V's MMA K, two of Q·Kᵀ's 8-key N blocks
 constexpr int kMmaK = 16;        // head_dim columns per Q·Kᵀ MMA
 constexpr int kMmaN = 8;         // head_dim columns per P·V MMA
 constexpr int kChunk = 8;        // elements per 16-byte cp.async and per ldmatrix row
 constexpr int kRowPad = kChunk;  // one chunk after each shared row: ldmatrix's 8 rows fall on distinct banks
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr int64_t kMaxGridX = 2147483647;  // gridDim.x limit; more work items loop
 constexpr size_t kSharedPerSm = 228 * 1024;   // an H100/H200 SM's shared memory
 constexpr size_t kSharedPerCta = 1024;        // reserved by the system per resident CTA
 
@@ -55,17 +52,7 @@ struct Layout {
                   "kPipelines promises more resident CTAs than shared memory allows");
 };
 
-// ---- element conversions and PTX -------------------------------------------------------------------------------
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-// clang-format off
-template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-// clang-format on
-
+// ---- PTX ------------------------------------------------------------------------------------------------------
 // Two floats as one register of T pairs, the first in the low half.
 template <typename T>
 __device__ __forceinline__ uint32_t pack(float lo, float hi) {

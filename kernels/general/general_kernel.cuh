@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/device.cuh"
 #include "general/general.cuh"
 
 namespace flashsci::kernels::general {
@@ -17,7 +18,6 @@ namespace flashsci::kernels::general {
 // ---- tile table ---------------------------------------------------------------------------------------------
 // kLanesPerRow lanes of one warp share a query row: they split its keys in S and its head_dim columns in O,
 // and reduce its max and sum with shuffles. kRowGroups such groups make a CTA.
-constexpr int kWarpSize = 32;
 constexpr int kLanesPerRow = 16;
 constexpr int kRowGroups = 8;
 constexpr int kThreads = kLanesPerRow * kRowGroups;
@@ -69,23 +69,6 @@ struct Tile {
 };
 
 constexpr int kLoadsInFlight = 4;  // global loads a thread keeps in flight while staging a tile; more costs registers
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr unsigned kFullWarp = 0xffffffffu;
-constexpr int64_t kMaxGridX = 2147483647;  // gridDim.x limit; more work items loop
-
-// ---- element conversions --------------------------------------------------------------------------------------
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(float x) { return x; }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-// clang-format off
-template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
-// clang-format on
-
 // ---- helpers --------------------------------------------------------------------------------------------------
 // max / sum over the kLanesPerRow lanes that share a row
 __device__ __forceinline__ float row_max(float x) {
