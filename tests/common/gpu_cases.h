@@ -204,9 +204,12 @@ struct Outputs {
     std::vector<float> lse;
 };
 
+// Entries of the case's LSE, [batch, heads_q, seqlen_q], and bytes of its O buffer as placed.
+inline size_t lse_count(const Case& c) { return size_t(c.shape.batch * c.shape.heads_q * c.shape.seqlen_q); }
+inline size_t output_bytes(const Case& c, const Placement& pl) { return pl.output_count * dtype_bytes(c.dtype); }
+
 inline Outputs poisoned_outputs(const Case& c, const Placement& pl) {
-    Outputs out{HostTensor(c.dtype, pl.output_count),
-                std::vector<float>(size_t(c.shape.batch * c.shape.heads_q * c.shape.seqlen_q))};
+    Outputs out{HostTensor(c.dtype, pl.output_count), std::vector<float>(lse_count(c))};
     out.o.poison();
     std::memset(out.lse.data(), 0xff, out.lse.size() * sizeof(float));  // NaN
     return out;

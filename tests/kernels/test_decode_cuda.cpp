@@ -88,8 +88,8 @@ public:
     const Placement& placement() const { return pl_; }
 
 private:
-    size_t o_bytes() const { return pl_.output_count * dtype_bytes(c_.dtype); }
-    size_t lse_bytes() const { return size_t(c_.shape.batch * c_.shape.heads_q * c_.shape.seqlen_q) * sizeof(float); }
+    size_t o_bytes() const { return output_bytes(c_, pl_); }
+    size_t lse_bytes() const { return lse_count(c_) * sizeof(float); }
 
     Case c_;
     Placement pl_;
@@ -461,7 +461,7 @@ TEST_CASE("decode: FLASHSCI_KERNEL=decode refuses what the kernel cannot run", "
         size_t workspace_bytes = 0;
         const flashsci_status_t sized = flashsci_plan_get_workspace_size(plan, &workspace_bytes);
         const size_t bytes = dtype_bytes(c.dtype);
-        const size_t lse_bytes = size_t(c.shape.batch * c.shape.heads_q * c.shape.seqlen_q) * sizeof(float);
+        const size_t lse_bytes = lse_count(c) * sizeof(float);
         DeviceBuffer d_in(pl.input_count * bytes), d_o(pl.output_count * bytes), d_lse(lse_bytes);
         REQUIRE_CUDA(cudaMemset(d_in.get(), 0, pl.input_count * bytes));
         REQUIRE_CUDA(cudaMemset(d_o.get(), 0xff, pl.output_count * bytes));
@@ -502,7 +502,7 @@ TEST_CASE("decode: a misaligned k or v pointer falls back to a correct result", 
             Plan plan(FLASHSCI_BACKEND_CUDA);
             configure(plan, c, pl);
             const size_t workspace_bytes = checked_workspace_bytes(kDecode, plan);
-            DeviceBuffer d_in(in.size_bytes()), d_o(pl.output_count * 2), d_lse(size_t(shape.batch * shape.heads_q * shape.seqlen_q) * sizeof(float)),
+            DeviceBuffer d_in(in.size_bytes()), d_o(output_bytes(c, pl)), d_lse(lse_count(c) * sizeof(float)),
                 workspace(workspace_bytes);
             REQUIRE_CUDA(cudaMemcpy(d_in.get(), in.data(), in.size_bytes(), cudaMemcpyHostToDevice));
             const flashsci_status_t status =

@@ -77,8 +77,8 @@ public:
     unsigned char* input() const { return input_->get(); }
 
 private:
-    size_t o_bytes() const { return pl_.output_count * dtype_bytes(c_.dtype); }
-    size_t lse_bytes() const { return size_t(c_.shape.batch * c_.shape.heads_q * c_.shape.seqlen_q) * sizeof(float); }
+    size_t o_bytes() const { return output_bytes(c_, pl_); }
+    size_t lse_bytes() const { return lse_count(c_) * sizeof(float); }
 
     Case c_;
     Placement pl_;
