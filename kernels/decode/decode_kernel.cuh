@@ -177,16 +177,26 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
         // This warp's blocks n = 0, 1, … start at key block_key(n); stage n % stages holds K then V.
         T* const stages = sKV + warp * L::stages * 2 * L::block;
         const auto block_key = [&](int64_t n) { return part_begin + (warp + n * L::warps) * kBlockKeys; };
+        // A lane copies one 16-byte column chunk of every kRowsPerPass-th row of a block: its column and its
+        // first row are fixed, so each copy costs a pointer step and a bound check.
+        constexpr int kRowChunks = kHeadDim / kChunk;
+        constexpr int kRowsPerPass = kWarpSize / kRowChunks;
+        static_assert(kWarpSize % kRowChunks == 0 && kBlockKeys % kRowsPerPass == 0);
+        const int lane_row = lane / kRowChunks, lane_col = lane % kRowChunks * kChunk;
+        const bool lane_col_valid = lane_col < head_dim;
         const auto load = [&](int64_t n) {  // an empty group past the end keeps wait_copies' count right
             if (n < my_blocks) {
-                T* const dst = stages + n % L::stages * 2 * L::block;
-                constexpr int kRowChunks = kHeadDim / kChunk;
-                for (int c = lane; c < kBlockKeys * kRowChunks; c += kWarpSize) {
-                    const int r = c / kRowChunks, col = c % kRowChunks * kChunk;
-                    const int64_t key = block_key(n) + r;
-                    const bool valid = key < part_end && col < head_dim;
-                    copy_async(dst + r * L::pitch + col, valid ? k + key * p.k_strides.seq + col : k, valid);
-                    copy_async(dst + L::block + r * L::pitch + col, valid ? v + key * p.v_strides.seq + col : v, valid);
+                T* const dst = stages + n % L::stages * 2 * L::block + lane_row * L::pitch + lane_col;
+                const int64_t key = block_key(n) + lane_row;
+                const T* k_row = k + key * p.k_strides.seq + lane_col;
+                const T* v_row = v + key * p.v_strides.seq + lane_col;
+#pragma unroll
+                for (int pass = 0; pass < kBlockKeys / kRowsPerPass; ++pass) {
+                    const bool valid = lane_col_valid && key + pass * kRowsPerPass < part_end;
+                    copy_async(dst + pass * kRowsPerPass * L::pitch, valid ? k_row : k, valid);
+                    copy_async(dst + L::block + pass * kRowsPerPass * L::pitch, valid ? v_row : v, valid);
+                    k_row += kRowsPerPass * p.k_strides.seq;
+                    v_row += kRowsPerPass * p.v_strides.seq;
                 }
             }
             commit_copies();
@@ -204,9 +214,6 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
             row_query[h] = r / group;
             slope[h] = row_exists[h] && p.alibi_slopes != nullptr ? p.alibi_slopes[kv_head * group + r % group] : 0.0f;
         }
-        const auto visible = [&](int h, int64_t key) {
-            return row_exists[h] && key < part_end && key >= row_query[h] + band.first && key <= row_query[h] + band.last;
-        };
 
         float o[kOutBlocks][4] = {};                // O·l, unnormalised
         float m[2] = {-INFINITY, -INFINITY};        // running max of the scores
@@ -219,6 +226,18 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
             const T* const sK = stages + n % L::stages * 2 * L::block;
             const T* const sV = sK + L::block;
             const int64_t key0 = block_key(n);
+            // Each row sees keys first[h] <= j <= last[h] of the block (block-relative; empty for absent rows). A
+            // block every row sees whole, with no key past the range, needs no mask.
+            int first[2], last[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int64_t upper = min(row_query[h] + band.last, part_end - 1) - key0;
+                first[h] = int(min(int64_t{kBlockKeys}, max(int64_t{0}, row_query[h] + band.first - key0)));
+                last[h] = row_exists[h] ? int(max(int64_t{-1}, min(int64_t{kBlockKeys - 1}, upper))) : -1;
+            }
+            const int64_t block_end = min(key0 + kBlockKeys, part_end);
+            const bool whole = key0 >= seq.len_q - 1 + band.first && block_end - 1 <= band.last;
+            const bool unmasked = whole && block_end == key0 + kBlockKeys;
 
             // S = Q·Kᵀ  (16 rows × 16 keys: two 8-key N blocks)
             float s[2][4] = {};
@@ -236,17 +255,17 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
             for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
-                    const int h = e / 2;
-                    const int64_t key = key0 + nb * 8 + 2 * t + e % 2;
-                    float x = s[nb][e];
+                    const int h = e / 2, j = nb * 8 + 2 * t + e % 2;
                     if (transform) {
-                        x = p.softcap > 0.0f ? p.softcap * tanhf(x * cap_scale) : x * p.scale;
-                        x = fmaf(-slope[h], float(llabs(row_query[h] + alibi - key)), x);
+                        const float x = p.softcap > 0.0f ? p.softcap * tanhf(s[nb][e] * cap_scale) : s[nb][e] * p.scale;
+                        s[nb][e] = fmaf(-slope[h], float(llabs(row_query[h] + alibi - key0 - j)), x);
                     }
-                    s[nb][e] = visible(h, key) ? x : -INFINITY;
+                    if (!unmasked && (j < first[h] || j > last[h])) s[nb][e] = -INFINITY;
                 }
 
-            // m_new = max(m, rowmax(S)) over the 4 lanes of a row; P = exp(score_scale·(S − m_new)); O, l rescaled
+            // m_new = max(m, rowmax(S)) over the 4 lanes of a row; P = exp(score_scale·(S − m_new)); l, O rescaled
+            // by alpha = exp(score_scale·(m − m_new)), O only when some row's max moved (once it settles, rarely)
+            float alpha[2];
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 float tile_max = fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1]));
@@ -254,7 +273,7 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
                 tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullWarp, tile_max, 2));
                 const float m_new = fmaxf(m[h], tile_max);
                 const float base = (m_new == -INFINITY ? 0.0f : m_new) * scale_log2;  // no key yet: P = 0, not NaN
-                const float alpha = exp2f(fmaf(m[h], scale_log2, -base));
+                alpha[h] = exp2f(fmaf(m[h], scale_log2, -base));
                 m[h] = m_new;
                 float sum = 0.0f;
 #pragma unroll
@@ -264,15 +283,16 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
                         s[nb][e] = exp2f(fmaf(s[nb][e], scale_log2, -base));
                         sum += s[nb][e];
                     }
-                l[h] = fmaf(l[h], alpha, sum);
-#pragma unroll
-                for (int ob = 0; ob < kOutBlocks; ++ob) o[ob][2 * h] *= alpha, o[ob][2 * h + 1] *= alpha;
+                l[h] = fmaf(l[h], alpha[h], sum);
             }
+            if (__any_sync(kFullWarp, alpha[0] != 1.0f || alpha[1] != 1.0f))
+#pragma unroll
+                for (int ob = 0; ob < kOutBlocks; ++ob)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) o[ob][e] *= alpha[e / 2];
 
             // O += P·V. Where a row cannot see some key of the block (a band edge), a NaN or Inf in V must not
             // reach it through P = 0: such blocks are scanned, and one that holds any takes the exact-zero path.
-            const int64_t block_end = min(key0 + kBlockKeys, part_end);
-            const bool whole = key0 >= seq.len_q - 1 + band.first && block_end - 1 <= band.last;
             if (whole || !any_nonfinite<T, kHeadDim>(sV, lane)) {
                 const uint32_t a[4] = {pack<T>(s[0][0], s[0][1]), pack<T>(s[0][2], s[0][3]), pack<T>(s[1][0], s[1][1]),
                                        pack<T>(s[1][2], s[1][3])};
@@ -293,7 +313,7 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
 #pragma unroll
                 for (int h = 0; h < 2; ++h)
                     for (int j = 0; j < kBlockKeys; ++j) {
-                        if (!visible(h, key0 + j)) continue;
+                        if (j < first[h] || j > last[h]) continue;
                         const float pj = p_rows[(g + 8 * h) * L::p_pitch + j];
 #pragma unroll
                         for (int ob = 0; ob < kOutBlocks; ++ob)
