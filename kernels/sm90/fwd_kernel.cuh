@@ -489,6 +489,24 @@ struct Forward {
             }
         }
 
+        // A step's end: its P·V has landed (`pending`: there was one; its V stage is freed), O ·= rescale, P → pr.
+        // Kernels without a V guard retire a step at the top of the next one, behind the loop's branch: ptxas
+        // hoists a wgmma wait above the independent code of its block, so at the end of its own step the wait for
+        // P·V ran before the softmax it is meant to overlap (SASS: every MUFU.EX2 after the wait). With the
+        // guard's exact paths, a P·V in flight across the loop costs ptxas more registers than it has (C7512:
+        // every wgmma serialised), so those kernels keep it at the end of the step.
+        static constexpr bool kRetireLate = !kGuardV;
+        __device__ __forceinline__ void retire(bool pending) {
+            wgmma_wait<0>();
+            pin(o), pin(pr);
+            if (pending) {
+                release(&bar.v_empty[Ring::stage(vc)]);
+                ++vc;
+            }
+            rescale_o();
+            convert_p();
+        }
+
         // One key block n: S = Q·K[n]ᵀ and O += P·V[n+1] in flight together; softmax(S) once S lands.
         // Exact: P·V[n+1] on the CUDA cores first instead (see pv_exact).
         template <bool Masked, bool Exact>
@@ -514,17 +532,14 @@ struct Forward {
             if (Transformed) transform(t, n);
             if (Masked) mask_band(t, n);
             softmax<Masked>();
-            if (!Exact) wgmma_wait<0>();
-            pin(o), pin(pr);
-            release(&bar.v_empty[vs]);
-            ++vc;
-            rescale_o();
-            convert_p();
+            if (!kRetireLate) retire(true);
         }
 
-        // A step whose P·V block n + 1 was masked checks that V first (the check is rarely true).
+        // A step whose P·V block n + 1 was masked checks that V first (the check is rarely true). Retiring late, it
+        // first retires the previous step (which existed unless this is the first: `accumulate`).
         template <bool Masked>
         __device__ __forceinline__ void step(const Sched& t, int n, uint32_t accumulate, const KeyBlocks& kb) {
+            if (kRetireLate) retire(accumulate);
             if (kGuardV && kb.masked(n + 1)) {
                 const int vs = Ring::stage(vc);
                 wait_v(vs);
@@ -558,15 +573,20 @@ struct Forward {
             if (Banded) mask_band(t, n);
             mask_seqlen_k(t, n);
             softmax<true>();
-            convert_p();
+            if (!kRetireLate) convert_p();
             // Masked blocks after the band's fully seen part, the fully seen part, masked blocks before it;
-            // P·V[n + 1] accumulates unless n + 1 is the first block visited.
+            // P·V[n + 1] accumulates unless n + 1 is the first block visited. Not unrolled: the loop's branch
+            // keeps each step's softmax ahead of the next step's wait (see retire).
+#pragma unroll 1
             for (--n; n >= kb.begin && n >= kb.unmasked_end; --n) step<true>(t, n, n + 2 < kb.end, kb);
+#pragma unroll 1
             for (; n >= max(kb.begin, kb.unmasked_begin); --n) step<false>(t, n, n + 2 < kb.end, kb);
             if (Banded)  // only a window's left edge masks blocks below the fully seen part
+#pragma unroll 1
                 for (; n >= kb.begin; --n) step<true>(t, n, n + 2 < kb.end, kb);
             if (!Shape::o_aliases_q) release(&bar.q_empty[qs]);  // last read of Q is done
             // O += P·V[begin]
+            if (kRetireLate) retire(kb.count() > 1);
             const int vs = Ring::stage(vc);
             wait_v(vs);
             if (kGuardV && kb.masked(kb.begin) && v_nonfinite(vs)) {
