@@ -490,14 +490,17 @@ struct Forward {
         }
 
         // A step's end: its P·V has landed (`pending`: there was one; its V stage is freed), O ·= rescale, P → pr.
-        // Kernels without a V guard retire a step at the top of the next one, behind the loop's branch: ptxas
-        // hoists a wgmma wait above the independent code of its block, so at the end of its own step the wait for
-        // P·V ran before the softmax it is meant to overlap (SASS: every MUFU.EX2 after the wait). With the
-        // guard's exact paths, a P·V in flight across the loop costs ptxas more registers than it has (C7512:
-        // every wgmma serialised), so those kernels keep it at the end of the step.
-        static constexpr bool kRetireLate = !kGuardV;
+        // At the end of its own step, ptxas hoists that wait above the independent softmax before it (SASS: every
+        // MUFU.EX2 after the wait), so the softmax does not overlap P·V. Retired at the top of the next step,
+        // behind the loop's branch, it does: measured +1-3 % for hd256 but -2-6 % for hd64/hd128 (H200,
+        // docs/sm90-notes.md v9), so only the wide head dims do that. Not with the V guard either: its exact
+        // paths with a P·V in flight across the loop need more registers than ptxas has (C7512: every wgmma
+        // serialised).
+        // Wait: a P·V is in flight (not after the exact path's CUDA-core P·V).
+        static constexpr bool kRetireLate = !kGuardV && HeadDim > 128;
+        template <bool Wait = true>
         __device__ __forceinline__ void retire(bool pending) {
-            wgmma_wait<0>();
+            if (Wait) wgmma_wait<0>();
             pin(o), pin(pr);
             if (pending) {
                 release(&bar.v_empty[Ring::stage(vc)]);
@@ -532,7 +535,7 @@ struct Forward {
             if (Transformed) transform(t, n);
             if (Masked) mask_band(t, n);
             softmax<Masked>();
-            if (!kRetireLate) retire(true);
+            if (!kRetireLate) retire<!Exact>(true);
         }
 
         // A step whose P·V block n + 1 was masked checks that V first (the check is rarely true). Retiring late, it
