@@ -493,11 +493,12 @@ struct Forward {
         // At the end of its own step, ptxas hoists that wait above the independent softmax before it (SASS: every
         // MUFU.EX2 after the wait), so the softmax does not overlap P·V. Retired at the top of the next step,
         // behind the loop's branch, it does: measured +1-3 % for hd256 but -1-3 % for hd192 and -2-6 % for
-        // hd64/hd128 (H200, docs/sm90-notes.md v9), so only hd256 does that. Not with the V guard either: its exact
+        // hd64/hd128 (H200, docs/sm90-notes.md v9), so only hd256 does that, and not with softcap or ALiBi (the
+        // transformed kernel then spills 28 bytes; not measured). Not with the V guard either: its exact
         // paths with a P·V in flight across the loop need more registers than ptxas has (C7512: every wgmma
         // serialised).
         // Wait: a P·V is in flight (not after the exact path's CUDA-core P·V).
-        static constexpr bool kRetireLate = !kGuardV && HeadDim == 256;
+        static constexpr bool kRetireLate = !kGuardV && !Transformed && HeadDim == 256;
         template <bool Wait = true>
         __device__ __forceinline__ void retire(bool pending) {
             if (Wait) wgmma_wait<0>();
