@@ -497,8 +497,8 @@ struct Forward {
         // transformed kernel then spills 28 bytes; not measured). Not with the V guard either: its exact
         // paths with a P·V in flight across the loop need more registers than ptxas has (C7512: every wgmma
         // serialised).
-        // Wait: a P·V is in flight (not after the exact path's CUDA-core P·V).
         static constexpr bool kRetireLate = !kGuardV && !Transformed && HeadDim == 256;
+        // Wait: a P·V is in flight (not after the exact path's CUDA-core P·V).
         template <bool Wait = true>
         __device__ __forceinline__ void retire(bool pending) {
             if (Wait) wgmma_wait<0>();
