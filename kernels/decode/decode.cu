@@ -44,8 +44,10 @@ int split_count(const Problem& p, int num_sms) {
 // Splits that saw no key have LSE_s = −inf and O_s = 0; a row no split saw gets O = 0, LSE = −inf.
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads) merge_splits(const Problem p, const Split split) {
+    __shared__ float weight[kMaxSplits];  // e^(LSE_s − LSE), once per split
     const int64_t rows = items(p) * split.rows;
     for (int64_t w = blockIdx.x; w < rows; w += gridDim.x) {
+        __syncthreads();  // the previous row's weights are read
         const int64_t item = w / split.rows;
         const int r = int(w % split.rows);
         const int64_t kv_head = item % p.heads_kv, b = item / p.heads_kv;
@@ -61,16 +63,19 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const Problem p, c
         if (top != -INFINITY)
             for (int s = 0; s < split.count; ++s) sum += expf(lse_of[s * split.rows] - top);
         const float lse = top == -INFINITY ? -INFINITY : top + logf(sum);
+        for (int s = int(threadIdx.x); s < split.count; s += kMergeThreads)
+            weight[s] = expf(lse_of[s * split.rows] - lse);
+        __syncthreads();
         const int64_t i = r / group(p), head = kv_head * group(p) + r % group(p);
         T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + (seq.q_start + i) * p.o_strides.seq +
                      head * p.o_strides.head;
+        // Split s's O of this row at s·rows·head_dim.
+        const float* const partial = split.partial_o + (item * split.count * split.rows + r) * p.head_dim;
         for (int c = int(threadIdx.x); c < p.head_dim; c += kMergeThreads) {
             float acc = 0.0f;
             if (lse != -INFINITY)
-                for (int s = 0; s < split.count; ++s) {
-                    const int64_t slot = (item * split.count + s) * split.rows + r;
-                    acc = fmaf(expf(lse_of[s * split.rows] - lse), split.partial_o[slot * p.head_dim + c], acc);
-                }
+                for (int s = 0; s < split.count; ++s)
+                    acc = fmaf(weight[s], partial[s * split.rows * p.head_dim + c], acc);
             o[c] = from_float<T>(acc);
         }
         if (threadIdx.x == 0 && p.lse != nullptr) p.lse[lse_index(p, seq, b, head, i)] = lse;

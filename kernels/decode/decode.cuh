@@ -21,7 +21,7 @@ constexpr int kHeadDimBuckets[] = {64, 128, 256};
 struct Pipeline {
     int head_dim, warps, stages, resident;
 };
-constexpr Pipeline kPipelines[] = {{64, 4, 3, 3}, {128, 2, 3, 3}, {256, 2, 2, 2}};
+constexpr Pipeline kPipelines[] = {{64, 4, 3, 3}, {128, 4, 2, 2}, {256, 2, 2, 2}};
 constexpr Pipeline pipeline(int head_dim) {
     for (const Pipeline& row : kPipelines)
         if (row.head_dim == head_dim) return row;

@@ -27,7 +27,8 @@ constexpr size_t kSharedPerCta = 1024;        // reserved by the system per resi
 
 // Shared memory, in elements of the 2-byte input type: Q [kMaxRows][pitch], then per warp and stage a K and a V
 // block [kBlockKeys][pitch]; then per warp P [kMaxRows][kBlockKeys + 1] fp32 for the guarded P·V. After the
-// key loop the K/V area holds the warps' O [kMaxRows][kHeadDim], m and l [kMaxRows] (fp32) for their merge.
+// key loop the K/V area holds the warps' O [kMaxRows][kHeadDim], m and l [kMaxRows] (fp32) for their merge, and
+// per row its normaliser and LSE.
 template <int kHeadDim>
 struct Layout {
     static constexpr int warps = pipeline(kHeadDim).warps;
@@ -41,7 +42,7 @@ struct Layout {
     static constexpr size_t element_bytes = 2;
     static constexpr size_t p_offset_bytes = (q_elements + kv_elements) * element_bytes;
     static constexpr size_t shared_bytes = p_offset_bytes + size_t(warps) * kMaxRows * p_pitch * sizeof(float);
-    static constexpr size_t merge_bytes = size_t(warps) * kMaxRows * (kHeadDim + 2) * sizeof(float);
+    static constexpr size_t merge_bytes = (size_t(warps) * kMaxRows * (kHeadDim + 2) + 2 * kMaxRows) * sizeof(float);
 
     static_assert(warps > 0, "kPipelines has no row for this bucket");
     static_assert(stages >= 2, "a warp computes on one block while the next lands");
@@ -120,7 +121,8 @@ __device__ __forceinline__ bool any_nonfinite(const T* block, int lane) {
 // A thread holds MMA fragment rows g and g + 8 (its "halves" h = 0, 1) and column pairs 2t, 2t + 1 of each
 // 8-column block, g = lane / 4, t = lane % 4. Row r of an item exists when r < group · len_q.
 template <typename T, int kHeadDim>
-__global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const Problem p, const Split split) {
+__global__ void __launch_bounds__(Layout<kHeadDim>::threads, pipeline(kHeadDim).resident)
+    decode_kernel(const Problem p, const Split split) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using L = Layout<kHeadDim>;
     constexpr int kOutBlocks = kHeadDim / kMmaN;
@@ -336,6 +338,8 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
         float* const merge_o = sMerge;                                    // [warp][row][kHeadDim]
         float* const merge_m = sMerge + L::warps * kMaxRows * kHeadDim;  // [warp][row]
         float* const merge_l = merge_m + L::warps * kMaxRows;
+        float* const row_norm = merge_l + L::warps * kMaxRows;  // [row]
+        float* const row_lse = row_norm + kMaxRows;             // [row]
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const int r = g + 8 * h;
@@ -346,21 +350,29 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads) decode_kernel(const
             if (t == 0) merge_m[warp * kMaxRows + r] = m[h], merge_l[warp * kMaxRows + r] = l[h];
         }
         __syncthreads();
-        for (int e = int(threadIdx.x); e < rows * head_dim; e += L::threads) {
-            const int r = e / head_dim, c = e % head_dim;
+        // Per row, once: each warp's weight e^(m_w − M) (M the row's max; it replaces m_w), 1 / Σ_w weight·l_w, LSE.
+        for (int r = int(threadIdx.x); r < rows; r += L::threads) {
             float top = -INFINITY;
             for (int w2 = 0; w2 < L::warps; ++w2) top = fmaxf(top, merge_m[w2 * kMaxRows + r]);
-            float sum = 0.0f, acc = 0.0f;
+            float sum = 0.0f;
             for (int w2 = 0; w2 < L::warps; ++w2) {
-                const float mw = merge_m[w2 * kMaxRows + r];
-                const float weight = mw == -INFINITY ? 0.0f : exp2f((mw - top) * scale_log2);
-                sum = fmaf(weight, merge_l[w2 * kMaxRows + r], sum);
-                acc = fmaf(weight, merge_o[(w2 * kMaxRows + r) * kHeadDim + c], acc);
+                float& mw = merge_m[w2 * kMaxRows + r];
+                mw = mw == -INFINITY ? 0.0f : exp2f((mw - top) * scale_log2);
+                sum = fmaf(mw, merge_l[w2 * kMaxRows + r], sum);
             }
             // A row that saw no key: O = 0, LSE = −inf. One that saw a NaN score: sum = NaN, so O and LSE are NaN.
             const bool saw_keys = sum != 0.0f;
-            const float out = saw_keys ? acc / sum : 0.0f;
-            const float lse = saw_keys ? fmaf(score_scale, top, logf(sum)) : -INFINITY;
+            row_norm[r] = saw_keys ? 1.0f / sum : 0.0f;
+            row_lse[r] = saw_keys ? fmaf(score_scale, top, logf(sum)) : -INFINITY;
+        }
+        __syncthreads();
+        for (int e = int(threadIdx.x); e < rows * head_dim; e += L::threads) {
+            const int r = e / head_dim, c = e % head_dim;
+            float acc = 0.0f;
+            for (int w2 = 0; w2 < L::warps; ++w2)
+                acc = fmaf(merge_m[w2 * kMaxRows + r], merge_o[(w2 * kMaxRows + r) * kHeadDim + c], acc);
+            const float out = row_norm[r] == 0.0f ? 0.0f : acc * row_norm[r];  // no key seen: 0, whatever acc is
+            const float lse = row_lse[r];
             const int64_t i = r / group, head = kv_head * group + r % group;
             if (split.count == 1) {
                 T* const o_row = static_cast<T*>(p.o) + b * p.o_strides.batch + (seq.q_start + i) * p.o_strides.seq +
