@@ -27,10 +27,11 @@
 namespace flashsci::kernels::sm90 {
 
 // Named barrier ids (0 is __syncthreads): per consumer one turn, one epilogue and one vote barrier (the V
-// checkers, where they exist, vote on the first).
+// checkers, where they exist, vote on the first); one for both consumers before O is staged over the V ring.
 constexpr int kTurnBarrier = 1;
 constexpr int kEpilogueBarrier = kTurnBarrier + kConsumers;
 constexpr int kVoteBarrier = kEpilogueBarrier + kConsumers;
+constexpr int kOverVBarrier = kVoteBarrier + kConsumers;
 constexpr int kWarps = kWarpgroupThreads / 32;
 constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
 // The producer warpgroup's warps 1-3 (warp 0's lane 0 issues the TMA loads) check V for non-finite values.
@@ -48,6 +49,7 @@ struct Barriers {
     uint64_t v_full[Stages], v_empty[Stages];
     uint64_t v_checked[Stages];  // kernels with V checkers: their verdict on a V stage is in v_bad
     int v_bad[Stages];
+    uint64_t o_read;  // O staged over the V ring: the tile's O store has read it (the ring may take V again)
 };
 
 __device__ __forceinline__ uint32_t pack(__nv_bfloat16, float lo, float hi) {
@@ -180,13 +182,14 @@ struct Forward {
     static constexpr int kPvSteps = kN / kMmaK;       // k16 steps of P·V
     using Ring = sm90::Ring<kStages>;
     using QRing = sm90::Ring<kQStages>;
+    using ORing = sm90::Ring<1>;
     using Sched = Schedule<HeadDim, Banded, Varlen>;
 
     struct Smem {
         char* q;  // [kQStages][kConsumers][slab][64][64]
         char* k;  // [kStages][slab][kN][64]
         char* v;  // [kStages][slab][kN][64]
-        char* o;  // [kConsumers][slab][64][64]
+        char* o;  // [kConsumers][slab][64][64], its own buffer or over the V ring (Shape::o_over_v)
         __device__ __forceinline__ char* q_stage(int s) const { return q + s * Shape::q_stage_bytes; }
         __device__ __forceinline__ char* k_stage(int s) const { return k + s * Shape::kv_bytes; }
         __device__ __forceinline__ char* v_stage(int s) const { return v + s * Shape::kv_bytes; }
@@ -226,6 +229,12 @@ struct Forward {
                     tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, t.k_start + n * kN, kv_head, t.batch,
                              &full[s]);
             };
+            // V block i of the tile; the first waits until the previous tile's O, staged over the V ring, is stored
+            // (Q was loaded once for each tile before this one that stages an O: qc - 1 of them).
+            auto load_v = [&](int i) {
+                if (Shape::o_over_v && i == 0) barrier_wait(&bar.o_read, ORing::empty_parity(qc - 1));
+                load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv + i, kb.end - 1 - i);
+            };
             load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv, kb.end - 1);
             // Q: one 64-row half per consumer; a half wholly past the sequence is not loaded (its rows are never
             // stored). Varlen rows past len_q are the next sequence's, computed on but never stored either.
@@ -245,13 +254,13 @@ struct Forward {
             // Q·Kᵀ is issued, so it goes first (not with hd256's 24-register producer: it would spill).
             int i = 0;
             if (kGuardV && Shape::producer_registers > kMinProducerRegisters) {
-                load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv, kb.end - 1);
+                load_v(0);
                 if (blocks > 1) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + 1, kb.end - 2);
                 i = 1;
             }
             for (; i < blocks; ++i) {
                 if (i + 1 < blocks) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + i + 1, kb.end - 2 - i);
-                load_kv(tv, sm.v, bar.v_full, bar.v_empty, kv + i, kb.end - 1 - i);
+                load_v(i);
             }
             kv += blocks;
         }
@@ -588,7 +597,7 @@ struct Forward {
             if (Banded)  // only a window's left edge masks blocks below the fully seen part
 #pragma unroll 1
                 for (; n >= kb.begin; --n) step<true>(t, n, n + 2 < kb.end, kb);
-            if (!Shape::o_aliases_q) release(&bar.q_empty[qs]);  // last read of Q is done
+            release(&bar.q_empty[qs]);  // last read of Q is done
             // O += P·V[begin]
             if (kRetireLate) retire(kb.count() > 1);
             const int vs = Ring::stage(vc);
@@ -647,8 +656,10 @@ struct Forward {
         // registers: reading wgmma accumulators under a per-row branch serializes the wgmmas (C7520).
         __device__ __forceinline__ void store(const Sched& t, const CUtensorMap* to) {
             const int tid = warp * 32 + lane;
-            char* tile = (Shape::o_aliases_q ? sm.q_stage(qs) : sm.o) + cw * Shape::q_bytes;
-            if (!Shape::o_aliases_q) {  // the previous tile's store must have read the staging tile
+            char* tile = sm.o + cw * Shape::q_bytes;
+            if (Shape::o_over_v) {  // both consumers' P·V have read the V ring (the last tile's store read it before)
+                named_sync(kOverVBarrier, kConsumers * kWarpgroupThreads);
+            } else {  // the previous tile's store must have read the staging tile
                 if (tid == 0) tma_store_wait_read();
                 named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
             }
@@ -663,7 +674,13 @@ struct Forward {
                 }
             }
             fence_async_shared();
-            named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
+            // Over V, both consumers' writes come before either store: that orders them before the next tile's V scans
+            // (guarded kernels read the same bytes as V) for racecheck, which does not follow the TMA store → o_read →
+            // TMA load chain that orders them on the GPU.
+            if (Shape::o_over_v)
+                named_sync(kOverVBarrier, kConsumers * kWarpgroupThreads);
+            else
+                named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
             if (Varlen && t.m * kBlockM + cw * 64 + 64 > t.rows(p)) {
                 const int row0 = t.m * kBlockM + cw * 64;
                 constexpr int kChunks = HeadDim / 8;  // 16-byte chunks per row
@@ -674,9 +691,10 @@ struct Forward {
                                                                     ((c % 8 ^ r % 8) << 4));
                     *reinterpret_cast<uint4*>(o_row(t, row0 + r) + 8 * c) = x;
                 }
-                if (Shape::o_aliases_q) {  // this warp has read Q's shared memory for the last time
-                    __syncwarp();
-                    release(&bar.q_empty[qs]);
+                if (Shape::o_over_v) {  // the warpgroup has read the staged O for the last time (a named barrier, not
+                    // each warp's lane 0 after __syncwarp: racecheck does not order the other lanes' reads by that)
+                    named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
+                    if (tid == 0) barrier_arrive(&bar.o_read, kWarps);  // on behalf of the warpgroup's warps
                 }
                 return;
             }
@@ -688,9 +706,9 @@ struct Forward {
                                          tile + slab * kMmaM * kSlabRowBytes);
                     tma_store_commit();
                 }
-                if (Shape::o_aliases_q) {  // Q's shared memory is free once the store has read it
+                if (Shape::o_over_v) {  // the V ring is free once the store has read O
                     tma_store_wait_read();
-                    barrier_arrive(&bar.q_empty[qs], kWarps);  // on behalf of the warpgroup's warps
+                    barrier_arrive(&bar.o_read, kWarps);  // on behalf of the warpgroup's warps
                 }
             }
         }
@@ -766,6 +784,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             barrier_init(&bar.v_empty[s], F::kVReleases);
             barrier_init(&bar.v_checked[s], 1);
         }
+        barrier_init(&bar.o_read, kReleaseArrivals);
         barrier_init_fence();
     }
     __syncthreads();

@@ -19,14 +19,15 @@ constexpr int kMinProducerRegisters = 24;      // setmaxnreg's floor
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
 // One row per (head_dim, banded: causal or windowed). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
-// buffers (2: the next tile's Q loads during this tile); o_aliases_q: the O staging tile reuses Q's
-// shared memory (that Q buffer is then reloaded only after the O store has read it); consumer_registers:
-// setmaxnreg budget of each consumer thread, the producer gets the rest of the pool.
+// buffers (2: the next tile's Q loads during this tile; 1: it loads once this tile's last Q·Kᵀ is done);
+// o_over_v: the O staging tile lies over the V ring (freed at a tile's end; the next tile's first V then
+// loads only after the O store has read it) instead of in its own buffer; consumer_registers: setmaxnreg
+// budget of each consumer thread, the producer gets the rest of the pool.
 struct TileConfig {
     int head_dim;
     bool banded;
     int block_n, stages, q_stages;
-    bool o_aliases_q;
+    bool o_over_v;
     int consumer_registers;
 };
 constexpr TileConfig kTiles[] = {
@@ -57,7 +58,7 @@ struct TileShape {
     static constexpr int consumer_registers = config.consumer_registers;
     static constexpr int producer_registers =
         (kRegisterPool - kConsumers * kWarpgroupThreads * consumer_registers) / kWarpgroupThreads / 8 * 8;
-    static constexpr bool o_aliases_q = config.o_aliases_q;
+    static constexpr bool o_over_v = config.o_over_v;
     static constexpr int kElemBytes = 2;
     // Whole slabs: a head_dim of 96 fills one and a half; TMA zero-fills the rest, no wgmma reads it.
     static constexpr int slabs = (HeadDim + kSlabElems - 1) / kSlabElems;
@@ -66,8 +67,8 @@ struct TileShape {
     static constexpr int q_stage_bytes = kConsumers * q_bytes;         // both consumers' Q
     static constexpr int k_offset = q_stages * q_stage_bytes;
     static constexpr int v_offset = k_offset + stages * kv_bytes;
-    static constexpr int o_offset = v_offset + stages * kv_bytes;
-    static constexpr int smem_bytes = o_offset + (o_aliases_q ? 0 : kConsumers * q_bytes);
+    static constexpr int o_offset = o_over_v ? v_offset : v_offset + stages * kv_bytes;
+    static constexpr int smem_bytes = v_offset + stages * kv_bytes + (o_over_v ? 0 : kConsumers * q_bytes);
     static constexpr int smem_alignment = 1024;  // SWIZZLE_128B tiles start on 1 KB
     static constexpr int smem_request = smem_bytes + smem_alignment;
 
@@ -77,6 +78,7 @@ struct TileShape {
     static_assert(stages >= 2, "K/V need double buffering");
     static_assert(q_stages == 1 || q_stages == 2, "one Q buffer, or two");
     static_assert(smem_request <= kSmemLimit, "shared memory over the H100 limit");
+    static_assert(!o_over_v || kConsumers * q_bytes <= stages * kv_bytes, "O does not fit over the V ring");
     static_assert(block_n / 2 + block_n / 4 + HeadDim / 2 <= kAccumulatorBudget, "S + P + O exceed the register budget");
     static_assert(consumer_registers % 8 == 0 && consumer_registers <= 256 && producer_registers >= kMinProducerRegisters,
                   "setmaxnreg takes multiples of 8 in [24, 256]");
