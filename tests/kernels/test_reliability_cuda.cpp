@@ -365,9 +365,11 @@ HostTensor large_score_input(const Case& c, const Placement& pl, std::mt19937_64
 }
 
 // Like compare(), but fp32 scores of 1e4 carry an absolute error of ~1e-2 (head_dim fp32 roundings of terms
-// of ~1e4·2⁻²⁴ each, summed in another order than the fp64 reference), which moves softmax weights by ~1%:
-// fp32 outputs get kLargeScoreFp32Tolerance·max|ref| (3.3e-3 seen at head_dim 256 on H100), not kFp32Tolerance.
-constexpr double kLargeScoreFp32Tolerance = 1e-2;
+// of ~1e4·2⁻²⁴ each, summed in another order than the fp64 reference), which moves softmax weights by ~1%
+// where a row's top scores nearly tie: outputs get kLargeScoreTolerance·max|ref| (fp32: 3.3e-3 seen at
+// head_dim 256 on an H100), not kFp32Tolerance, and fp16/bf16 get it in place of kHalfFloor, since their
+// scores are the same fp32 sums (fp16 hd256 causal: 5.8e-3 seen on an H200 against a 5e-3 floor).
+constexpr double kLargeScoreTolerance = 1e-2;
 
 void compare_large_scores(const Case& c, const Placement& pl, const gpu::Outputs& gpu, const gpu::Outputs& cpu) {
     const Shape& s = c.shape;
@@ -380,9 +382,9 @@ void compare_large_scores(const Case& c, const Placement& pl, const gpu::Outputs
                 for (int64_t d = 0; d < s.head_dim; ++d) {
                     const size_t idx = pl.o.offset(b, i, h) + size_t(d);
                     const double got = gpu.o.get(idx), want = cpu.o.get(idx);
-                    const bool ok = c.dtype == FLASHSCI_DTYPE_FLOAT32
-                                        ? std::isfinite(got) && std::fabs(got - want) <= kLargeScoreFp32Tolerance * max_want
-                                        : output_close(c.dtype, got, want, max_want);
+                    const double tolerance = kLargeScoreTolerance * max_want +
+                                             (c.dtype == FLASHSCI_DTYPE_FLOAT32 ? 0.0 : kHalfRelative * std::fabs(want));
+                    const bool ok = std::isfinite(got) && std::fabs(got - want) <= tolerance;
                     bad.add(ok, [&] { return where("O", b, i, h, got, want) + " at column " + std::to_string(d); });
                 }
                 const size_t l = size_t((b * s.heads_q + h) * s.seqlen_q + i);
