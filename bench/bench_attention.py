@@ -59,12 +59,19 @@ def parse_args():
     default_out = os.path.join(os.environ["OUT"], "bench.csv") if os.environ.get("OUT") else None
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                    help="cpu: a smoke test of this script on the CPU backend (simple timer, no triton)")
+    p.add_argument("--sdpa", default="FLASH,CUDNN",
+                   help="SDPA backends to time beside flashsci, comma-separated of FLASH, CUDNN, or 'none' "
+                        "(default: both; an A/B of two flashsci builds needs only CUDNN as its drift reference)")
     p.add_argument("--out", default=default_out, help="CSV path; JSON goes beside it (default: $OUT/bench.csv)")
     args = p.parse_args()
     args.dtypes = [d for d in args.dtypes.split(",") if d]
     bad = [d for d in args.dtypes if d not in ("bf16", "fp16", "fp32")]
     if bad:
         p.error(f"unknown dtype(s) {bad}")
+    args.sdpa = [] if args.sdpa == "none" else [b for b in args.sdpa.split(",") if b]
+    bad = [b for b in args.sdpa if b not in ("FLASH", "CUDNN")]
+    if bad:
+        p.error(f"unknown SDPA backend(s) {bad}")
     args.causals = {"0": [False], "1": [True], "both": [False, True]}[args.causal]
     if args.seqlen_q and args.causal != "0":
         p.error("--seqlen-q runs without a mask (--causal 0): with fewer queries than keys a causal mask is not "
@@ -154,7 +161,8 @@ def main():
         def sync():
             pass
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    sdpa_backends = {"FLASH": SDPBackend.FLASH_ATTENTION, "CUDNN": SDPBackend.CUDNN_ATTENTION}
+    sdpa_backends = {name: backend for name, backend in
+                     (("FLASH", SDPBackend.FLASH_ATTENTION), ("CUDNN", SDPBackend.CUDNN_ATTENTION)) if name in args.sdpa}
 
     env = environment(torch, flashsci, device)
     for key, value in env.items():
