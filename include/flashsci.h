@@ -72,7 +72,8 @@
  *
  * Three optional settings change the scores, in this order, on every path
  * (the Hopper fast path names them in its kernel name, e.g.
- * "sm90_hd128_bf16_causal_window_softcap_alibi"):
+ * "sm90_hd128_bf16_causal_window_softcap_alibi"; "sm90_hd128_bf16_wide" is its
+ * wider tile for plain head_dim 128 problems with 8192 keys or more):
  *
  *     s_ij = scale · q_i · k_j
  *     s_ij = softcap · tanh(s_ij / softcap)        if a softcap is set

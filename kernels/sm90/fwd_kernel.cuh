@@ -83,9 +83,9 @@ struct WarpTag {};
 // One tile's sequence: its first packed row of Q/O (q_start) and of K/V (k_start), its lengths, and its key band.
 // Dense problems: rows start at 0 (the batch coordinate locates the sequence), lengths and band are the plan's.
 // Varlen: read from cu_seqlens and clamped into the packed tensors; `batch` becomes 0, the maps' batch coordinate.
-template <int HeadDim, bool Banded, bool Varlen>
+template <int HeadDim, bool Banded, bool Varlen, bool Wide>
 struct Schedule {
-    static constexpr int kN = TileShape<HeadDim, Banded>::block_n;
+    static constexpr int kN = TileShape<HeadDim, Banded, Wide>::block_n;
     int m, head, batch;  // head: the head pack (the query head itself when pack is 1)
     int q_start, k_start;
     int len_q_, len_k_, band_first_, diagonal_;  // varlen only: dense problems read the plan's (a constant bank)
@@ -160,9 +160,10 @@ struct Schedule {
 };
 
 // Varlen: a packed variable-length batch (its own kernel, so the dense one's registers stay as they were).
-template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen>
+// Wide: the wide tile of tiles.h (dense plain problems with long key sequences).
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen, bool Wide>
 struct Forward {
-    using Shape = TileShape<HeadDim, Banded>;
+    using Shape = TileShape<HeadDim, Banded, Wide>;
     // Masked key blocks hide keys from some rows only when banded or packed (varlen); a dense unbanded tile
     // masks just the keys past seqlen_k, which TMA fills with zeros, so its V needs no non-finite check.
     static constexpr bool kGuardV = Banded || Varlen;
@@ -183,7 +184,7 @@ struct Forward {
     using Ring = sm90::Ring<kStages>;
     using QRing = sm90::Ring<kQStages>;
     using ORing = sm90::Ring<1>;
-    using Sched = Schedule<HeadDim, Banded, Varlen>;
+    using Sched = Schedule<HeadDim, Banded, Varlen, Wide>;
 
     struct Smem {
         char* q;  // [kQStages][kConsumers][slab][64][64]
@@ -752,13 +753,13 @@ struct Forward {
     }
 };
 
-template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen>
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen, bool Wide>
 __global__ void __launch_bounds__(kThreads, 1)
     fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ CUtensorMap tq,
                const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                const __grid_constant__ CUtensorMap to) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    using F = Forward<HeadDim, T, Banded, Transformed, Varlen>;
+    using F = Forward<HeadDim, T, Banded, Transformed, Varlen, Wide>;
     using Shape = typename F::Shape;
     constexpr int kStages = F::kStages;
     __shared__ Barriers<kStages, F::kQStages> bar;  // static shared memory also marks the sm_90a body (see fwd_ready)
@@ -804,19 +805,21 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <int HeadDim, typename T, bool Banded, bool Transformed>
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide>
 bool fwd_ready() {
     cudaFuncAttributes a{};
-    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed, false>) == cudaSuccess &&
+    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>) == cudaSuccess &&
            a.binaryVersion == 90 && a.sharedSizeBytes > 0;
 }
 
-template <int HeadDim, typename T, bool Banded, bool Transformed>
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
-    constexpr int kSmem = TileShape<HeadDim, Banded>::smem_request;
-    // Variable-length batches (cu_seqlens given) run the Varlen kernel of the same instance.
-    auto kernel = p.cu_seqlens_q ? fwd_kernel<HeadDim, T, Banded, Transformed, true>
-                                 : fwd_kernel<HeadDim, T, Banded, Transformed, false>;
+    constexpr int kSmem = TileShape<HeadDim, Banded, Wide>::smem_request;
+    // Variable-length batches (cu_seqlens given) run the Varlen kernel of the same instance; the wide one has none.
+    static_assert(!Wide || (!Banded && !Transformed), "the wide tile runs dense plain problems only");
+    auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>;
+    if constexpr (!Wide)
+        if (p.cu_seqlens_q) kernel = fwd_kernel<HeadDim, T, Banded, Transformed, true, false>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;
     kernel<<<grid, kThreads, kSmem, stream>>>(p, maps.q, maps.k, maps.v, maps.o);

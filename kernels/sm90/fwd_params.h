@@ -46,13 +46,14 @@ struct FwdMaps {
     CUtensorMap q, k, v, o;
 };
 
-// One explicit instance per (head_dim, element, banded, transformed), defined in sm90_hd<D>_<type>.cu.
+// One explicit instance per (head_dim, element, banded, transformed), defined in sm90_hd<D>_<type>.cu, and the
+// wide ones (tiles.h: dense plain problems with long key sequences) in sm90_hd<D>_wide_<type>.cu.
 // Banded: a causal mask or a window limits each row's keys. Transformed: a softcap or ALiBi.
-template <int HeadDim, typename T, bool Banded, bool Transformed>
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide = false>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream);
 
 // True when this binary holds the sm_90a body of that instance for the current device.
-template <int HeadDim, typename T, bool Banded, bool Transformed>
+template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide = false>
 bool fwd_ready();
 
 }  // namespace flashsci::kernels::sm90

@@ -1,4 +1,5 @@
-// The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines four.
+// The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines four, each
+// sm90_hd<D>_wide_<type>.cu the wide one (tiles.h: kWideHeadDim only).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -11,6 +12,10 @@
                                                                       cudaStream_t);                         \
     EXTERN template bool fwd_ready<D, T, BANDED, TRANSFORMED>();
 
+#define FLASHSCI_SM90_WIDE_INSTANCE(EXTERN, D, T)                                                                    \
+    EXTERN template cudaError_t launch_fwd<D, T, false, false, true>(const FwdParams&, const FwdMaps&, int, cudaStream_t); \
+    EXTERN template bool fwd_ready<D, T, false, false, true>();
+
 #define FLASHSCI_SM90_INSTANCES(EXTERN, D, T)                                                          \
     FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false, false) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true, false) \
     FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false, true) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true, true)
@@ -22,6 +27,8 @@ FLASHSCI_SM90_INSTANCES(extern, 96, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 96, __half)
 FLASHSCI_SM90_INSTANCES(extern, 128, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 128, __half)
+FLASHSCI_SM90_WIDE_INSTANCE(extern, 128, __nv_bfloat16)
+FLASHSCI_SM90_WIDE_INSTANCE(extern, 128, __half)
 FLASHSCI_SM90_INSTANCES(extern, 192, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 192, __half)
 FLASHSCI_SM90_INSTANCES(extern, 256, __nv_bfloat16)

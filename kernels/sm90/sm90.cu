@@ -94,6 +94,11 @@ bool windowed(const Problem& p) { return p.window_left >= 0 || p.window_right >=
 bool banded(const Problem& p) { return causal(p) || windowed(p); }
 // Banded and varlen tiles differ in length: a counter in the workspace hands them out (fwd_kernel.cuh).
 bool dynamic_tiles(const Problem& p) { return banded(p) || p.varlen; }
+// The wide tile (tiles.h): dense plain problems of kWideHeadDim with at least kWideTileKeys keys (every tile then
+// walks 46 or more key blocks, so its single Q buffer costs little).
+bool wide_tile(const Problem& p) {
+    return p.head_dim == kWideHeadDim && !banded(p) && !has_score_transform(p) && !p.varlen && p.seqlen_k >= kWideTileKeys;
+}
 
 // The head dims with a tile (tiles.h); the position in kHeadDims, or -1.
 constexpr int kHeadDims[] = {64, 96, 128, 192, 256};
@@ -152,6 +157,8 @@ constexpr bool kCompiled<256> = true;
 
 template <int HeadDim, typename T, bool Banded>
 bool ready_banded(const Problem& p) {
+    if constexpr (HeadDim == kWideHeadDim && !Banded)
+        if (wide_tile(p)) return fwd_ready<HeadDim, T, false, false, true>();
     return has_score_transform(p) ? fwd_ready<HeadDim, T, Banded, true>() : fwd_ready<HeadDim, T, Banded, false>();
 }
 
@@ -166,9 +173,9 @@ bool ready_hd(const Problem& p) {
     return p.element == Element::bf16 ? ready<HeadDim, __nv_bfloat16>(p) : ready<HeadDim, __half>(p);
 }
 
-template <int HeadDim, bool Banded, bool Transformed>
+template <int HeadDim, bool Banded, bool Transformed, bool Wide>
 cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
-    constexpr int kN = TileShape<HeadDim, Banded>::block_n;
+    constexpr int kN = TileShape<HeadDim, Banded, Wide>::block_n;
     FwdMaps maps;
     const int64_t rows_q = map_rows_q(p), rows_k = map_rows_k(p), batch = map_batch(p);
     const int pack = int(gqa_pack(p));
@@ -223,14 +230,16 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     if (dynamic_tiles(p)) {
         if (cudaError_t e = cudaMemsetAsync(workspace, 0, sizeof(int), stream); e != cudaSuccess) return e;
     }
-    return p.element == Element::bf16 ? launch_fwd<HeadDim, __nv_bfloat16, Banded, Transformed>(f, maps, grid, stream)
-                                      : launch_fwd<HeadDim, __half, Banded, Transformed>(f, maps, grid, stream);
+    return p.element == Element::bf16 ? launch_fwd<HeadDim, __nv_bfloat16, Banded, Transformed, Wide>(f, maps, grid, stream)
+                                      : launch_fwd<HeadDim, __half, Banded, Transformed, Wide>(f, maps, grid, stream);
 }
 
 template <int HeadDim, bool Banded>
 cudaError_t launch_banded(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
-    return has_score_transform(p) ? launch_hd<HeadDim, Banded, true>(p, workspace, num_sms, stream)
-                          : launch_hd<HeadDim, Banded, false>(p, workspace, num_sms, stream);
+    if constexpr (HeadDim == kWideHeadDim && !Banded)
+        if (wide_tile(p)) return launch_hd<HeadDim, false, false, true>(p, workspace, num_sms, stream);
+    return has_score_transform(p) ? launch_hd<HeadDim, Banded, true, false>(p, workspace, num_sms, stream)
+                                  : launch_hd<HeadDim, Banded, false, false>(p, workspace, num_sms, stream);
 }
 
 template <int HeadDim>
@@ -273,18 +282,19 @@ bool supports(const Problem& p, int major, int minor) {
 size_t workspace_bytes(const Problem& p) { return dynamic_tiles(p) ? sizeof(int) : 0; }
 
 const char* kernel_name(const Problem& p) {
-    // sm90_hd<d>_<type>[_causal][_window][_softcap][_alibi]: every combination, built once.
-    constexpr int kCombinations = std::size(kHeadDims) * 2 * 2 * 2 * 2 * 2;
+    // sm90_hd<d>_<type>[_causal][_window][_softcap][_alibi][_wide]: every combination, built once (the wide tile
+    // only ever goes with none of the others).
+    constexpr int kCombinations = std::size(kHeadDims) * 2 * 2 * 2 * 2 * 2 * 2;
     static const std::array<std::string, kCombinations> names = [&] {
         std::array<std::string, kCombinations> all;
         for (int i = 0; i < kCombinations; ++i)
-            all[i] = "sm90_hd" + std::to_string(kHeadDims[i >> 5]) + ((i & 16) ? "_bf16" : "_f16") +
-                     ((i & 8) ? "_causal" : "") + ((i & 4) ? "_window" : "") + ((i & 2) ? "_softcap" : "") +
-                     ((i & 1) ? "_alibi" : "");
+            all[i] = "sm90_hd" + std::to_string(kHeadDims[i >> 6]) + ((i & 32) ? "_bf16" : "_f16") +
+                     ((i & 16) ? "_causal" : "") + ((i & 8) ? "_window" : "") + ((i & 4) ? "_softcap" : "") +
+                     ((i & 2) ? "_alibi" : "") + ((i & 1) ? "_wide" : "");
         return all;
     }();
-    const int i = head_dim_index(p.head_dim) << 5 | (p.element == Element::bf16) << 4 | causal(p) << 3 | windowed(p) << 2 |
-                  (p.softcap > 0.f) << 1 | (p.alibi_slopes != nullptr);
+    const int i = head_dim_index(p.head_dim) << 6 | (p.element == Element::bf16) << 5 | causal(p) << 4 | windowed(p) << 3 |
+                  (p.softcap > 0.f) << 2 | (p.alibi_slopes != nullptr) << 1 | wide_tile(p);
     return names[i].c_str();
 }
 

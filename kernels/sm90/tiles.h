@@ -18,40 +18,47 @@ constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per 
 constexpr int kMinProducerRegisters = 24;      // setmaxnreg's floor
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
-// One row per (head_dim, banded: causal or windowed). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
+// One row per (head_dim, banded: causal or windowed, wide: the dense plain kernel for long key sequences, see
+// kWideTileKeys). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
 // buffers (2: the next tile's Q loads during this tile; 1: it loads once this tile's last Q·Kᵀ is done);
 // o_over_v: the O staging tile lies over the V ring (freed at a tile's end; the next tile's first V then
 // loads only after the O store has read it) instead of in its own buffer; consumer_registers: setmaxnreg
 // budget of each consumer thread, the producer gets the rest of the pool.
 struct TileConfig {
     int head_dim;
-    bool banded;
+    bool banded, wide;
     int block_n, stages, q_stages;
     bool o_over_v;
     int consumer_registers;
 };
 constexpr TileConfig kTiles[] = {
-    {64, false, 192, 2, 2, false, 232},
-    {64, true, 128, 2, 2, false, 232},
-    {96, false, 128, 2, 2, false, 232},
-    {96, true, 128, 2, 2, false, 232},
-    {128, false, 128, 2, 2, false, 232},
-    {128, true, 128, 2, 2, false, 232},
-    {192, false, 112, 2, 1, true, 240},
-    {192, true, 112, 2, 1, true, 240},
-    {256, false, 80, 2, 1, true, 240},
-    {256, true, 80, 2, 1, true, 240},
+    {64, false, false, 192, 2, 2, false, 232},
+    {64, true, false, 128, 2, 2, false, 232},
+    {96, false, false, 128, 2, 2, false, 232},
+    {96, true, false, 128, 2, 2, false, 232},
+    {128, false, false, 128, 2, 2, false, 232},
+    {128, false, true, 176, 2, 1, true, 232},
+    {128, true, false, 128, 2, 2, false, 232},
+    {192, false, false, 112, 2, 1, true, 240},
+    {192, true, false, 112, 2, 1, true, 240},
+    {256, false, false, 80, 2, 1, true, 240},
+    {256, true, false, 80, 2, 1, true, 240},
 };
 
-constexpr TileConfig tile_config(int head_dim, bool banded) {
+// The wide tile runs dense, unbanded, untransformed problems of this head_dim from this many keys: on an H200 its
+// fewer softmax rounds gave +2.4-2.8 % at 8k and 16k keys, but its single Q buffer cost 4-8 % at 512-1k.
+constexpr int kWideHeadDim = 128;
+constexpr int kWideTileKeys = 8192;
+
+constexpr TileConfig tile_config(int head_dim, bool banded, bool wide) {
     for (const TileConfig& t : kTiles)
-        if (t.head_dim == head_dim && t.banded == banded) return t;
+        if (t.head_dim == head_dim && t.banded == banded && t.wide == wide) return t;
     return {};
 }
 
-template <int HeadDim, bool Banded>
+template <int HeadDim, bool Banded, bool Wide = false>
 struct TileShape {
-    static constexpr TileConfig config = tile_config(HeadDim, Banded);
+    static constexpr TileConfig config = tile_config(HeadDim, Banded, Wide);
     static constexpr int block_n = config.block_n;
     static constexpr int stages = config.stages;
     static constexpr int q_stages = config.q_stages;
