@@ -338,7 +338,8 @@ struct Forward {
             const char* q = sm.q_stage(qs) + cw * Shape::q_bytes;
 #pragma unroll
             for (int kk = 0; kk < kQkSteps; ++kk)
-                MmaAtom<T, kN>::ss(s, desc_k_major<64>(q, kk), desc_k_major<kN>(k, kk), kk > 0);
+                MmaAtom<T, kN>::ss(s, desc_k_major<64, Shape::qk_desc_from_base>(q, kk),
+                                   desc_k_major<kN, Shape::qk_desc_from_base>(k, kk), kk > 0);
         }
         // O = P·V (first block of a tile, accumulate = 0) or O += P·V
         __device__ __forceinline__ void gemm_pv(const char* v, uint32_t accumulate) {

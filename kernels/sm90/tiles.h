@@ -23,26 +23,29 @@ constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consum
 // buffers (2: the next tile's Q loads during this tile; 1: it loads once this tile's last Q·Kᵀ is done);
 // o_over_v: the O staging tile lies over the V ring (freed at a tile's end; the next tile's first V then
 // loads only after the O store has read it) instead of in its own buffer; consumer_registers: setmaxnreg
-// budget of each consumer thread, the producer gets the rest of the pool.
+// budget of each consumer thread, the producer gets the rest of the pool; qk_desc_from_base: Q·Kᵀ's descriptors
+// are the tile's plus a constant (desc_k_major), which ptxas schedules better or worse by tile (H200, bf16: +1-8 %
+// for hd128 and hd256, 3-7 % slower for hd64, 4.5 % slower for the wide hd128 tile; hd96 untried).
 struct TileConfig {
     int head_dim;
     bool banded, wide;
     int block_n, stages, q_stages;
     bool o_over_v;
     int consumer_registers;
+    bool qk_desc_from_base;
 };
 constexpr TileConfig kTiles[] = {
-    {64, false, false, 192, 2, 2, false, 232},
-    {64, true, false, 128, 2, 2, false, 232},
-    {96, false, false, 128, 2, 2, false, 232},
-    {96, true, false, 128, 2, 2, false, 232},
-    {128, false, false, 128, 2, 2, false, 232},
-    {128, false, true, 176, 2, 1, true, 232},
-    {128, true, false, 128, 2, 2, false, 232},
-    {192, false, false, 112, 2, 1, true, 240},
-    {192, true, false, 112, 2, 1, true, 240},
-    {256, false, false, 80, 2, 1, true, 240},
-    {256, true, false, 80, 2, 1, true, 240},
+    {64, false, false, 192, 2, 2, false, 232, false},
+    {64, true, false, 128, 2, 2, false, 232, false},
+    {96, false, false, 128, 2, 2, false, 232, false},
+    {96, true, false, 128, 2, 2, false, 232, false},
+    {128, false, false, 128, 2, 2, false, 232, true},
+    {128, false, true, 176, 2, 1, true, 232, false},
+    {128, true, false, 128, 2, 2, false, 232, true},
+    {192, false, false, 112, 2, 1, true, 240, true},
+    {192, true, false, 112, 2, 1, true, 240, true},
+    {256, false, false, 80, 2, 1, true, 240, true},
+    {256, true, false, 80, 2, 1, true, 240, true},
 };
 
 // The wide tile runs dense, unbanded, untransformed problems of this head_dim from this many keys: on an H200 its
@@ -66,6 +69,7 @@ struct TileShape {
     static constexpr int producer_registers =
         (kRegisterPool - kConsumers * kWarpgroupThreads * consumer_registers) / kWarpgroupThreads / 8 * 8;
     static constexpr bool o_over_v = config.o_over_v;
+    static constexpr bool qk_desc_from_base = config.qk_desc_from_base;
     static constexpr int kElemBytes = 2;
     // Whole slabs: a head_dim of 96 fills one and a half; TMA zero-fills the rest, no wgmma reads it.
     static constexpr int slabs = (HeadDim + kSlabElems - 1) / kSlabElems;

@@ -24,12 +24,18 @@ __device__ __forceinline__ uint64_t smem_desc(const void* smem, uint32_t leading
 }
 
 // K-major operand (Q or K as B of Q·Kᵀ): k-slab `kk` (16 elements) of a [cols/64][rows][64] tile.
-template <int Rows>
+// FromBase builds it as the tile's descriptor plus a constant (one 32-bit add: the address field, address / 16 in
+// bits 0-13, never carries, shared memory lying below 2^18 bytes) instead of from the slab's address. Same bits;
+// only ptxas's schedule differs, for better or worse by tile (tiles.h's qk_desc_from_base).
+template <int Rows, bool FromBase>
 __device__ __forceinline__ uint64_t desc_k_major(const void* tile, int kk) {
     constexpr int kStepsPerSlab = kSlabElems / kMmaK;
-    const char* p = static_cast<const char*>(tile) + (kk / kStepsPerSlab) * Rows * kSlabRowBytes +
-                    (kk % kStepsPerSlab) * kMmaK * int(sizeof(uint16_t));
-    return smem_desc(p, kUnusedLeadingBytes, kSwizzleAtomBytes);
+    const uint32_t offset = (kk / kStepsPerSlab) * Rows * kSlabRowBytes + (kk % kStepsPerSlab) * kMmaK * sizeof(uint16_t);
+    if constexpr (FromBase) {
+        const uint64_t base = smem_desc(tile, kUnusedLeadingBytes, kSwizzleAtomBytes);
+        return (base >> 32) << 32 | uint32_t(uint32_t(base) + (offset >> 4));
+    }
+    return smem_desc(static_cast<const char*>(tile) + offset, kUnusedLeadingBytes, kSwizzleAtomBytes);
 }
 
 // N-major operand (V as B of P·V): rows kk·16 .. kk·16+15 of a [cols/64][Rows][64] tile;
