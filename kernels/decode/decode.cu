@@ -44,28 +44,37 @@ int split_count(const Problem& p, int num_sms) {
 // Splits that saw no key have LSE_s = −inf and O_s = 0; a row no split saw gets O = 0, LSE = −inf.
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads) merge_splits(const Problem p, const Split split) {
-    __shared__ float weight[kMaxSplits];  // e^(LSE_s − LSE), once per split
+    __shared__ float weight[kMaxSplits];  // LSE_s, then e^(LSE_s − LSE)
+    __shared__ float row_lse;
+    const int lane = int(threadIdx.x) % kWarpSize;
     const int64_t rows = items(p) * split.rows;
     for (int64_t w = blockIdx.x; w < rows; w += gridDim.x) {
-        __syncthreads();  // the previous row's weights are read
+        __syncthreads();  // the previous row's weights and LSE are read
         const int64_t item = w / split.rows;
         const int r = int(w % split.rows);
         const int64_t kv_head = item % p.heads_kv, b = item / p.heads_kv;
         const Sequence seq = sequence(p, b);
         if (r >= group(p) * seq.len_q) continue;
         const float* const lse_of = split.partial_lse + item * split.count * split.rows + r;  // split s at s·rows
-        float top = -INFINITY;  // the largest LSE_s, or NaN if any is: then LSE and O are NaN
-        for (int s = 0; s < split.count; ++s) {
-            const float x = lse_of[s * split.rows];
-            if (!isnan(top) && (isnan(x) || x > top)) top = x;
+        if (threadIdx.x < kWarpSize) {  // one warp reduces the splits' LSEs
+            // The largest LSE_s, or NaN if any is: then LSE and O are NaN.
+            const auto nan_max = [](float a, float b) { return isnan(a) || isnan(b) ? NAN : fmaxf(a, b); };
+            float top = -INFINITY;
+            for (int s = lane; s < split.count; s += kWarpSize) {
+                weight[s] = lse_of[s * split.rows];
+                top = nan_max(top, weight[s]);
+            }
+            for (int d = kWarpSize / 2; d > 0; d /= 2) top = nan_max(top, __shfl_xor_sync(kFullWarp, top, d));
+            float sum = 0.0f;
+            if (top != -INFINITY)
+                for (int s = lane; s < split.count; s += kWarpSize) sum += expf(weight[s] - top);
+            for (int d = kWarpSize / 2; d > 0; d /= 2) sum += __shfl_xor_sync(kFullWarp, sum, d);
+            const float lse = top == -INFINITY ? -INFINITY : top + logf(sum);
+            for (int s = lane; s < split.count; s += kWarpSize) weight[s] = expf(weight[s] - lse);
+            if (lane == 0) row_lse = lse;
         }
-        float sum = 0.0f;
-        if (top != -INFINITY)
-            for (int s = 0; s < split.count; ++s) sum += expf(lse_of[s * split.rows] - top);
-        const float lse = top == -INFINITY ? -INFINITY : top + logf(sum);
-        for (int s = int(threadIdx.x); s < split.count; s += kMergeThreads)
-            weight[s] = expf(lse_of[s * split.rows] - lse);
         __syncthreads();
+        const float lse = row_lse;
         const int64_t i = r / group(p), head = kv_head * group(p) + r % group(p);
         T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + (seq.q_start + i) * p.o_strides.seq +
                      head * p.o_strides.head;
