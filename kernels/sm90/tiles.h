@@ -49,7 +49,8 @@ constexpr TileConfig kTiles[] = {
 };
 
 // The wide tile runs dense, unbanded, untransformed problems of this head_dim from this many keys: on an H200 its
-// fewer softmax rounds gave +2.4-2.8 % at 8k and 16k keys, but its single Q buffer cost 4-8 % at 512-1k.
+// fewer softmax rounds gave +2 % at 8k and +3.7 % at 16k keys (GQA 32/8: +3-4 %), but its single Q buffer cost
+// 2 % at 4k and 4-8 % at 512-1k.
 constexpr int kWideHeadDim = 128;
 constexpr int kWideTileKeys = 8192;
 
