@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Nsight Compute on one flashsci forward of one grid shape: where the Hopper kernel's time goes (tensor-pipe and
+# issue utilisation, warp stall reasons), printed as text so that a device call returns it in its output.
+#
+#   FLASHSCI_LIBRARY=build-gpu/libflashsci.so bench/profile_forward.sh HEAD_DIM SEQLEN CAUSAL [DTYPE] [NCU ARGS...]
+#   e.g. bench/profile_forward.sh 64 2048 0              (bf16, batch·seqlen = 16384, heads = 2048 / head_dim)
+#
+# The forward runs kWarmups times unprofiled, then once under ncu (--launch-skip); only the kernel named
+# fwd_kernel (the sm_90a path) or forward_kernel / decode (other paths) is profiled. Extra arguments go to ncu,
+# e.g. --set full, or --section SourceCounters for the hottest SASS lines.
+set -euo pipefail
+head_dim=${1:?head_dim} seqlen=${2:?seqlen} causal=${3:?causal 0 or 1} dtype=${4:-bf16}
+shift $(( $# < 4 ? $# : 4 ))
+here=$(cd "$(dirname "$0")" && pwd)
+warmups=3
+sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section SchedulerStats --section WarpStateStats
+          --section Occupancy --section LaunchStats)
+driver=$(mktemp --suffix .py)
+trap 'rm -f "$driver"' EXIT
+cat >"$driver" <<'EOF'
+import sys
+import torch
+import flashsci
+
+head_dim, seqlen, causal, dtype, warmups = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4], int(sys.argv[5])
+tokens, hidden = 16384, 2048  # bench_attention.py's grid
+batch, heads = max(1, tokens // seqlen), hidden // head_dim
+dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+q, k, v = (torch.randn(batch, seqlen, heads, head_dim, dtype=dt, device="cuda") for _ in range(3))
+fwd = flashsci.prepare(q, k, v, causal=causal)
+for _ in range(warmups + 1):
+    status = flashsci.lib().flashsci_forward(*fwd.args)
+    if status != 0:
+        sys.exit(f"flashsci_forward: status {status}")
+torch.cuda.synchronize()
+print(f"profiled: {fwd.plan.kernel_name}, batch {batch}, heads {heads}, seqlen {seqlen}, head_dim {head_dim}, "
+      f"{'causal' if causal else 'non-causal'}, {dtype}")
+EOF
+PYTHONPATH="$here/../bindings/python${PYTHONPATH:+:$PYTHONPATH}" ncu --kernel-name 'regex:fwd_kernel|forward_kernel|decode' \
+    --launch-skip "$warmups" --launch-count 1 "${sections[@]}" "$@" \
+    python3 "$driver" "$head_dim" "$seqlen" "$causal" "$dtype" "$warmups"
