@@ -1,10 +1,10 @@
 // The sm_90a attention forward: O = softmax(scale·Q·Kᵀ + mask)·V, one 128-row query tile at a time.
 //
 // Warpgroup 0 (one thread) streams Q and a K/V ring through TMA (its warps 1-3 check V for NaN/Inf where
-// masked keys could meet it, in kernels whose producer has the registers); warpgroups 1 and 2 each own
-// 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V (P in
-// registers), and take turns issuing their GEMMs (ping-pong), so one warpgroup's softmax runs
-// under the other's matrix multiplies. Inside a warpgroup, softmax(j) overlaps Q·K(j-1)ᵀ:
+// masked keys could meet it, in kernels whose producer has the registers); the consumer warpgroups (2, or 3
+// per tiles.h) each own 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V
+// (P in registers), and take turns issuing their GEMMs (ping-pong), so one warpgroup's softmax runs
+// under the others' matrix multiplies. Inside a warpgroup, softmax(j) overlaps Q·K(j-1)ᵀ:
 // key blocks run from last to first, so the masked blocks come first. A banded tile (causal
 // mask, sliding window) visits only the key blocks its rows see; transformed scores (softcap,
 // ALiBi) are rewritten between Q·Kᵀ and the softmax.
@@ -27,13 +27,13 @@
 namespace flashsci::kernels::sm90 {
 
 // Named barrier ids (0 is __syncthreads): per consumer one turn, one epilogue and one vote barrier (the V
-// checkers, where they exist, vote on the first); one for both consumers before O is staged over the V ring.
+// checkers, where they exist, vote on the first); one for all consumers before O is staged over the V ring.
 constexpr int kTurnBarrier = 1;
-constexpr int kEpilogueBarrier = kTurnBarrier + kConsumers;
-constexpr int kVoteBarrier = kEpilogueBarrier + kConsumers;
-constexpr int kOverVBarrier = kVoteBarrier + kConsumers;
+constexpr int kEpilogueBarrier = kTurnBarrier + kMaxConsumers;
+constexpr int kVoteBarrier = kEpilogueBarrier + kMaxConsumers;
+constexpr int kOverVBarrier = kVoteBarrier + kMaxConsumers;
+constexpr int kTurnThreads = 2 * kWarpgroupThreads;  // a turn passes from one consumer warpgroup to the next
 constexpr int kWarps = kWarpgroupThreads / 32;
-constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
 // The producer warpgroup's warps 1-3 (warp 0's lane 0 issues the TMA loads) check V for non-finite values.
 constexpr int kCheckerWarps = kWarps - 1;
 constexpr int kCheckerThreads = kCheckerWarps * 32;
@@ -86,6 +86,7 @@ struct WarpTag {};
 template <int HeadDim, bool Banded, bool Varlen, bool Wide>
 struct Schedule {
     static constexpr int kN = TileShape<HeadDim, Banded, Wide>::block_n;
+    static constexpr int kBlockM = TileShape<HeadDim, Banded, Wide>::block_m;
     int m, head, batch;  // head: the head pack (the query head itself when pack is 1)
     int q_start, k_start;
     int len_q_, len_k_, band_first_, diagonal_;  // varlen only: dense problems read the plan's (a constant bank)
@@ -164,6 +165,9 @@ struct Schedule {
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen, bool Wide>
 struct Forward {
     using Shape = TileShape<HeadDim, Banded, Wide>;
+    static constexpr int kConsumers = Shape::consumers;
+    static constexpr int kBlockM = Shape::block_m;
+    static constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
     // Masked key blocks hide keys from some rows only when banded or packed (varlen); a dense unbanded tile
     // masks just the keys past seqlen_k, which TMA fills with zeros, so its V needs no non-finite check.
     static constexpr bool kGuardV = Banded || Varlen;
@@ -315,7 +319,7 @@ struct Forward {
         const FwdParams& p;
         const Smem& sm;
         Barriers<kStages, kQStages>& bar;
-        int cw;                   // consumer index 0/1
+        int cw;                   // consumer index 0 .. kConsumers − 1
         int warp, lane;           // within the warpgroup
         uint32_t kc = 0, vc = 0, qc = 0;
         int qs = 0;               // Q buffer of the current tile
@@ -328,10 +332,8 @@ struct Forward {
         __device__ __forceinline__ void release(uint64_t* empty) {
             if (lane == 0) barrier_arrive(empty);
         }
-        __device__ __forceinline__ void turn_begin() { named_sync(kTurnBarrier + cw, kConsumers * kWarpgroupThreads); }
-        __device__ __forceinline__ void turn_end() {
-            named_arrive(kTurnBarrier + (cw + 1) % kConsumers, kConsumers * kWarpgroupThreads);
-        }
+        __device__ __forceinline__ void turn_begin() { named_sync(kTurnBarrier + cw, kTurnThreads); }
+        __device__ __forceinline__ void turn_end() { named_arrive(kTurnBarrier + (cw + 1) % kConsumers, kTurnThreads); }
 
         // S = Q·Kᵀ
         __device__ __forceinline__ void gemm_qk(const char* k) {
@@ -731,7 +733,7 @@ struct Forward {
     static __device__ __forceinline__ void consume(const FwdParams& p, const Smem& sm, Barriers<kStages, kQStages>& bar, int cw,
                                                    const CUtensorMap* to) {
         Consumer c{p, sm, bar, cw, int(threadIdx.x % kWarpgroupThreads) / 32, int(threadIdx.x % 32)};
-        if (cw == 1) named_arrive(kTurnBarrier, kConsumers * kWarpgroupThreads);  // consumer 0 takes the first turn
+        if (cw == kConsumers - 1) named_arrive(kTurnBarrier, kTurnThreads);  // consumer 0 takes the first turn
         for (uint32_t tc = 0;; ++tc) {
             const int s = tc % kTileSlots;
             barrier_wait(&bar.tile_full[s], tc / kTileSlots & 1);
@@ -755,7 +757,7 @@ struct Forward {
 };
 
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen, bool Wide>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(TileShape<HeadDim, Banded, Wide>::threads, 1)
     fwd_kernel(const __grid_constant__ FwdParams p, const __grid_constant__ CUtensorMap tq,
                const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv,
                const __grid_constant__ CUtensorMap to) {
@@ -777,16 +779,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         for (int s = 0; s < F::kQStages; ++s) {
             barrier_init(&bar.q_full[s], 1);
-            barrier_init(&bar.q_empty[s], kReleaseArrivals);
+            barrier_init(&bar.q_empty[s], F::kReleaseArrivals);
         }
         for (int s = 0; s < kStages; ++s) {
             barrier_init(&bar.k_full[s], 1);
-            barrier_init(&bar.k_empty[s], kReleaseArrivals);
+            barrier_init(&bar.k_empty[s], F::kReleaseArrivals);
             barrier_init(&bar.v_full[s], 1);
             barrier_init(&bar.v_empty[s], F::kVReleases);
             barrier_init(&bar.v_checked[s], 1);
         }
-        barrier_init(&bar.o_read, kReleaseArrivals);
+        barrier_init(&bar.o_read, F::kReleaseArrivals);
         barrier_init_fence();
     }
     __syncthreads();
@@ -806,24 +808,31 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
+// An instance's kernels: dense and varlen; the wide one dense only; the usual plain one of a head_dim whose wide tile
+// takes every dense plain problem (tiles.h: wide_from_any_keys) varlen only.
+template <int HeadDim, bool Banded, bool Transformed, bool Wide>
+constexpr bool kVarlenOnly = !Banded && !Transformed && !Wide && wide_from_any_keys(HeadDim);
+
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide>
 bool fwd_ready() {
+    constexpr bool kVarlen = kVarlenOnly<HeadDim, Banded, Transformed, Wide>;
     cudaFuncAttributes a{};
-    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>) == cudaSuccess &&
+    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed, kVarlen, Wide>) == cudaSuccess &&
            a.binaryVersion == 90 && a.sharedSizeBytes > 0;
 }
 
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
     constexpr int kSmem = TileShape<HeadDim, Banded, Wide>::smem_request;
-    // Variable-length batches (cu_seqlens given) run the Varlen kernel of the same instance; the wide one has none.
+    constexpr bool kVarlen = kVarlenOnly<HeadDim, Banded, Transformed, Wide>;
     static_assert(!Wide || (!Banded && !Transformed), "the wide tile runs dense plain problems only");
-    auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>;
-    if constexpr (!Wide)
+    // Variable-length batches (cu_seqlens given) run the Varlen kernel of the instance.
+    auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed, kVarlen, Wide>;
+    if constexpr (!Wide && !kVarlen)
         if (p.cu_seqlens_q) kernel = fwd_kernel<HeadDim, T, Banded, Transformed, true, false>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;
-    kernel<<<grid, kThreads, kSmem, stream>>>(p, maps.q, maps.k, maps.v, maps.o);
+    kernel<<<grid, TileShape<HeadDim, Banded, Wide>::threads, kSmem, stream>>>(p, maps.q, maps.k, maps.v, maps.o);
     return cudaGetLastError();
 }
 

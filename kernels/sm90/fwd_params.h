@@ -16,7 +16,7 @@ struct FwdParams {
     // pack is the group when that is a power of two up to 64 (and the batch is dense), else 1.
     int pack, pack_shift;
     int head_packs;       // heads_q / pack
-    int num_m_blocks;     // ⌈seqlen_q · pack / kBlockM⌉
+    int num_m_blocks;     // ⌈seqlen_q · pack / block_m⌉ (tiles.h)
     int num_tiles;        // num_m_blocks · head_packs · batch
     int section_heads;    // banded: (batch, head pack) pairs per L2 section of the tile order
     int* tile_counter;    // banded or varlen: tiles handed out beyond the first gridDim.x (zeroed before launch)
@@ -47,7 +47,7 @@ struct FwdMaps {
 };
 
 // One explicit instance per (head_dim, element, banded, transformed), defined in sm90_hd<D>_<type>.cu, and the
-// wide ones (tiles.h: dense plain problems with long key sequences) in sm90_hd<D>_wide_<type>.cu.
+// wide ones (tiles.h: dense plain problems, hd128 from 8192 keys) in sm90_hd<D>_wide_<type>.cu.
 // Banded: a causal mask or a window limits each row's keys. Transformed: a softcap or ALiBi.
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide = false>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream);

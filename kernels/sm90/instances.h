@@ -1,5 +1,5 @@
 // The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines four, each
-// sm90_hd<D>_wide_<type>.cu the wide one (tiles.h: kWideHeadDim only).
+// sm90_hd<D>_wide_<type>.cu the wide one (tiles.h: head dims with a wide row).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -23,6 +23,8 @@
 namespace flashsci::kernels::sm90 {
 FLASHSCI_SM90_INSTANCES(extern, 64, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 64, __half)
+FLASHSCI_SM90_WIDE_INSTANCE(extern, 64, __nv_bfloat16)
+FLASHSCI_SM90_WIDE_INSTANCE(extern, 64, __half)
 FLASHSCI_SM90_INSTANCES(extern, 96, __nv_bfloat16)
 FLASHSCI_SM90_INSTANCES(extern, 96, __half)
 FLASHSCI_SM90_INSTANCES(extern, 128, __nv_bfloat16)

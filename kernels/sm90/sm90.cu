@@ -94,11 +94,15 @@ bool windowed(const Problem& p) { return p.window_left >= 0 || p.window_right >=
 bool banded(const Problem& p) { return causal(p) || windowed(p); }
 // Banded and varlen tiles differ in length: a counter in the workspace hands them out (fwd_kernel.cuh).
 bool dynamic_tiles(const Problem& p) { return banded(p) || p.varlen; }
-// The wide tile (tiles.h): dense plain problems of kWideHeadDim with at least kWideTileKeys keys (every tile then
-// walks 46 or more key blocks, so its single Q buffer costs little).
+// The wide tile (tiles.h): dense plain problems of a head_dim that has one, from its wide_from_keys keys.
 bool wide_tile(const Problem& p) {
-    return p.head_dim == kWideHeadDim && !banded(p) && !has_score_transform(p) && !p.varlen && p.seqlen_k >= kWideTileKeys;
+    const int head_dim = int(p.head_dim);
+    return has_wide_tile(head_dim) && !banded(p) && !has_score_transform(p) && !p.varlen &&
+           p.seqlen_k >= tile_config(head_dim, false, true).wide_from_keys;
 }
+
+// Query rows per tile of the tile that runs p.
+int64_t tile_rows(const Problem& p) { return block_m(int(p.head_dim), banded(p), wide_tile(p)); }
 
 // The head dims with a tile (tiles.h); the position in kHeadDims, or -1.
 constexpr int kHeadDims[] = {64, 96, 128, 192, 256};
@@ -119,11 +123,11 @@ int64_t gqa_pack(const Problem& p) {
                       p.seqlen_q * group <= kMaxSeqlen && tma_stride(p.q_strides.head * group, p.heads_q / group) &&
                       tma_stride(p.o_strides.head * group, p.heads_q / group);
     const bool saves_tiles =
-        (p.seqlen_q * group + kBlockM - 1) / kBlockM < group * ((p.seqlen_q + kBlockM - 1) / kBlockM);
+        (p.seqlen_q * group + tile_rows(p) - 1) / tile_rows(p) < group * ((p.seqlen_q + tile_rows(p) - 1) / tile_rows(p));
     return fits && saves_tiles ? group : 1;
 }
 
-int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q * gqa_pack(p) + kBlockM - 1) / kBlockM; }
+int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q * gqa_pack(p) + tile_rows(p) - 1) / tile_rows(p); }
 int64_t num_tiles(const Problem& p) { return num_m_blocks(p) * (p.heads_q / gqa_pack(p)) * p.batch; }
 
 // The extents the TMA maps walk: {rows, batch}; a varlen batch is one packed "sequence" of total rows.
@@ -157,7 +161,7 @@ constexpr bool kCompiled<256> = true;
 
 template <int HeadDim, typename T, bool Banded>
 bool ready_banded(const Problem& p) {
-    if constexpr (HeadDim == kWideHeadDim && !Banded)
+    if constexpr (has_wide_tile(HeadDim) && !Banded)
         if (wide_tile(p)) return fwd_ready<HeadDim, T, false, false, true>();
     return has_score_transform(p) ? fwd_ready<HeadDim, T, Banded, true>() : fwd_ready<HeadDim, T, Banded, false>();
 }
@@ -236,7 +240,7 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
 
 template <int HeadDim, bool Banded>
 cudaError_t launch_banded(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
-    if constexpr (HeadDim == kWideHeadDim && !Banded)
+    if constexpr (has_wide_tile(HeadDim) && !Banded)
         if (wide_tile(p)) return launch_hd<HeadDim, false, false, true>(p, workspace, num_sms, stream);
     return has_score_transform(p) ? launch_hd<HeadDim, Banded, true, false>(p, workspace, num_sms, stream)
                                   : launch_hd<HeadDim, Banded, false, false>(p, workspace, num_sms, stream);

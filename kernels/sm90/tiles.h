@@ -8,24 +8,31 @@ constexpr int kSlabElems = 64;
 constexpr int kSlabRowBytes = 128;
 constexpr int kMmaM = 64;  // rows of one warpgroup's wgmma
 
-// CTA roles: warpgroup 0 loads (TMA), warpgroups 1 and 2 compute 64 query rows each.
-constexpr int kConsumers = 2;
+// CTA roles: warpgroup 0 loads (TMA), warpgroups 1 .. consumers compute 64 query rows each (tiles.h's table).
+constexpr int kMaxConsumers = 3;
 constexpr int kWarpgroupThreads = 128;
-constexpr int kThreads = (1 + kConsumers) * kWarpgroupThreads;
-constexpr int kBlockM = kConsumers * kMmaM;       // query rows per tile
-constexpr int kRegisterPool = 65536 / kThreads * kThreads;  // what a 384-thread CTA is given (168 each)
+constexpr int kRegisterFile = 65536;            // 32-bit registers per SM, all of them the CTA's (one per SM)
 constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per block
 constexpr int kMinProducerRegisters = 24;      // setmaxnreg's floor
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
-// One row per (head_dim, banded: causal or windowed, wide: the dense plain kernel for long key sequences, see
-// kWideTileKeys). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
+// One row per (head_dim, banded: causal or windowed, wide: a second dense tile with more work per K/V block, for
+// plain problems with long key sequences). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
 // buffers (2: the next tile's Q loads during this tile; 1: it loads once this tile's last Q·Kᵀ is done);
 // o_over_v: the O staging tile lies over the V ring (freed at a tile's end; the next tile's first V then
 // loads only after the O store has read it) instead of in its own buffer; consumer_registers: setmaxnreg
 // budget of each consumer thread, the producer gets the rest of the pool; qk_desc_from_base: Q·Kᵀ's descriptors
 // are the tile's plus a constant (desc_k_major), which ptxas schedules better or worse by tile (H200, bf16: +1-8 %
-// for hd128 and hd256, 3-7 % slower for hd64, 4.5 % slower for the wide hd128 tile; hd96 untried).
+// for hd128 and hd256, 3-7 % slower for hd64, 4.5 % slower for the wide hd128 tile; hd96 untried); consumers:
+// warpgroups of 64 query rows (a tile has 64·consumers rows; three leave each 160 registers, too few for the
+// banded and transformed kernels without spilling); wide_from_keys: a wide row runs dense, unbanded,
+// untransformed, non-varlen problems with at least this many keys.
+//
+// The wide tiles, measured on an H200 (bf16, A/B against the usual tile): hd128's 128×176 takes fewer softmax
+// rounds, +2 % at 8k and +3.7 % at 16k keys (GQA 32/8: +3-4 %), but its single Q buffer cost 2 % at 4k and 4-8 %
+// at 512-1k. hd64's 192×128 on three consumers keeps the tensor pipe fed while two warpgroups do their softmax:
+// non-causal +14 % at 512, +7 % at 1k-4k, +8-13 % at 8k-16k, so it takes every dense plain hd64 problem; its banded
+// form lost 5-26 % at 512-2k causal (192-row diagonal tiles) and would spill, so causal problems keep 128 rows.
 struct TileConfig {
     int head_dim;
     bool banded, wide;
@@ -33,26 +40,23 @@ struct TileConfig {
     bool o_over_v;
     int consumer_registers;
     bool qk_desc_from_base;
+    int consumers;
+    int wide_from_keys;
 };
 constexpr TileConfig kTiles[] = {
-    {64, false, false, 192, 2, 2, false, 232, false},
-    {64, true, false, 128, 2, 2, false, 232, false},
-    {96, false, false, 128, 2, 2, false, 232, false},
-    {96, true, false, 128, 2, 2, false, 232, false},
-    {128, false, false, 128, 2, 2, false, 232, true},
-    {128, false, true, 176, 2, 1, true, 232, false},
-    {128, true, false, 128, 2, 2, false, 232, true},
-    {192, false, false, 112, 2, 1, true, 240, true},
-    {192, true, false, 112, 2, 1, true, 240, true},
-    {256, false, false, 80, 2, 1, true, 240, true},
-    {256, true, false, 80, 2, 1, true, 240, true},
+    {64, false, false, 192, 2, 2, false, 232, false, 2, 0},
+    {64, false, true, 128, 2, 2, false, 160, false, 3, 0},
+    {64, true, false, 128, 2, 2, false, 232, false, 2, 0},
+    {96, false, false, 128, 2, 2, false, 232, false, 2, 0},
+    {96, true, false, 128, 2, 2, false, 232, false, 2, 0},
+    {128, false, false, 128, 2, 2, false, 232, true, 2, 0},
+    {128, false, true, 176, 2, 1, true, 232, false, 2, 8192},
+    {128, true, false, 128, 2, 2, false, 232, true, 2, 0},
+    {192, false, false, 112, 2, 1, true, 240, true, 2, 0},
+    {192, true, false, 112, 2, 1, true, 240, true, 2, 0},
+    {256, false, false, 80, 2, 1, true, 240, true, 2, 0},
+    {256, true, false, 80, 2, 1, true, 240, true, 2, 0},
 };
-
-// The wide tile runs dense, unbanded, untransformed problems of this head_dim from this many keys: on an H200 its
-// fewer softmax rounds gave +2 % at 8k and +3.7 % at 16k keys (GQA 32/8: +3-4 %), but its single Q buffer cost
-// 2 % at 4k and 4-8 % at 512-1k.
-constexpr int kWideHeadDim = 128;
-constexpr int kWideTileKeys = 8192;
 
 constexpr TileConfig tile_config(int head_dim, bool banded, bool wide) {
     for (const TileConfig& t : kTiles)
@@ -60,15 +64,31 @@ constexpr TileConfig tile_config(int head_dim, bool banded, bool wide) {
     return {};
 }
 
+// Whether head_dim has a wide tile (its instances are sm90_hd<D>_wide_<type>.cu).
+constexpr bool has_wide_tile(int head_dim) { return tile_config(head_dim, false, true).head_dim == head_dim; }
+
+// Whether the wide tile takes every dense plain problem of head_dim (wide_from_keys 0): its usual unbanded,
+// untransformed kernel then runs varlen batches only.
+constexpr bool wide_from_any_keys(int head_dim) {
+    return has_wide_tile(head_dim) && tile_config(head_dim, false, true).wide_from_keys == 0;
+}
+
+// Query rows per tile of the tile that runs (head_dim, banded, wide): 64 per consumer warpgroup.
+constexpr int block_m(int head_dim, bool banded, bool wide) { return tile_config(head_dim, banded, wide).consumers * kMmaM; }
+
 template <int HeadDim, bool Banded, bool Wide = false>
 struct TileShape {
     static constexpr TileConfig config = tile_config(HeadDim, Banded, Wide);
+    static constexpr int consumers = config.consumers;
+    static constexpr int block_m = consumers * kMmaM;
+    static constexpr int threads = (1 + consumers) * kWarpgroupThreads;
+    static constexpr int register_pool = kRegisterFile / threads * threads;  // 384 threads: 168 each; 512: 128
     static constexpr int block_n = config.block_n;
     static constexpr int stages = config.stages;
     static constexpr int q_stages = config.q_stages;
     static constexpr int consumer_registers = config.consumer_registers;
     static constexpr int producer_registers =
-        (kRegisterPool - kConsumers * kWarpgroupThreads * consumer_registers) / kWarpgroupThreads / 8 * 8;
+        (register_pool - consumers * kWarpgroupThreads * consumer_registers) / kWarpgroupThreads / 8 * 8;
     static constexpr bool o_over_v = config.o_over_v;
     static constexpr bool qk_desc_from_base = config.qk_desc_from_base;
     static constexpr int kElemBytes = 2;
@@ -76,11 +96,11 @@ struct TileShape {
     static constexpr int slabs = (HeadDim + kSlabElems - 1) / kSlabElems;
     static constexpr int q_bytes = kMmaM * slabs * kSlabRowBytes;        // one consumer's Q (or O) tile
     static constexpr int kv_bytes = block_n * slabs * kSlabRowBytes;  // one K or V stage
-    static constexpr int q_stage_bytes = kConsumers * q_bytes;         // both consumers' Q
+    static constexpr int q_stage_bytes = consumers * q_bytes;          // every consumer's Q
     static constexpr int k_offset = q_stages * q_stage_bytes;
     static constexpr int v_offset = k_offset + stages * kv_bytes;
     static constexpr int o_offset = o_over_v ? v_offset : v_offset + stages * kv_bytes;
-    static constexpr int smem_bytes = v_offset + stages * kv_bytes + (o_over_v ? 0 : kConsumers * q_bytes);
+    static constexpr int smem_bytes = v_offset + stages * kv_bytes + (o_over_v ? 0 : consumers * q_bytes);
     static constexpr int smem_alignment = 1024;  // SWIZZLE_128B tiles start on 1 KB
     static constexpr int smem_request = smem_bytes + smem_alignment;
 
@@ -90,7 +110,8 @@ struct TileShape {
     static_assert(stages >= 2, "K/V need double buffering");
     static_assert(q_stages == 1 || q_stages == 2, "one Q buffer, or two");
     static_assert(smem_request <= kSmemLimit, "shared memory over the H100 limit");
-    static_assert(!o_over_v || kConsumers * q_bytes <= stages * kv_bytes, "O does not fit over the V ring");
+    static_assert(consumers >= 2 && consumers <= kMaxConsumers, "ping-pong needs two consumers; named barriers allow three");
+    static_assert(!o_over_v || consumers * q_bytes <= stages * kv_bytes, "O does not fit over the V ring");
     static_assert(block_n / 2 + block_n / 4 + HeadDim / 2 <= kAccumulatorBudget, "S + P + O exceed the register budget");
     static_assert(consumer_registers % 8 == 0 && consumer_registers <= 256 && producer_registers >= kMinProducerRegisters,
                   "setmaxnreg takes multiples of 8 in [24, 256]");

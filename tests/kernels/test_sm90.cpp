@@ -38,30 +38,34 @@ TEST_CASE("sm90: seqlen 4097, the first length past a long run of full tiles", "
         check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {1, 4097, 4097, 2, 1, 128}, mask});
 }
 
-// The wide tile (tiles.h) runs dense plain hd128 problems from kWideTileKeys = 8192 keys: a ragged last key block,
-// GQA, BHSD, both dtypes, named so; one key fewer, a mask or a softcap keeps the usual tile.
-TEST_CASE("sm90: the wide hd128 tile from 8192 keys, ragged, GQA, both dtypes", "[gpu][sm90]") {
+// The wide tiles (tiles.h) run dense plain problems: hd64's (192×128, three consumers) at every length, hd128's
+// (128×176) from 8192 keys. A ragged last key block, packed GQA, BHSD, ragged query tiles, both dtypes, named so;
+// a mask, a softcap, a varlen batch or (hd128) one key fewer keeps the usual tile.
+TEST_CASE("sm90: the wide hd64 and hd128 tiles, ragged, GQA, both dtypes", "[gpu][sm90]") {
     if (!fast_path_available()) return;
-    for (const flashsci_dtype_t dtype : kHalfDtypes) {
-        const std::string type = dtype == FLASHSCI_DTYPE_BFLOAT16 ? "bf16" : "f16";
-        const std::string wide = "sm90_hd128_" + type + "_wide";
-        check_case({"sm90", wide.c_str()}, {dtype, {1, 200, 8195, 4, 2, 128}});
-        check_case({"sm90", wide.c_str()}, {dtype, {2, 17, 8192, 2, 2, 128}, FLASHSCI_MASK_NONE, Storage::bhsd});
-        Case narrow{dtype, {1, 17, 8191, 2, 2, 128}};
-        Case causal{dtype, {1, 17, 8192, 2, 2, 128}, FLASHSCI_MASK_CAUSAL};
-        Case capped{dtype, {1, 17, 8192, 2, 2, 128}};
-        capped.softcap = 30.0f;
-        const std::pair<Case, std::string> usual[] = {{narrow, "sm90_hd128_" + type},
-                                                      {causal, "sm90_hd128_" + type + "_causal"},
-                                                      {capped, "sm90_hd128_" + type + "_softcap"}};
-        for (const auto& [c, name] : usual) {
-            Plan plan(FLASHSCI_BACKEND_CUDA);
-            configure(plan, c, place(c));
-            const char* kernel = nullptr;
-            REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
-            CHECK(std::string(kernel) == name);
+    const std::pair<int64_t, int64_t> wide_from_keys[] = {{64, 0}, {128, 8192}};
+    for (const auto& [head_dim, from] : wide_from_keys)
+        for (const flashsci_dtype_t dtype : kHalfDtypes) {
+            const std::string base = "sm90_hd" + std::to_string(head_dim) + (dtype == FLASHSCI_DTYPE_BFLOAT16 ? "_bf16" : "_f16");
+            const std::string wide = base + "_wide";
+            const int64_t keys = from > 0 ? from : 2048;
+            check_case({"sm90", wide.c_str()}, {dtype, {1, 200, keys + 3, 4, 2, head_dim}});
+            check_case({"sm90", wide.c_str()}, {dtype, {2, 17, keys, 2, 2, head_dim}, FLASHSCI_MASK_NONE, Storage::bhsd});
+            check_case({"sm90", wide.c_str()}, {dtype, {1, 1000, keys + 129, 3, 1, head_dim}});
+            if (from == 0) check_case({"sm90", wide.c_str()}, {dtype, {3, 193, 1, 2, 1, head_dim}});
+            Case causal{dtype, {1, 17, keys, 2, 2, head_dim}, FLASHSCI_MASK_CAUSAL};
+            Case capped{dtype, {1, 17, keys, 2, 2, head_dim}};
+            capped.softcap = 30.0f;
+            std::vector<std::pair<Case, std::string>> usual = {{causal, base + "_causal"}, {capped, base + "_softcap"}};
+            if (from > 0) usual.push_back({Case{dtype, {1, 17, from - 1, 2, 2, head_dim}}, base});
+            for (const auto& [c, name] : usual) {
+                Plan plan(FLASHSCI_BACKEND_CUDA);
+                configure(plan, c, place(c));
+                const char* kernel = nullptr;
+                REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
+                CHECK(std::string(kernel) == name);
+            }
         }
-    }
 }
 
 TEST_CASE("sm90: GQA 4:1 and 8:1, MQA", "[gpu][sm90]") {

@@ -1,0 +1,7 @@
+// sm_90a forward instance: head_dim 64, f16, the wide tile (192×128, three consumers) for dense plain problems.
+#include "sm90/fwd_kernel.cuh"
+#include "sm90/instances.h"
+
+namespace flashsci::kernels::sm90 {
+FLASHSCI_SM90_WIDE_INSTANCE(, 64, __half)
+}  // namespace flashsci::kernels::sm90
