@@ -678,10 +678,10 @@ struct Forward {
                 }
             }
             fence_async_shared();
-            // Over V, both consumers' writes come before either store: that orders them before the next tile's V scans
-            // (guarded kernels read the same bytes as V) for racecheck, which does not follow the TMA store → o_read →
-            // TMA load chain that orders them on the GPU.
-            if (Shape::o_over_v)
+            // Guarded kernels over V: every consumer's writes come before any store, which orders them before the next
+            // tile's V scans (generic reads of the same bytes) for racecheck; it does not follow the TMA store → o_read
+            // → TMA load chain that orders them on the GPU. Elsewhere a warpgroup's own writes are all its store needs.
+            if (Shape::o_over_v && kGuardV)
                 named_sync(kOverVBarrier, kConsumers * kWarpgroupThreads);
             else
                 named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
