@@ -161,7 +161,7 @@ struct Schedule {
 };
 
 // Varlen: a packed variable-length batch (its own kernel, so the dense one's registers stay as they were).
-// Wide: the wide tile of tiles.h (dense plain problems with long key sequences).
+// Wide: the wide tile of tiles.h (plain problems: hd64 all, hd128 dense ones with long key sequences).
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen, bool Wide>
 struct Forward {
     using Shape = TileShape<HeadDim, Banded, Wide>;
@@ -808,28 +808,22 @@ __global__ void __launch_bounds__(TileShape<HeadDim, Banded, Wide>::threads, 1)
 #endif
 }
 
-// An instance's kernels: dense and varlen; the wide one dense only; the usual plain one of a head_dim whose wide tile
-// takes every dense plain problem (tiles.h: wide_from_any_keys) varlen only.
-template <int HeadDim, bool Banded, bool Transformed, bool Wide>
-constexpr bool kVarlenOnly = !Banded && !Transformed && !Wide && wide_from_any_keys(HeadDim);
-
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide>
 bool fwd_ready() {
-    constexpr bool kVarlen = kVarlenOnly<HeadDim, Banded, Transformed, Wide>;
     cudaFuncAttributes a{};
-    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed, kVarlen, Wide>) == cudaSuccess &&
+    return cudaFuncGetAttributes(&a, fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>) == cudaSuccess &&
            a.binaryVersion == 90 && a.sharedSizeBytes > 0;
 }
 
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
     constexpr int kSmem = TileShape<HeadDim, Banded, Wide>::smem_request;
-    constexpr bool kVarlen = kVarlenOnly<HeadDim, Banded, Transformed, Wide>;
-    static_assert(!Wide || (!Banded && !Transformed), "the wide tile runs dense plain problems only");
-    // Variable-length batches (cu_seqlens given) run the Varlen kernel of the instance.
-    auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed, kVarlen, Wide>;
-    if constexpr (!Wide && !kVarlen)
-        if (p.cu_seqlens_q) kernel = fwd_kernel<HeadDim, T, Banded, Transformed, true, false>;
+    static_assert(!Wide || (!Banded && !Transformed), "the wide tile runs plain problems only");
+    // Variable-length batches (cu_seqlens given) run the Varlen kernel of the instance; a wide tile has one where it
+    // replaces the usual plain tile (tiles.h).
+    auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>;
+    if constexpr (!Wide || wide_replaces_plain(HeadDim))
+        if (p.cu_seqlens_q) kernel = fwd_kernel<HeadDim, T, Banded, Transformed, true, Wide>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;
     kernel<<<grid, TileShape<HeadDim, Banded, Wide>::threads, kSmem, stream>>>(p, maps.q, maps.k, maps.v, maps.o);

@@ -1,5 +1,5 @@
-// The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines four, each
-// sm90_hd<D>_wide_<type>.cu the wide one (tiles.h: head dims with a wide row).
+// The compiled instances of the sm_90a forward, declared once; each sm90_hd<D>_<type>.cu defines four (hd64 three:
+// its wide tile replaces the plain unbanded one, tiles.h), each sm90_hd<D>_wide_<type>.cu the wide one.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -16,13 +16,16 @@
     EXTERN template cudaError_t launch_fwd<D, T, false, false, true>(const FwdParams&, const FwdMaps&, int, cudaStream_t); \
     EXTERN template bool fwd_ready<D, T, false, false, true>();
 
-#define FLASHSCI_SM90_INSTANCES(EXTERN, D, T)                                                          \
-    FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false, false) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true, false) \
+#define FLASHSCI_SM90_MASKED_AND_TRANSFORMED(EXTERN, D, T)                                           \
+    FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true, false)                                                  \
     FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false, true) FLASHSCI_SM90_INSTANCE(EXTERN, D, T, true, true)
 
+#define FLASHSCI_SM90_INSTANCES(EXTERN, D, T) \
+    FLASHSCI_SM90_INSTANCE(EXTERN, D, T, false, false) FLASHSCI_SM90_MASKED_AND_TRANSFORMED(EXTERN, D, T)
+
 namespace flashsci::kernels::sm90 {
-FLASHSCI_SM90_INSTANCES(extern, 64, __nv_bfloat16)
-FLASHSCI_SM90_INSTANCES(extern, 64, __half)
+FLASHSCI_SM90_MASKED_AND_TRANSFORMED(extern, 64, __nv_bfloat16)
+FLASHSCI_SM90_MASKED_AND_TRANSFORMED(extern, 64, __half)
 FLASHSCI_SM90_WIDE_INSTANCE(extern, 64, __nv_bfloat16)
 FLASHSCI_SM90_WIDE_INSTANCE(extern, 64, __half)
 FLASHSCI_SM90_INSTANCES(extern, 96, __nv_bfloat16)

@@ -94,12 +94,17 @@ bool windowed(const Problem& p) { return p.window_left >= 0 || p.window_right >=
 bool banded(const Problem& p) { return causal(p) || windowed(p); }
 // Banded and varlen tiles differ in length: a counter in the workspace hands them out (fwd_kernel.cuh).
 bool dynamic_tiles(const Problem& p) { return banded(p) || p.varlen; }
-// The wide tile (tiles.h): dense plain problems of a head_dim that has one, from its wide_from_keys keys.
+// The wide tile (tiles.h): plain problems of a head_dim that has one; all of them where it replaces the usual plain
+// tile, else dense ones from its wide_from_keys keys.
 bool wide_tile(const Problem& p) {
     const int head_dim = int(p.head_dim);
-    return has_wide_tile(head_dim) && !banded(p) && !has_score_transform(p) && !p.varlen &&
-           p.seqlen_k >= tile_config(head_dim, false, true).wide_from_keys;
+    if (!has_wide_tile(head_dim) || banded(p) || has_score_transform(p)) return false;
+    return wide_replaces_plain(head_dim) || (!p.varlen && p.seqlen_k >= tile_config(head_dim, false, true).wide_from_keys);
 }
+
+// Whether (head_dim, banded) has a usual untransformed instance (not where the wide tile replaces it).
+template <int HeadDim, bool Banded>
+constexpr bool kHasPlain = Banded || !wide_replaces_plain(HeadDim);
 
 // Query rows per tile of the tile that runs p.
 int64_t tile_rows(const Problem& p) { return block_m(int(p.head_dim), banded(p), wide_tile(p)); }
@@ -163,7 +168,9 @@ template <int HeadDim, typename T, bool Banded>
 bool ready_banded(const Problem& p) {
     if constexpr (has_wide_tile(HeadDim) && !Banded)
         if (wide_tile(p)) return fwd_ready<HeadDim, T, false, false, true>();
-    return has_score_transform(p) ? fwd_ready<HeadDim, T, Banded, true>() : fwd_ready<HeadDim, T, Banded, false>();
+    if constexpr (kHasPlain<HeadDim, Banded>)
+        if (!has_score_transform(p)) return fwd_ready<HeadDim, T, Banded, false>();
+    return fwd_ready<HeadDim, T, Banded, true>();
 }
 
 template <int HeadDim, typename T>
@@ -242,8 +249,9 @@ template <int HeadDim, bool Banded>
 cudaError_t launch_banded(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
     if constexpr (has_wide_tile(HeadDim) && !Banded)
         if (wide_tile(p)) return launch_hd<HeadDim, false, false, true>(p, workspace, num_sms, stream);
-    return has_score_transform(p) ? launch_hd<HeadDim, Banded, true, false>(p, workspace, num_sms, stream)
-                                  : launch_hd<HeadDim, Banded, false, false>(p, workspace, num_sms, stream);
+    if constexpr (kHasPlain<HeadDim, Banded>)
+        if (!has_score_transform(p)) return launch_hd<HeadDim, Banded, false, false>(p, workspace, num_sms, stream);
+    return launch_hd<HeadDim, Banded, true, false>(p, workspace, num_sms, stream);
 }
 
 template <int HeadDim>

@@ -1,4 +1,4 @@
-// sm_90a forward instance: head_dim 64, f16, the wide tile (192×128, three consumers) for dense plain problems.
+// sm_90a forward instance: head_dim 64, f16, the wide tile (192×128, three consumers) for every plain problem.
 #include "sm90/fwd_kernel.cuh"
 #include "sm90/instances.h"
 

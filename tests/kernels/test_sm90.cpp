@@ -38,9 +38,9 @@ TEST_CASE("sm90: seqlen 4097, the first length past a long run of full tiles", "
         check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {1, 4097, 4097, 2, 1, 128}, mask});
 }
 
-// The wide tiles (tiles.h) run dense plain problems: hd64's (192×128, three consumers) at every length, hd128's
-// (128×176) from 8192 keys. A ragged last key block, packed GQA, BHSD, ragged query tiles, both dtypes, named so;
-// a mask, a softcap, a varlen batch or (hd128) one key fewer keeps the usual tile.
+// The wide tiles (tiles.h) run plain problems: hd64's (192×128, three consumers) all of them, varlen too, hd128's
+// (128×176) dense ones from 8192 keys. A ragged last key block, packed GQA, BHSD, ragged query tiles, both dtypes,
+// named so; a mask, a softcap or (hd128) one key fewer keeps the usual tile.
 TEST_CASE("sm90: the wide hd64 and hd128 tiles, ragged, GQA, both dtypes", "[gpu][sm90]") {
     if (!fast_path_available()) return;
     const std::pair<int64_t, int64_t> wide_from_keys[] = {{64, 0}, {128, 8192}};
