@@ -1,4 +1,4 @@
-// The sm_90a attention forward: O = softmax(scale·Q·Kᵀ + mask)·V, one 128-row query tile at a time.
+// The sm_90a attention forward: O = softmax(scale·Q·Kᵀ + mask)·V, one 128- or 192-row query tile at a time.
 //
 // Warpgroup 0 (one thread) streams Q and a K/V ring through TMA (its warps 1-3 check V for NaN/Inf where
 // masked keys could meet it, in kernels whose producer has the registers); the consumer warpgroups (2, or 3

@@ -8,7 +8,7 @@ constexpr int kSlabElems = 64;
 constexpr int kSlabRowBytes = 128;
 constexpr int kMmaM = 64;  // rows of one warpgroup's wgmma
 
-// CTA roles: warpgroup 0 loads (TMA), warpgroups 1 .. consumers compute 64 query rows each (tiles.h's table).
+// CTA roles: warpgroup 0 loads (TMA), warpgroups 1 .. consumers compute 64 query rows each (the table below).
 constexpr int kMaxConsumers = 3;
 constexpr int kWarpgroupThreads = 128;
 constexpr int kRegisterFile = 65536;            // 32-bit registers per SM, all of them the CTA's (one per SM)
@@ -16,8 +16,8 @@ constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per 
 constexpr int kMinProducerRegisters = 24;      // setmaxnreg's floor
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
-// One row per (head_dim, banded: causal or windowed, wide: a second dense tile with more work per K/V block, for
-// plain problems with long key sequences). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
+// One row per (head_dim, banded: causal or windowed, wide: a second unbanded tile with more work per K/V block, for
+// plain problems, see wide_from_keys). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
 // buffers (2: the next tile's Q loads during this tile; 1: it loads once this tile's last Q·Kᵀ is done);
 // o_over_v: the O staging tile lies over the V ring (freed at a tile's end; the next tile's first V then
 // loads only after the O store has read it) instead of in its own buffer; consumer_registers: setmaxnreg
