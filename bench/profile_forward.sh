@@ -6,7 +6,8 @@
 #   e.g. bench/profile_forward.sh 64 2048 0              (bf16, batch·seqlen = 16384, heads = 2048 / head_dim)
 #
 # The forward runs kWarmups times unprofiled, then once under ncu (--launch-skip); only the kernel named
-# fwd_kernel (the sm_90a path) or forward_kernel / decode (other paths) is profiled. Extra arguments go to ncu,
+# fwd_kernel (the sm_90a path) or forward_kernel / decode (other paths) is profiled, at the clocks the card runs
+# (--clock-control none: ncu's default would lock them to base while profiling). Extra arguments go to ncu,
 # e.g. --set full, or --section SourceCounters for the hottest SASS lines.
 set -euo pipefail
 head_dim=${1:?head_dim} seqlen=${2:?seqlen} causal=${3:?causal 0 or 1} dtype=${4:-bf16}
@@ -37,5 +38,5 @@ print(f"profiled: {fwd.plan.kernel_name}, batch {batch}, heads {heads}, seqlen {
       f"{'causal' if causal else 'non-causal'}, {dtype}")
 EOF
 PYTHONPATH="$here/../bindings/python${PYTHONPATH:+:$PYTHONPATH}" ncu --kernel-name 'regex:fwd_kernel|forward_kernel|decode' \
-    --launch-skip "$warmups" --launch-count 1 "${sections[@]}" "$@" \
+    --clock-control none --launch-skip "$warmups" --launch-count 1 "${sections[@]}" "$@" \
     python3 "$driver" "$head_dim" "$seqlen" "$causal" "$dtype" "$warmups"
