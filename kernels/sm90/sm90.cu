@@ -127,12 +127,15 @@ int64_t gqa_pack(const Problem& p) {
     const bool fits = group > 1 && (group & (group - 1)) == 0 && kMmaM % group == 0 && !p.varlen && !p.alibi_slopes &&
                       p.seqlen_q * group <= kMaxSeqlen && tma_stride(p.q_strides.head * group, p.heads_q / group) &&
                       tma_stride(p.o_strides.head * group, p.heads_q / group);
-    const bool saves_tiles =
-        (p.seqlen_q * group + tile_rows(p) - 1) / tile_rows(p) < group * ((p.seqlen_q + tile_rows(p) - 1) / tile_rows(p));
+    const int64_t rows = tile_rows(p);
+    const bool saves_tiles = (p.seqlen_q * group + rows - 1) / rows < group * ((p.seqlen_q + rows - 1) / rows);
     return fits && saves_tiles ? group : 1;
 }
 
-int64_t num_m_blocks(const Problem& p) { return (p.seqlen_q * gqa_pack(p) + tile_rows(p) - 1) / tile_rows(p); }
+int64_t num_m_blocks(const Problem& p) {
+    const int64_t rows = tile_rows(p);
+    return (p.seqlen_q * gqa_pack(p) + rows - 1) / rows;
+}
 int64_t num_tiles(const Problem& p) { return num_m_blocks(p) * (p.heads_q / gqa_pack(p)) * p.batch; }
 
 // The extents the TMA maps walk: {rows, batch}; a varlen batch is one packed "sequence" of total rows.

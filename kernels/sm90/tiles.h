@@ -81,7 +81,7 @@ template <int HeadDim, bool Banded, bool Wide = false>
 struct TileShape {
     static constexpr TileConfig config = tile_config(HeadDim, Banded, Wide);
     static constexpr int consumers = config.consumers;
-    static constexpr int block_m = consumers * kMmaM;
+    static constexpr int block_m = sm90::block_m(HeadDim, Banded, Wide);
     static constexpr int threads = (1 + consumers) * kWarpgroupThreads;
     static constexpr int register_pool = kRegisterFile / threads * threads;  // 384 threads: 168 each; 512: 128
     static constexpr int block_n = config.block_n;
