@@ -161,7 +161,8 @@ struct Schedule {
 };
 
 // Varlen: a packed variable-length batch (its own kernel, so the dense one's registers stay as they were).
-// Wide: the wide tile of tiles.h (plain problems: hd64 all, hd128 dense ones with long key sequences).
+// Wide: the wide tile of tiles.h (hd64: every plain problem and causal ones from 8192 keys; hd128: dense plain ones
+// with long key sequences).
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Varlen, bool Wide>
 struct Forward {
     using Shape = TileShape<HeadDim, Banded, Wide>;
@@ -818,11 +819,11 @@ bool fwd_ready() {
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream) {
     constexpr int kSmem = TileShape<HeadDim, Banded, Wide>::smem_request;
-    static_assert(!Wide || (!Banded && !Transformed), "the wide tile runs plain problems only");
+    static_assert(!Wide || !Transformed, "the wide tile runs untransformed problems only");
     // Variable-length batches (cu_seqlens given) run the Varlen kernel of the instance; a wide tile has one where it
     // replaces the usual plain tile (tiles.h).
     auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>;
-    if constexpr (!Wide || wide_replaces_plain(HeadDim))
+    if constexpr (!Wide || (!Banded && wide_replaces_plain(HeadDim)))
         if (p.cu_seqlens_q) kernel = fwd_kernel<HeadDim, T, Banded, Transformed, true, Wide>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;

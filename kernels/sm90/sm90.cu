@@ -94,12 +94,14 @@ bool windowed(const Problem& p) { return p.window_left >= 0 || p.window_right >=
 bool banded(const Problem& p) { return causal(p) || windowed(p); }
 // Banded and varlen tiles differ in length: a counter in the workspace hands them out (fwd_kernel.cuh).
 bool dynamic_tiles(const Problem& p) { return banded(p) || p.varlen; }
-// The wide tile (tiles.h): plain problems of a head_dim that has one; all of them where it replaces the usual plain
-// tile, else dense ones from its wide_from_keys keys.
+// The wide tile (tiles.h): untransformed problems of a (head_dim, banded) that has one, unbanded or causal without a
+// window; all unbanded ones where it replaces the usual plain tile, else dense ones from its wide_from_keys keys.
 bool wide_tile(const Problem& p) {
     const int head_dim = int(p.head_dim);
-    if (!has_wide_tile(head_dim) || banded(p) || has_score_transform(p)) return false;
-    return wide_replaces_plain(head_dim) || (!p.varlen && p.seqlen_k >= tile_config(head_dim, false, true).wide_from_keys);
+    const bool band = banded(p);
+    if (!has_wide_tile(head_dim, band) || windowed(p) || has_score_transform(p)) return false;
+    return (!band && wide_replaces_plain(head_dim)) ||
+           (!p.varlen && p.seqlen_k >= tile_config(head_dim, band, true).wide_from_keys);
 }
 
 // Whether (head_dim, banded) has a usual untransformed instance (not where the wide tile replaces it).
@@ -169,8 +171,8 @@ constexpr bool kCompiled<256> = true;
 
 template <int HeadDim, typename T, bool Banded>
 bool ready_banded(const Problem& p) {
-    if constexpr (has_wide_tile(HeadDim) && !Banded)
-        if (wide_tile(p)) return fwd_ready<HeadDim, T, false, false, true>();
+    if constexpr (has_wide_tile(HeadDim, Banded))
+        if (wide_tile(p)) return fwd_ready<HeadDim, T, Banded, false, true>();
     if constexpr (kHasPlain<HeadDim, Banded>)
         if (!has_score_transform(p)) return fwd_ready<HeadDim, T, Banded, false>();
     return fwd_ready<HeadDim, T, Banded, true>();
@@ -250,8 +252,8 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
 
 template <int HeadDim, bool Banded>
 cudaError_t launch_banded(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
-    if constexpr (has_wide_tile(HeadDim) && !Banded)
-        if (wide_tile(p)) return launch_hd<HeadDim, false, false, true>(p, workspace, num_sms, stream);
+    if constexpr (has_wide_tile(HeadDim, Banded))
+        if (wide_tile(p)) return launch_hd<HeadDim, Banded, false, true>(p, workspace, num_sms, stream);
     if constexpr (kHasPlain<HeadDim, Banded>)
         if (!has_score_transform(p)) return launch_hd<HeadDim, Banded, false, false>(p, workspace, num_sms, stream);
     return launch_hd<HeadDim, Banded, true, false>(p, workspace, num_sms, stream);
@@ -298,7 +300,7 @@ size_t workspace_bytes(const Problem& p) { return dynamic_tiles(p) ? sizeof(int)
 
 const char* kernel_name(const Problem& p) {
     // sm90_hd<d>_<type>[_causal][_window][_softcap][_alibi][_wide]: every combination, built once (the wide tile
-    // only ever goes with none of the others).
+    // only ever goes with none of the others but _causal).
     constexpr int kCombinations = std::size(kHeadDims) * 2 * 2 * 2 * 2 * 2 * 2;
     static const std::array<std::string, kCombinations> names = [&] {
         std::array<std::string, kCombinations> all;

@@ -3,5 +3,5 @@
 #include "sm90/instances.h"
 
 namespace flashsci::kernels::sm90 {
-FLASHSCI_SM90_WIDE_INSTANCE(, 128, __half)
+FLASHSCI_SM90_WIDE_INSTANCE(, 128, __half, false)
 }  // namespace flashsci::kernels::sm90

@@ -25,15 +25,17 @@ constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consum
 // are the tile's plus a constant (desc_k_major), which ptxas schedules better or worse by tile (H200, bf16: +1-8 %
 // for hd128 and hd256, 3-7 % slower for hd64, 4.5 % slower for the wide hd128 tile; hd96 untried); consumers:
 // warpgroups of 64 query rows (a tile has 64·consumers rows; three leave each 160 registers, too few for the
-// banded and transformed kernels without spilling); wide_from_keys: a wide row runs dense, unbanded,
-// untransformed, non-varlen problems with at least this many keys; 0: every unbanded untransformed problem,
-// varlen too (the wide tile replaces the usual plain one, see wide_replaces_plain).
+// transformed kernels without spilling); wide_from_keys: a wide row runs dense, untransformed, non-varlen problems
+// with at least this many keys, unbanded ones or (a banded wide row) causal ones without a window; 0: every
+// unbanded untransformed problem, varlen too (the wide tile replaces the usual plain one, see wide_replaces_plain).
 //
 // The wide tiles, measured on an H200 (bf16, A/B against the usual tile): hd128's 128×176 takes fewer softmax
 // rounds, +2 % at 8k and +3.7 % at 16k keys (GQA 32/8: +3-4 %), but its single Q buffer cost 2 % at 4k and 4-8 %
 // at 512-1k. hd64's 192×128 on three consumers keeps the tensor pipe fed while two warpgroups do their softmax:
-// non-causal +14 % at 512, +7 % at 1k-4k, +8-13 % at 8k-16k, so it takes every plain hd64 problem; its banded
-// form lost 5-26 % at 512-2k causal (192-row diagonal tiles) and would spill, so causal problems keep 128 rows.
+// non-causal +14 % at 512, +7 % at 1k-4k, +8-13 % at 8k-16k, so it takes every plain hd64 problem. Causal, the
+// same tile lost 26 % at 512, 22 % at 1k, 5 % at 2k and 1 % at 4k (192-row diagonal tiles) but gained 4 % at 8k
+// and 6 % at 16k, so causal hd64 takes it from 8192 keys; its 32-register producer spills 24-28 bytes there
+// (the V checkers' loop), as hd192/hd256's 24-register banded producers spill 8-16.
 struct TileConfig {
     int head_dim;
     bool banded, wide;
@@ -48,6 +50,7 @@ constexpr TileConfig kTiles[] = {
     {64, false, false, 192, 2, 2, false, 232, false, 2, 0},
     {64, false, true, 128, 2, 2, false, 160, false, 3, 0},
     {64, true, false, 128, 2, 2, false, 232, false, 2, 0},
+    {64, true, true, 128, 2, 2, false, 160, false, 3, 8192},
     {96, false, false, 128, 2, 2, false, 232, false, 2, 0},
     {96, true, false, 128, 2, 2, false, 232, false, 2, 0},
     {128, false, false, 128, 2, 2, false, 232, true, 2, 0},
@@ -65,13 +68,13 @@ constexpr TileConfig tile_config(int head_dim, bool banded, bool wide) {
     return {};
 }
 
-// Whether head_dim has a wide tile (its instances are sm90_hd<D>_wide_<type>.cu).
-constexpr bool has_wide_tile(int head_dim) { return tile_config(head_dim, false, true).head_dim == head_dim; }
+// Whether (head_dim, banded) has a wide tile (its instances are sm90_hd<D>[_causal]_wide_<type>.cu).
+constexpr bool has_wide_tile(int head_dim, bool banded) { return tile_config(head_dim, banded, true).head_dim == head_dim; }
 
 // Whether the wide tile takes every unbanded untransformed problem of head_dim, dense or varlen (wide_from_keys 0):
 // the head_dim then has no usual plain instance.
 constexpr bool wide_replaces_plain(int head_dim) {
-    return has_wide_tile(head_dim) && tile_config(head_dim, false, true).wide_from_keys == 0;
+    return has_wide_tile(head_dim, false) && tile_config(head_dim, false, true).wide_from_keys == 0;
 }
 
 // Query rows per tile of the tile that runs (head_dim, banded, wide): 64 per consumer warpgroup.

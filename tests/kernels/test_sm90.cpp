@@ -68,6 +68,37 @@ TEST_CASE("sm90: the wide hd64 and hd128 tiles, ragged, GQA, both dtypes", "[gpu
         }
 }
 
+// Causal hd64 problems without a window, softcap or ALiBi take the wide tile from 8192 keys (tiles.h): a ragged
+// last key block, both alignments, packed GQA, a long triangle of 192-row tiles, BHSD; one key fewer, a window or
+// a softcap keeps the usual causal tile.
+TEST_CASE("sm90: the causal wide hd64 tile from 8192 keys, both alignments, both dtypes", "[gpu][sm90]") {
+    if (!fast_path_available()) return;
+    constexpr int64_t kFromKeys = 8192;
+    for (const flashsci_dtype_t dtype : kHalfDtypes) {
+        const std::string base = std::string("sm90_hd64") + (dtype == FLASHSCI_DTYPE_BFLOAT16 ? "_bf16" : "_f16");
+        const std::string wide = base + "_causal_wide";
+        for (const flashsci_mask_t mask : {FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {
+            check_case({"sm90", wide.c_str()}, {dtype, {1, 300, kFromKeys + 3, 4, 2, 64}, mask});
+            check_case({"sm90", wide.c_str()}, {dtype, {2, 17, kFromKeys, 2, 2, 64}, mask, Storage::bhsd});
+        }
+        check_case({"sm90", wide.c_str()}, {dtype, {1, kFromKeys + 3, kFromKeys + 3, 2, 1, 64}, FLASHSCI_MASK_CAUSAL});
+        Case narrow{dtype, {1, 17, kFromKeys - 1, 2, 2, 64}, FLASHSCI_MASK_CAUSAL};
+        Case windowed{dtype, {1, 17, kFromKeys, 2, 2, 64}, FLASHSCI_MASK_CAUSAL};
+        windowed.window_left = 1000;
+        Case capped{dtype, {1, 17, kFromKeys, 2, 2, 64}, FLASHSCI_MASK_CAUSAL};
+        capped.softcap = 30.0f;
+        const std::pair<Case, std::string> usual[] = {
+            {narrow, base + "_causal"}, {windowed, base + "_causal_window"}, {capped, base + "_causal_softcap"}};
+        for (const auto& [c, name] : usual) {
+            Plan plan(FLASHSCI_BACKEND_CUDA);
+            configure(plan, c, place(c));
+            const char* kernel = nullptr;
+            REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
+            CHECK(std::string(kernel) == name);
+        }
+    }
+}
+
 TEST_CASE("sm90: GQA 4:1 and 8:1, MQA", "[gpu][sm90]") {
     if (!fast_path_available()) return;
     const std::pair<int64_t, int64_t> heads[] = {{8, 2}, {16, 2}, {8, 1}};
