@@ -169,18 +169,34 @@ template <>
 constexpr bool kCompiled<256> = true;
 #endif
 
-template <int HeadDim, typename T, bool Banded>
-bool ready_banded(const Problem& p) {
+// An instance of the sm_90a forward (fwd_params.h), as compile-time settings.
+template <bool BandedV, bool TransformedV, bool WideV>
+struct Instance {
+    static constexpr bool banded = BandedV, transformed = TransformedV, wide = WideV;
+};
+
+// The instance that runs p, handed to f: the wide tile where wide_tile(p), else the usual one, transformed or not.
+// The one decision behind readiness and launch alike.
+template <int HeadDim, bool Banded, typename F>
+auto with_banded_instance(const Problem& p, F&& f) {
     if constexpr (has_wide_tile(HeadDim, Banded))
-        if (wide_tile(p)) return fwd_ready<HeadDim, T, Banded, false, true>();
+        if (wide_tile(p)) return f(Instance<Banded, false, true>{});
     if constexpr (kHasPlain<HeadDim, Banded>)
-        if (!has_score_transform(p)) return fwd_ready<HeadDim, T, Banded, false>();
-    return fwd_ready<HeadDim, T, Banded, true>();
+        if (!has_score_transform(p)) return f(Instance<Banded, false, false>{});
+    return f(Instance<Banded, true, false>{});
+}
+
+template <int HeadDim, typename F>
+auto with_instance(const Problem& p, F&& f) {
+    return banded(p) ? with_banded_instance<HeadDim, true>(p, f) : with_banded_instance<HeadDim, false>(p, f);
 }
 
 template <int HeadDim, typename T>
 bool ready(const Problem& p) {
-    return banded(p) ? ready_banded<HeadDim, T, true>(p) : ready_banded<HeadDim, T, false>(p);
+    return with_instance<HeadDim>(p, [](auto instance) {
+        using I = decltype(instance);
+        return fwd_ready<HeadDim, T, I::banded, I::transformed, I::wide>();
+    });
 }
 
 template <int HeadDim>
@@ -250,20 +266,13 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
                                       : launch_fwd<HeadDim, __half, Banded, Transformed, Wide>(f, maps, grid, stream);
 }
 
-template <int HeadDim, bool Banded>
-cudaError_t launch_banded(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
-    if constexpr (has_wide_tile(HeadDim, Banded))
-        if (wide_tile(p)) return launch_hd<HeadDim, Banded, false, true>(p, workspace, num_sms, stream);
-    if constexpr (kHasPlain<HeadDim, Banded>)
-        if (!has_score_transform(p)) return launch_hd<HeadDim, Banded, false, false>(p, workspace, num_sms, stream);
-    return launch_hd<HeadDim, Banded, true, false>(p, workspace, num_sms, stream);
-}
-
 template <int HeadDim>
 cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream_t stream) {
     if constexpr (!kCompiled<HeadDim>) return cudaErrorNotSupported;
-    return banded(p) ? launch_banded<HeadDim, true>(p, workspace, num_sms, stream)
-                     : launch_banded<HeadDim, false>(p, workspace, num_sms, stream);
+    return with_instance<HeadDim>(p, [&](auto instance) {
+        using I = decltype(instance);
+        return launch_hd<HeadDim, I::banded, I::transformed, I::wide>(p, workspace, num_sms, stream);
+    });
 }
 
 }  // namespace
