@@ -12,6 +12,15 @@ const Path kAuto{"auto", "sm90_"};
 const Path kFallback{"auto", "cuda_general"};
 constexpr flashsci_dtype_t kHalfDtypes[] = {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16};
 
+// The kernel a CUDA plan of case c runs is `name`.
+void check_kernel_name(const Case& c, const std::string& name) {
+    Plan plan(FLASHSCI_BACKEND_CUDA);
+    configure(plan, c, place(c));
+    const char* kernel = nullptr;
+    REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
+    CHECK(std::string(kernel) == name);
+}
+
 }  // namespace
 
 TEST_CASE("sm90: every head dim, dtype and mask at odd seqlens matches the CPU backend", "[gpu][sm90]") {
@@ -58,13 +67,7 @@ TEST_CASE("sm90: the wide hd64 and hd128 tiles, ragged, GQA, both dtypes", "[gpu
             capped.softcap = 30.0f;
             std::vector<std::pair<Case, std::string>> usual = {{causal, base + "_causal"}, {capped, base + "_softcap"}};
             if (from > 0) usual.push_back({Case{dtype, {1, 17, from - 1, 2, 2, head_dim}}, base});
-            for (const auto& [c, name] : usual) {
-                Plan plan(FLASHSCI_BACKEND_CUDA);
-                configure(plan, c, place(c));
-                const char* kernel = nullptr;
-                REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
-                CHECK(std::string(kernel) == name);
-            }
+            for (const auto& [c, name] : usual) check_kernel_name(c, name);
         }
 }
 
@@ -89,13 +92,7 @@ TEST_CASE("sm90: the causal wide hd64 tile from 8192 keys, both alignments, both
         capped.softcap = 30.0f;
         const std::pair<Case, std::string> usual[] = {
             {narrow, base + "_causal"}, {windowed, base + "_causal_window"}, {capped, base + "_causal_softcap"}};
-        for (const auto& [c, name] : usual) {
-            Plan plan(FLASHSCI_BACKEND_CUDA);
-            configure(plan, c, place(c));
-            const char* kernel = nullptr;
-            REQUIRE_FLASHSCI(flashsci_plan_get_kernel_name(plan, &kernel));
-            CHECK(std::string(kernel) == name);
-        }
+        for (const auto& [c, name] : usual) check_kernel_name(c, name);
     }
 }
 
