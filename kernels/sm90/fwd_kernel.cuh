@@ -823,7 +823,7 @@ cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaSt
     // Variable-length batches (cu_seqlens given) run the Varlen kernel of the instance; a wide tile has one where it
     // replaces the usual plain tile (tiles.h).
     auto kernel = fwd_kernel<HeadDim, T, Banded, Transformed, false, Wide>;
-    if constexpr (!Wide || (!Banded && wide_replaces_plain(HeadDim)))
+    if constexpr (!Wide || wide_takes_varlen(HeadDim, Banded))
         if (p.cu_seqlens_q) kernel = fwd_kernel<HeadDim, T, Banded, Transformed, true, Wide>;
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem); e != cudaSuccess)
         return e;

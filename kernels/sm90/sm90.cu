@@ -100,8 +100,7 @@ bool wide_tile(const Problem& p) {
     const int head_dim = int(p.head_dim);
     const bool band = banded(p);
     if (!has_wide_tile(head_dim, band) || windowed(p) || has_score_transform(p)) return false;
-    return (!band && wide_replaces_plain(head_dim)) ||
-           (!p.varlen && p.seqlen_k >= tile_config(head_dim, band, true).wide_from_keys);
+    return p.varlen ? wide_takes_varlen(head_dim, band) : p.seqlen_k >= tile_config(head_dim, band, true).wide_from_keys;
 }
 
 // Whether (head_dim, banded) has a usual untransformed instance (not where the wide tile replaces it).

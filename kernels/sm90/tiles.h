@@ -77,6 +77,10 @@ constexpr bool wide_replaces_plain(int head_dim) {
     return has_wide_tile(head_dim, false) && tile_config(head_dim, false, true).wide_from_keys == 0;
 }
 
+// Whether the wide tile of (head_dim, banded) runs variable-length batches: only where it replaces the usual plain
+// tile; the others run dense problems from wide_from_keys keys (a varlen batch's lengths vary under one maximum).
+constexpr bool wide_takes_varlen(int head_dim, bool banded) { return !banded && wide_replaces_plain(head_dim); }
+
 // Query rows per tile of the tile that runs (head_dim, banded, wide): 64 per consumer warpgroup.
 constexpr int block_m(int head_dim, bool banded, bool wide) { return tile_config(head_dim, banded, wide).consumers * kMmaM; }
 
