@@ -228,11 +228,14 @@
  *   still gets o = 0 and lse = -inf. On the general path and the CPU backend
  *   those rows are bit-for-bit unchanged. On the Hopper fast path (kernel names
  *   `sm90_*`) and the decoding kernel (`cuda_decode_*`) they are too, except
- *   rows of the same batch and head group whose query tile visits the key
- *   block holding a NaN or infinity of v without every row seeing it: that
- *   tile multiplies the block on the CUDA cores instead of the tensor cores
- *   (which would compute 0 · NaN), so its rows agree with the clean run up to
- *   rounding.
+ *   the decoding kernel's rows whose query tile visits a key block holding a
+ *   NaN or infinity of v without every row seeing it (it multiplies that
+ *   block on the CUDA cores instead of the tensor cores, which would compute
+ *   0 · NaN), and, on the Hopper path with a mask or a variable-length batch,
+ *   the rows of the query heads that read the kv head of the non-finite
+ *   value in that sequence: their o is recomputed on the general path within
+ *   the same call and stream. Those rows agree with the clean run up to
+ *   rounding (their lse bit for bit).
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the

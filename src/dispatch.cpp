@@ -113,7 +113,13 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
         case KernelKind::decode: err = kernels::decode::launch(p, workspace, plan.num_sms, cuda_stream); break;
 #endif
 #ifdef FLASHSCI_HAVE_SM90
-        case KernelKind::sm90: err = kernels::sm90::launch(p, workspace, plan.num_sms, cuda_stream); break;
+        case KernelKind::sm90:
+            // A NaN or an infinity in a masked key's V reaches rows that never see it on the tensor cores: the
+            // general kernel, exact there, redoes the (sequence, kv head) pairs the fast path flags.
+            err = kernels::sm90::launch(p, workspace, plan.num_sms, cuda_stream);
+            if (const int* redo = kernels::sm90::redo_flags(p, workspace); err == cudaSuccess && redo)
+                err = kernels::general::launch_redo(p, redo, plan.num_sms, cuda_stream);
+            break;
 #endif
         default:
             return fail(FLASHSCI_STATUS_INTERNAL_ERROR, "%s: selected kernel %s is not in this build", function,

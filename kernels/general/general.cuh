@@ -3,6 +3,8 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cstdint>
+
 #include <cuda_runtime_api.h>
 
 #include "common/problem.h"
@@ -15,18 +17,19 @@ constexpr int kHeadDimBuckets[] = {64, 128, 256};
 constexpr int kMaxHeadDim = kHeadDimBuckets[2];
 static_assert(kHeadDimBuckets[0] < kHeadDimBuckets[1] && kHeadDimBuckets[1] < kHeadDimBuckets[2]);
 
-// Enqueues p (element type T, head_dim <= kHeadDim) on stream; returns the launch's error.
+// Enqueues p (element type T, head_dim <= kHeadDim) on stream, on at most max_ctas CTAs; with `redo` (general.h:
+// launch_redo), only its flagged (sequence, kv head) pairs. Returns the launch's error.
 template <typename T, int kHeadDim>
-cudaError_t launch_bucket(const Problem& p, cudaStream_t stream);
+cudaError_t launch_bucket(const Problem& p, const int* redo, int64_t max_ctas, cudaStream_t stream);
 
-extern template cudaError_t launch_bucket<__half, 64>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<__half, 128>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<__half, 256>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<__nv_bfloat16, 64>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<__nv_bfloat16, 128>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<__nv_bfloat16, 256>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<float, 64>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<float, 128>(const Problem&, cudaStream_t);
-extern template cudaError_t launch_bucket<float, 256>(const Problem&, cudaStream_t);
+extern template cudaError_t launch_bucket<__half, 64>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<__half, 128>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<__half, 256>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<__nv_bfloat16, 64>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<__nv_bfloat16, 128>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<__nv_bfloat16, 256>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<float, 64>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<float, 128>(const Problem&, const int*, int64_t, cudaStream_t);
+extern template cudaError_t launch_bucket<float, 256>(const Problem&, const int*, int64_t, cudaStream_t);
 
 }  // namespace flashsci::kernels::general

@@ -3,8 +3,8 @@
 
 namespace flashsci::kernels::general {
 
-template cudaError_t launch_bucket<float, 64>(const Problem&, cudaStream_t);
-template cudaError_t launch_bucket<float, 128>(const Problem&, cudaStream_t);
-template cudaError_t launch_bucket<float, 256>(const Problem&, cudaStream_t);
+template cudaError_t launch_bucket<float, 64>(const Problem&, const int*, int64_t, cudaStream_t);
+template cudaError_t launch_bucket<float, 128>(const Problem&, const int*, int64_t, cudaStream_t);
+template cudaError_t launch_bucket<float, 256>(const Problem&, const int*, int64_t, cudaStream_t);
 
 }  // namespace flashsci::kernels::general

@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -122,8 +123,10 @@ __device__ __forceinline__ void accumulate_pv(float (&acc)[RM][RD], const float*
 // i + band.last and 0 <= j < len_k, with b's lengths and band (one length for all in a dense batch; a
 // variable-length batch tiles its longest sequence, and tiles past a shorter one's end exit). Key tiles wholly
 // outside the band are skipped; only tiles crossing its edges are masked.
+// redo: null, or flags (general.h: launch_redo): [0] whether any pair runs, [1 + b·heads_kv + g] whether sequence b's
+// kv head g does.
 template <typename T, int kHeadDim>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p) {
+__global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, const int* redo) {
     using Cfg = Tile<kHeadDim>;
     constexpr int RM = Cfg::rows_per_thread, RN = Cfg::keys_per_thread, RD = Cfg::cols_per_thread;
     extern __shared__ float shared[];
@@ -143,11 +146,13 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p) {
     const int64_t q_tiles = (p.seqlen_q + Cfg::rows - 1) / Cfg::rows;
     const int64_t work = q_tiles * p.heads_q * p.batch;
     const int64_t group = p.heads_q / p.heads_kv;
+    if (redo != nullptr && redo[0] == 0) return;  // a redo with nothing flagged
 
     for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
         const int64_t q_tile = q_tiles - 1 - w % q_tiles;  // a head's last (longest causal) tile first
         const int64_t h = w / q_tiles % p.heads_q;
         const int64_t b = w / q_tiles / p.heads_q;
+        if (redo != nullptr && redo[1 + b * p.heads_kv + h / group] == 0) continue;  // the whole CTA moves on
         const int64_t q0 = q_tile * Cfg::rows;
         const Sequence seq = sequence(p, b);  // varlen offsets clamped into the packed tensors
         if (q0 >= seq.len_q) continue;        // past this sequence's end: the whole CTA moves on
@@ -281,14 +286,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p) {
 }
 
 template <typename T, int kHeadDim>
-cudaError_t launch_bucket(const Problem& p, cudaStream_t stream) {
+cudaError_t launch_bucket(const Problem& p, const int* redo, int64_t max_ctas, cudaStream_t stream) {
     constexpr size_t kShared = Tile<kHeadDim>::shared_bytes;
     const cudaError_t attribute =
         cudaFuncSetAttribute(forward_kernel<T, kHeadDim>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kShared));
     if (attribute != cudaSuccess) return attribute;
     const int64_t work = (p.seqlen_q + Tile<kHeadDim>::rows - 1) / Tile<kHeadDim>::rows * p.heads_q * p.batch;
-    const unsigned grid = unsigned(work < kMaxGridX ? work : kMaxGridX);
-    forward_kernel<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p);
+    const unsigned grid = unsigned(std::min({work, max_ctas, kMaxGridX}));
+    forward_kernel<T, kHeadDim><<<grid, kThreads, kShared, stream>>>(p, redo);
     return cudaGetLastError();
 }
 

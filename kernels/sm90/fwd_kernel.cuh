@@ -1,8 +1,6 @@
 // The sm_90a attention forward: O = softmax(scale·Q·Kᵀ + mask)·V, one 128- or 192-row query tile at a time.
 //
-// Warpgroup 0 (one thread) streams Q and a K/V ring through TMA (its warps 1-3 check V for NaN/Inf where
-// masked keys could meet it, in kernels whose producer has the registers); the consumer warpgroups (2, or 3
-// per tiles.h) each own 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V
+// Warpgroup 0 (one thread) streams Q and a K/V ring through TMA; the consumer warpgroups (2, or 3 per tiles.h) each own 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V
 // (P in registers), and take turns issuing their GEMMs (ping-pong), so one warpgroup's softmax runs
 // under the others' matrix multiplies. Inside a warpgroup, softmax(j) overlaps Q·K(j-1)ᵀ:
 // key blocks run from last to first, so the masked blocks come first. A banded tile (causal
@@ -26,17 +24,13 @@
 
 namespace flashsci::kernels::sm90 {
 
-// Named barrier ids (0 is __syncthreads): per consumer one turn, one epilogue and one vote barrier (the V
-// checkers, where they exist, vote on the first); one for all consumers before O is staged over the V ring.
+// Named barrier ids (0 is __syncthreads): per consumer one turn and one epilogue barrier; one for all consumers
+// before O is staged over the V ring.
 constexpr int kTurnBarrier = 1;
 constexpr int kEpilogueBarrier = kTurnBarrier + kMaxConsumers;
-constexpr int kVoteBarrier = kEpilogueBarrier + kMaxConsumers;
-constexpr int kOverVBarrier = kVoteBarrier + kMaxConsumers;
+constexpr int kOverVBarrier = kEpilogueBarrier + kMaxConsumers;
 constexpr int kTurnThreads = 2 * kWarpgroupThreads;  // a turn passes from one consumer warpgroup to the next
 constexpr int kWarps = kWarpgroupThreads / 32;
-// The producer warpgroup's warps 1-3 (warp 0's lane 0 issues the TMA loads) check V for non-finite values.
-constexpr int kCheckerWarps = kWarps - 1;
-constexpr int kCheckerThreads = kCheckerWarps * 32;
 
 constexpr int kTileSlots = 2;  // tile indices handed from the producer to the consumers
 
@@ -47,8 +41,6 @@ struct Barriers {
     uint64_t q_full[QStages], q_empty[QStages];
     uint64_t k_full[Stages], k_empty[Stages];
     uint64_t v_full[Stages], v_empty[Stages];
-    uint64_t v_checked[Stages];  // kernels with V checkers: their verdict on a V stage is in v_bad
-    int v_bad[Stages];
     uint64_t o_read;  // O staged over the V ring: the tile's O store has read it (the ring may take V again)
 };
 
@@ -60,14 +52,6 @@ __device__ __forceinline__ uint32_t pack(__half, float lo, float hi) {
     const __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&v);
 }
-__device__ __forceinline__ float2 unpack(__nv_bfloat16, uint32_t w) {
-    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w));
-}
-__device__ __forceinline__ float2 unpack(__half, uint32_t w) { return __half22float2(*reinterpret_cast<const __half2*>(&w)); }
-
-// Nonzero when either 16-bit half of w is an infinity or a NaN (all exponent bits set).
-__device__ __forceinline__ uint32_t nonfinite2(__nv_bfloat16, uint32_t w) { return __vcmpeq2(w & 0x7f807f80u, 0x7f807f80u); }
-__device__ __forceinline__ uint32_t nonfinite2(__half, uint32_t w) { return __vcmpeq2(w & 0x7c007c00u, 0x7c007c00u); }
 
 // The key blocks of one tile: [begin, end) hold a key some row sees, [unmasked_begin, unmasked_end)
 // are seen whole by every row; the others go through the masked path.
@@ -82,12 +66,12 @@ struct WarpTag {};
 
 // One tile's sequence: its first packed row of Q/O (q_start) and of K/V (k_start), its lengths, and its key band.
 // Dense problems: rows start at 0 (the batch coordinate locates the sequence), lengths and band are the plan's.
-// Varlen: read from cu_seqlens and clamped into the packed tensors; `batch` becomes 0, the maps' batch coordinate.
+// Varlen: read from cu_seqlens and clamped into the packed tensors, whose maps' batch coordinate is 0 (map_batch).
 template <int HeadDim, bool Banded, bool Varlen, bool Wide>
 struct Schedule {
     static constexpr int kN = TileShape<HeadDim, Banded, Wide>::block_n;
     static constexpr int kBlockM = TileShape<HeadDim, Banded, Wide>::block_m;
-    int m, head, batch;  // head: the head pack (the query head itself when pack is 1)
+    int m, head, batch;  // head: the head pack (the query head itself when pack is 1); batch: the sequence
     int q_start, k_start;
     int len_q_, len_k_, band_first_, diagonal_;  // varlen only: dense problems read the plan's (a constant bank)
 
@@ -123,7 +107,6 @@ struct Schedule {
         q_start = q_begin, k_start = k_begin;
         const int len_q = len_q_ = min(q_end - q_begin, p.seqlen_q);
         const int len_k = len_k_ = min(k_end - k_begin, p.seqlen_k);
-        batch = 0;
         if (Banded) {  // key_band() of common/problem.h for this sequence (|values| <= 2^30: no overflow)
             const int reach = len_q + len_k;
             const int window_diagonal = p.mask == int(Mask::causal_top_left) ? 0 : len_k - len_q;
@@ -143,6 +126,13 @@ struct Schedule {
     __device__ __forceinline__ bool live(const FwdParams& p) const { return !Varlen || m * kBlockM < rows(p); }
     // ALiBi distance |i + alibi_offset − j| from the sequence's bottom-right diagonal.
     __device__ __forceinline__ int alibi_offset(const FwdParams& p) const { return Varlen ? len_k_ - len_q_ : p.alibi_offset; }
+    // The batch coordinate of the TMA maps and O: the sequence, or 0 in a varlen batch's packed tensors.
+    __device__ __forceinline__ int map_batch() const { return Varlen ? 0 : batch; }
+    // Flags the tile's sequence and kv head in FwdParams::redo (and that some pair is).
+    __device__ __forceinline__ void flag_redo(const FwdParams& p) const {
+        p.redo[0] = 1;
+        p.redo[1 + batch * (p.heads_q / p.group) + (head << p.pack_shift) / p.group] = 1;
+    }
     // Positions i of rows m·kBlockM .. m·kBlockM + kBlockM − 1 see keys i + band_first .. i + diagonal (clipped
     // to the sequence).
     __device__ __forceinline__ KeyBlocks key_blocks(const FwdParams& p) const {
@@ -169,17 +159,13 @@ struct Forward {
     static constexpr int kConsumers = Shape::consumers;
     static constexpr int kBlockM = Shape::block_m;
     static constexpr int kReleaseArrivals = kConsumers * kWarps;  // one arrival per consumer warp frees a buffer
-    // Masked key blocks hide keys from some rows only when banded or packed (varlen); a dense unbanded tile
-    // masks just the keys past seqlen_k, which TMA fills with zeros, so its V needs no non-finite check.
+    // Masked key blocks hide keys from some rows only when banded or packed (varlen): the tensor cores multiply a
+    // masked key's zero weight by its V, and 0·NaN = 0·Inf = NaN reaches rows that never see it. So those
+    // kernels flag a tile whose O holds a NaN or an infinity for the exact redo (FwdParams::redo). A dense
+    // unbanded tile masks just the keys past seqlen_k, which TMA fills with zeros.
     static constexpr bool kGuardV = Banded || Varlen;
     // Tiles differ in length when banded or varlen: they are handed out by a global counter (dynamic balance).
     static constexpr bool kDynamicTiles = Banded || Varlen;
-    // The producer warpgroup's idle warps scan V (check_v) where it has registers to spare; hd192/hd256's
-    // 24-register producer would spill (measured 3-7 % slower banded), so there each consumer scans it.
-    static constexpr bool kCheckers = kGuardV && Shape::producer_registers > kMinProducerRegisters;
-    // Arrivals that free a tile slot and a V stage: the consumer warps, and the checkers where they run.
-    static constexpr int kTileReleases = kReleaseArrivals + (kCheckers ? kCheckerWarps : 0);
-    static constexpr int kVReleases = kReleaseArrivals + (kCheckers ? 1 : 0);
     static constexpr int kN = Shape::block_n;
     static constexpr int kStages = Shape::stages;
     static constexpr int kQStages = Shape::q_stages;
@@ -232,7 +218,7 @@ struct Forward {
                 barrier_expect_bytes(&full[s], Shape::kv_bytes);
                 char* dst = ring + s * Shape::kv_bytes;
                 for (int slab = 0; slab < kSlabs; ++slab)
-                    tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, t.k_start + n * kN, kv_head, t.batch,
+                    tma_load(dst + slab * kN * kSlabRowBytes, map, slab * kSlabElems, t.k_start + n * kN, kv_head, t.map_batch(),
                              &full[s]);
             };
             // V block i of the tile; the first waits until the previous tile's O, staged over the V ring, is stored
@@ -253,66 +239,16 @@ struct Forward {
             for (int h = 0; h < halves; ++h)
                 for (int slab = 0; slab < kSlabs; ++slab)
                     tma_load_packed(sm.q_stage(qs) + h * Shape::q_bytes + slab * kMmaM * kSlabRowBytes, tq,
-                                    slab * kSlabElems, position0 + h * half_positions, t.head, t.batch, &bar.q_full[qs]);
+                                    slab * kSlabElems, position0 + h * half_positions, t.head, t.map_batch(), &bar.q_full[qs]);
             ++qc;
-            // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n]. Except where
-            // V is checked for non-finite values: the first (masked) V is checked before the second block's
-            // Q·Kᵀ is issued, so it goes first (not with hd256's 24-register producer: it would spill).
-            int i = 0;
-            if (kGuardV && Shape::producer_registers > kMinProducerRegisters) {
-                load_v(0);
-                if (blocks > 1) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + 1, kb.end - 2);
-                i = 1;
-            }
-            for (; i < blocks; ++i) {
+            // K runs one block ahead of V: K[n-1] is in flight while the consumers need V[n].
+            for (int i = 0; i < blocks; ++i) {
                 if (i + 1 < blocks) load_kv(tk, sm.k, bar.k_full, bar.k_empty, kv + i + 1, kb.end - 2 - i);
                 load_v(i);
             }
             kv += blocks;
         }
         publish(p.num_tiles);
-    }
-
-    // Whether any of a V stage's values is a NaN or an infinity, for `threads` threads (index tid) that then vote
-    // on named barrier `vote_barrier`. Tensor cores would multiply a masked key's zero weight by such a value
-    // (0·NaN = NaN) and reach rows that never see that key.
-    static __device__ __forceinline__ bool v_nonfinite(const char* v, int tid, int threads, int vote_barrier) {
-        constexpr int kChunks = Shape::kv_bytes / int(sizeof(uint4));
-        uint32_t bits = 0;
-        for (int c = tid; c < kChunks; c += threads) {
-            const uint4 x = reinterpret_cast<const uint4*>(v)[c];
-            bits |= nonfinite2(T{}, x.x) | nonfinite2(T{}, x.y) | nonfinite2(T{}, x.z) | nonfinite2(T{}, x.w);
-        }
-        return named_vote_any(vote_barrier, threads, bits != 0);  // also: every thread's reads are done
-    }
-
-    // ---------------------------------------------------------------- V checkers (producer warps 1-3)
-    // Scan each masked key block's V stage as it lands and post the verdict, so the consumers only read a
-    // flag. Every V block is followed (its stage is freed only after the checkers' arrival), unmasked ones
-    // without a scan.
-    static __device__ __forceinline__ void check_v(const FwdParams& p, const Smem& sm, Barriers<kStages, kQStages>& bar) {
-        const int tid = threadIdx.x % kWarpgroupThreads - 32, lane = threadIdx.x % 32;
-        uint32_t vc = 0;
-        for (uint32_t tc = 0;; ++tc) {
-            const int slot = tc % kTileSlots;
-            barrier_wait(&bar.tile_full[slot], tc / kTileSlots & 1);
-            const int tile = __shfl_sync(0xffffffffu, lane == 0 ? bar.tile[slot] : 0, 0);
-            if (lane == 0) barrier_arrive(&bar.tile_empty[slot]);
-            if (tile >= p.num_tiles) return;
-            const Sched t(p, tile, WarpTag<true>{});
-            if (!t.live(p)) continue;
-            const KeyBlocks kb = t.key_blocks(p);
-            for (int n = kb.end - 1; n >= kb.begin; --n, ++vc) {
-                const int vs = Ring::stage(vc);
-                barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-                const bool bad = kb.masked(n) && v_nonfinite(sm.v_stage(vs), tid, kCheckerThreads, kVoteBarrier);
-                if (tid == 0) {
-                    bar.v_bad[vs] = bad;
-                    barrier_arrive(&bar.v_checked[vs]);
-                    barrier_arrive(&bar.v_empty[vs]);
-                }
-            }
-        }
     }
 
     // ---------------------------------------------------------------- consumer (one warpgroup, 64 rows)
@@ -451,71 +387,19 @@ struct Forward {
                 for (int i = 0; i < 4; ++i) o[4 * j + i] *= rescale[i / 2];
         }
 
-        // Waits until V stage vs (the current V block) has landed and, where checkers run, has their verdict. Every
-        // phase of v_checked is waited on, masked block or not: a phase nobody waits for is a synccheck error.
-        __device__ __forceinline__ void wait_v(int vs) {
-            barrier_wait(&bar.v_full[vs], Ring::parity(vc));
-            if (kCheckers) barrier_wait(&bar.v_checked[vs], Ring::parity(vc));
-        }
-
-        // After wait_v(vs): whether that V stage holds a NaN or an infinity. The checkers' verdict (lane 0 reads it,
-        // before its own arrival frees the stage; the warp votes), or the warpgroup's own scan.
-        __device__ __forceinline__ bool v_nonfinite(int vs) {
-            if (!kCheckers) return Forward::v_nonfinite(sm.v_stage(vs), warp * 32 + lane, kWarpgroupThreads, kVoteBarrier + cw);
-            return __any_sync(0xffffffffu, lane == 0 && bar.v_bad[vs] != 0);
-        }
-
-        // O = P·V or O += P·V on the CUDA cores, skipping zero weights: a masked key's non-finite value
-        // never reaches a row. Consumes pr: each k16 step is shifted into pr[0], where key 8·half + k8
-        // of the step sits in register pr[0][2·half + h] of the row quad's lane k8 / 2.
-        __device__ __forceinline__ void pv_exact(const char* v, uint32_t accumulate) {
-            if (!accumulate)
-#pragma unroll
-                for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.f;
-#pragma unroll 1
-            for (int kk = 0; kk < kPvSteps; ++kk) {
-#pragma unroll 1
-                for (int k16 = 0; k16 < kMmaK; ++k16) {
-                    const int key = kk * kMmaK + k16;
-                    float weight[2];
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const uint32_t word = k16 < 8 ? pr[0][h] : pr[0][2 + h];
-                        const float2 w = unpack(T{}, __shfl_sync(0xffffffffu, word, (lane & ~3) | (k16 % 8) / 2));
-                        weight[h] = k16 % 2 ? w.y : w.x;
-                    }
-#pragma unroll
-                    for (int j = 0; j < HeadDim / 8; ++j) {
-                        const char* src = v + (j / 8) * kN * kSlabRowBytes + key * kSlabRowBytes +
-                                          ((j % 8 ^ key % 8) << 4) + 4 * (lane % 4);
-                        const float2 x = unpack(T{}, *reinterpret_cast<const uint32_t*>(src));
-#pragma unroll
-                        for (int h = 0; h < 2; ++h) {
-                            o[4 * j + 2 * h] += weight[h] != 0.f ? weight[h] * x.x : 0.f;
-                            o[4 * j + 2 * h + 1] += weight[h] != 0.f ? weight[h] * x.y : 0.f;
-                        }
-                    }
-                }
-#pragma unroll
-                for (int i = 0; i + 1 < kPvSteps; ++i)
-#pragma unroll
-                    for (int r = 0; r < 4; ++r) pr[i][r] = pr[i + 1][r];
-            }
-        }
+        // Waits until V stage vs (the current V block) has landed.
+        __device__ __forceinline__ void wait_v(int vs) { barrier_wait(&bar.v_full[vs], Ring::parity(vc)); }
 
         // A step's end: its P·V has landed (`pending`: there was one; its V stage is freed), O ·= rescale, P → pr.
         // At the end of its own step, ptxas hoists that wait above the independent softmax before it (SASS: every
         // MUFU.EX2 after the wait), so the softmax does not overlap P·V. Retired at the top of the next step,
         // behind the loop's branch, it does: measured +1-3 % for hd256 but -1-3 % for hd192 and -2-6 % for
         // hd64/hd128 (H200, docs/sm90-notes.md v9), so only hd256 does that, and not with softcap or ALiBi (the
-        // transformed kernel then spills 28 bytes; not measured). Not with the V guard either: its exact
-        // paths with a P·V in flight across the loop need more registers than ptxas has (C7512: every wgmma
-        // serialised).
+        // transformed kernel then spills 28 bytes; not measured). Not measured in the guarded (banded, varlen)
+        // kernels either since they lost their exact P·V path, which could not keep a P·V in flight across the loop.
         static constexpr bool kRetireLate = !kGuardV && !Transformed && HeadDim == 256;
-        // Wait: a P·V is in flight (not after the exact path's CUDA-core P·V).
-        template <bool Wait = true>
         __device__ __forceinline__ void retire(bool pending) {
-            if (Wait) wgmma_wait<0>();
+            wgmma_wait<0>();
             pin(o), pin(pr);
             if (pending) {
                 release(&bar.v_empty[Ring::stage(vc)]);
@@ -525,45 +409,30 @@ struct Forward {
             convert_p();
         }
 
-        // One key block n: S = Q·K[n]ᵀ and O += P·V[n+1] in flight together; softmax(S) once S lands.
-        // Exact: P·V[n+1] on the CUDA cores first instead (see pv_exact).
-        template <bool Masked, bool Exact>
+        // One key block n: S = Q·K[n]ᵀ and O += P·V[n+1] in flight together; softmax(S) once S lands. Retiring
+        // late, it first retires the previous step (which existed unless this is the first: `accumulate`).
+        template <bool Masked>
         __device__ __forceinline__ void step(const Sched& t, int n, uint32_t accumulate) {
+            if (kRetireLate) retire(accumulate);
             const int ks = Ring::stage(kc), vs = Ring::stage(vc);
-            if (Exact) pv_exact(sm.v_stage(vs), accumulate);
             barrier_wait(&bar.k_full[ks], Ring::parity(kc));
             pin(s), pin(o), pin(pr);
             turn_begin();
             wgmma_fence();
             gemm_qk(sm.k_stage(ks));
             wgmma_commit();
-            if (!Exact) {
-                wait_v(vs);
-                gemm_pv(sm.v_stage(vs), accumulate);
-                wgmma_commit();
-            }
+            wait_v(vs);
+            gemm_pv(sm.v_stage(vs), accumulate);
+            wgmma_commit();
             turn_end();
-            wgmma_wait<Exact ? 0 : 1>();
+            wgmma_wait<1>();
             pin(s);
             release(&bar.k_empty[ks]);
             ++kc;
             if (Transformed) transform(t, n);
             if (Masked) mask_band(t, n);
             softmax<Masked>();
-            if (!kRetireLate) retire<!Exact>(true);
-        }
-
-        // A step whose P·V block n + 1 was masked checks that V first (the check is rarely true). Retiring late, it
-        // first retires the previous step (which existed unless this is the first: `accumulate`).
-        template <bool Masked>
-        __device__ __forceinline__ void step(const Sched& t, int n, uint32_t accumulate, const KeyBlocks& kb) {
-            if (kRetireLate) retire(accumulate);
-            if (kGuardV && kb.masked(n + 1)) {
-                const int vs = Ring::stage(vc);
-                wait_v(vs);
-                if (v_nonfinite(vs)) return step<Masked, true>(t, n, accumulate);
-            }
-            step<Masked, false>(t, n, accumulate);
+            if (!kRetireLate) retire(true);
         }
 
         __device__ __forceinline__ void run_tile(const Sched& t, const KeyBlocks& kb) {
@@ -596,34 +465,46 @@ struct Forward {
             // P·V[n + 1] accumulates unless n + 1 is the first block visited. Not unrolled: the loop's branch
             // keeps each step's softmax ahead of the next step's wait (see retire).
 #pragma unroll 1
-            for (--n; n >= kb.begin && n >= kb.unmasked_end; --n) step<true>(t, n, n + 2 < kb.end, kb);
+            for (--n; n >= kb.begin && n >= kb.unmasked_end; --n) step<true>(t, n, n + 2 < kb.end);
 #pragma unroll 1
-            for (; n >= max(kb.begin, kb.unmasked_begin); --n) step<false>(t, n, n + 2 < kb.end, kb);
+            for (; n >= max(kb.begin, kb.unmasked_begin); --n) step<false>(t, n, n + 2 < kb.end);
             if (Banded)  // only a window's left edge masks blocks below the fully seen part
 #pragma unroll 1
-                for (; n >= kb.begin; --n) step<true>(t, n, n + 2 < kb.end, kb);
+                for (; n >= kb.begin; --n) step<true>(t, n, n + 2 < kb.end);
             release(&bar.q_empty[qs]);  // last read of Q is done
             // O += P·V[begin]
             if (kRetireLate) retire(kb.count() > 1);
             const int vs = Ring::stage(vc);
             wait_v(vs);
-            if (kGuardV && kb.masked(kb.begin) && v_nonfinite(vs)) {
-                pv_exact(sm.v_stage(vs), kb.count() > 1);
-            } else {
-                pin(o), pin(pr);
-                wgmma_fence();
-                gemm_pv(sm.v_stage(vs), kb.count() > 1);
-                wgmma_commit();
-                wgmma_wait<0>();
-                pin(o);
-            }
+            pin(o), pin(pr);
+            wgmma_fence();
+            gemm_pv(sm.v_stage(vs), kb.count() > 1);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin(o);
             release(&bar.v_empty[vs]);
             ++vc;
         }
 
+        // Whether the warp's O holds a NaN or an infinity (o·0 is NaN exactly then) in a row of the sequence: rows
+        // past it are never stored, and a Q half wholly past it is not even loaded (stale shared memory).
+        __device__ __forceinline__ bool o_nonfinite(const Sched& t) const {
+            float probe[2] = {0.f, 0.f};
+#pragma unroll
+            for (int j = 0; j < HeadDim / 8; ++j)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) probe[i / 2] = fmaf(o[4 * j + i], 0.f, probe[i / 2]);
+            bool bad = false;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) bad |= row(t.m, h) < t.rows(p) && probe[h] != probe[h];
+            return __any_sync(0xffffffffu, bad);
+        }
+
         // O /= l, LSE = m·scale + ln(l); a row with no visible key gets O = 0, LSE = −inf, and a NaN
-        // sum (a NaN among the row's scores) stays NaN in both.
+        // sum (a NaN among the row's scores) stays NaN in both. Guarded, a NaN or an infinity in O flags the tile
+        // for the redo: a non-finite input the rows see, or one a masked key's zero weight met on the tensor cores.
         __device__ __forceinline__ void finalize(const Sched& t) {
+            if (kGuardV && o_nonfinite(t) && lane == 0) t.flag_redo(p);
             float lse[2];
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
@@ -651,7 +532,7 @@ struct Forward {
 
         // Tile row r in O.
         __device__ __forceinline__ T* o_row(const Sched& t, int r) const {
-            return static_cast<T*>(p.o) + t.batch * p.o_batch_stride + int64_t(t.q_start + position(r)) * p.o_seq_stride +
+            return static_cast<T*>(p.o) + t.map_batch() * p.o_batch_stride + int64_t(t.q_start + position(r)) * p.o_seq_stride +
                    q_head(t, r) * p.o_head_stride;
         }
 
@@ -679,13 +560,7 @@ struct Forward {
                 }
             }
             fence_async_shared();
-            // Guarded kernels over V: every consumer's writes come before any store, which orders them before the next
-            // tile's V scans (generic reads of the same bytes) for racecheck; it does not follow the TMA store → o_read
-            // → TMA load chain that orders them on the GPU. Elsewhere a warpgroup's own writes are all its store needs.
-            if (Shape::o_over_v && kGuardV)
-                named_sync(kOverVBarrier, kConsumers * kWarpgroupThreads);
-            else
-                named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
+            named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);  // the warpgroup's writes are all its store needs
             if (Varlen && t.m * kBlockM + cw * 64 + 64 > t.rows(p)) {
                 const int row0 = t.m * kBlockM + cw * 64;
                 constexpr int kChunks = HeadDim / 8;  // 16-byte chunks per row
@@ -707,7 +582,7 @@ struct Forward {
                 const int row0 = t.m * kBlockM + cw * 64;
                 if (row0 < t.rows(p)) {
                     for (int slab = 0; slab < kSlabs; ++slab)
-                        tma_store_packed(to, slab * kSlabElems, t.q_start + (row0 >> p.pack_shift), t.head, t.batch,
+                        tma_store_packed(to, slab * kSlabElems, t.q_start + (row0 >> p.pack_shift), t.head, t.map_batch(),
                                          tile + slab * kMmaM * kSlabRowBytes);
                     tma_store_commit();
                 }
@@ -776,7 +651,7 @@ __global__ void __launch_bounds__(TileShape<HeadDim, Banded, Wide>::threads, 1)
     if (threadIdx.x == 0) {
         for (int s = 0; s < kTileSlots; ++s) {
             barrier_init(&bar.tile_full[s], 1);
-            barrier_init(&bar.tile_empty[s], F::kTileReleases);
+            barrier_init(&bar.tile_empty[s], F::kReleaseArrivals);
         }
         for (int s = 0; s < F::kQStages; ++s) {
             barrier_init(&bar.q_full[s], 1);
@@ -786,8 +661,7 @@ __global__ void __launch_bounds__(TileShape<HeadDim, Banded, Wide>::threads, 1)
             barrier_init(&bar.k_full[s], 1);
             barrier_init(&bar.k_empty[s], F::kReleaseArrivals);
             barrier_init(&bar.v_full[s], 1);
-            barrier_init(&bar.v_empty[s], F::kVReleases);
-            barrier_init(&bar.v_checked[s], 1);
+            barrier_init(&bar.v_empty[s], F::kReleaseArrivals);
         }
         barrier_init(&bar.o_read, F::kReleaseArrivals);
         barrier_init_fence();
@@ -799,8 +673,6 @@ __global__ void __launch_bounds__(TileShape<HeadDim, Banded, Wide>::threads, 1)
         if (threadIdx.x == 0) {
             tma_prefetch_map(&tq), tma_prefetch_map(&tk), tma_prefetch_map(&tv), tma_prefetch_map(&to);
             F::produce(p, sm, bar, &tq, &tk, &tv);
-        } else if (F::kCheckers && threadIdx.x >= 32) {
-            F::check_v(p, sm, bar);
         }
     } else {
         registers_claim<Shape::consumer_registers>();

@@ -20,6 +20,11 @@ struct FwdParams {
     int num_tiles;        // num_m_blocks · head_packs · batch
     int section_heads;    // banded: (batch, head pack) pairs per L2 section of the tile order
     int* tile_counter;    // banded or varlen: tiles handed out beyond the first gridDim.x (zeroed before launch)
+    // Banded or varlen: 1 + batch·heads_kv flags (zeroed before launch): [1 + b·heads_kv + g] is set where a tile of
+    // sequence b, kv head g gets a NaN or an infinity in O, [0] where any does. A masked key's V can put it there
+    // (the tensor cores' 0·NaN), so the host follows the kernel with an exact pass over the flagged pairs (sm90.h:
+    // redo_flags).
+    int* redo;
     int band_first;       // banded, dense: row i sees key j iff i + band_first <= j <= i + diagonal
     int diagonal;
     int mask;             // banded, varlen: Mask, and the window sides (-1: unbounded, else <= 2^30 + 1): each

@@ -16,6 +16,12 @@ bool supports(const Problem& p, int major, int minor);
 // Device scratch the fast path needs for p (e.g. a tile counter); 0 when none.
 size_t workspace_bytes(const Problem& p);
 
+// Banded and varlen problems: the flags in `workspace` that launch() sets where O gets a NaN or an infinity, which
+// may come from a masked key's V multiplied by the key's zero weight on the tensor cores: [0] when any is set,
+// [1 + b·heads_kv + g] for sequence b and kv head g. The caller must then recompute O of those pairs exactly
+// (general::launch_redo). Null otherwise.
+const int* redo_flags(const Problem& p, const void* workspace);
+
 // A short stable name of the kernel configuration that launch() would run for p.
 const char* kernel_name(const Problem& p);
 

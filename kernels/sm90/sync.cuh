@@ -83,16 +83,6 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-// Waits like named_sync and returns whether `vote` was true in any of the `threads` threads.
-__device__ __forceinline__ bool named_vote_any(int id, int threads, bool vote) {
-    uint32_t any;
-    asm volatile(
-        "{\n.reg .pred v, a;\nsetp.ne.u32 v, %1, 0;\nbar.red.or.pred a, %2, %3, v;\nselp.u32 %0, 1, 0, a;\n}"
-        : "=r"(any)
-        : "r"(uint32_t(vote)), "r"(id), "r"(threads)
-        : "memory");
-    return __any_sync(0xffffffffu, any != 0);  // the same value, but visibly warp-uniform to ptxas
-}
 
 // ---- per-warpgroup register budgets (all four warps of the warpgroup execute these).
 template <int Registers>

@@ -34,8 +34,7 @@ constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consum
 // at 512-1k. hd64's 192×128 on three consumers keeps the tensor pipe fed while two warpgroups do their softmax:
 // non-causal +14 % at 512, +7 % at 1k-4k, +8-13 % at 8k-16k, so it takes every plain hd64 problem. Causal, the
 // same tile lost 26 % at 512, 22 % at 1k, 5 % at 2k and 1 % at 4k (192-row diagonal tiles) but gained 7-8 % at
-// 8k and 16k (its own banded row, 3 rounds), so causal hd64 takes it from 8192 keys; its 32-register producer
-// spills 16 bytes there (the V checkers' loop), as hd192/hd256's 24-register banded producers spill 8-16.
+// 8k and 16k (its own banded row, 3 rounds), so causal hd64 takes it from 8192 keys.
 struct TileConfig {
     int head_dim;
     bool banded, wide;
