@@ -1,6 +1,7 @@
 // The sm_90a attention forward: O = softmax(scale·Q·Kᵀ + mask)·V, one 128- or 192-row query tile at a time.
 //
-// Warpgroup 0 (one thread) streams Q and a K/V ring through TMA; the consumer warpgroups (2, or 3 per tiles.h) each own 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V
+// Warpgroup 0 (one thread) streams Q and a K/V ring through TMA; the consumer warpgroups (2, or 3 per
+// tiles.h) each own 64 query rows, compute S = Q·Kᵀ (wgmma, both operands in shared memory) and O += P·V
 // (P in registers), and take turns issuing their GEMMs (ping-pong), so one warpgroup's softmax runs
 // under the others' matrix multiplies. Inside a warpgroup, softmax(j) overlaps Q·K(j-1)ᵀ:
 // key blocks run from last to first, so the masked blocks come first. A banded tile (causal
@@ -395,8 +396,8 @@ struct Forward {
         // MUFU.EX2 after the wait), so the softmax does not overlap P·V. Retired at the top of the next step,
         // behind the loop's branch, it does: measured +1-3 % for hd256 but -1-3 % for hd192 and -2-6 % for
         // hd64/hd128 (H200, docs/sm90-notes.md v9), so only hd256 does that, and not with softcap or ALiBi (the
-        // transformed kernel then spills 28 bytes; not measured). Not measured in the guarded (banded, varlen)
-        // kernels either since they lost their exact P·V path, which could not keep a P·V in flight across the loop.
+        // transformed kernel then spills 28 bytes; not measured). The guarded (banded, varlen) kernels
+        // are untried since their exact P·V path, which ruled it out (C7512), went away.
         static constexpr bool kRetireLate = !kGuardV && !Transformed && HeadDim == 256;
         __device__ __forceinline__ void retire(bool pending) {
             wgmma_wait<0>();
