@@ -59,7 +59,6 @@ __device__ __forceinline__ uint32_t pack(__half, float lo, float hi) {
 struct KeyBlocks {
     int begin, end, unmasked_begin, unmasked_end;
     __device__ __forceinline__ int count() const { return end - begin; }
-    __device__ __forceinline__ bool masked(int n) const { return n >= unmasked_end || n < unmasked_begin; }
 };
 
 template <bool Warp>

@@ -232,7 +232,7 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     f.section_heads = int(std::clamp<int64_t>(kL2SectionBytes / std::max<int64_t>(kv_bytes_per_pack, 1), 1,
                                               int64_t{f.head_packs} * p.batch));
     f.tile_counter = static_cast<int*>(workspace);
-    f.redo = f.tile_counter + 1;
+    f.redo = redo_flags(p, workspace);
     const KeyBand band = key_band(p);  // |first|, |last| <= seqlen_q + seqlen_k <= 2^30
     f.band_first = Banded ? int(band.first) : 0;
     f.diagonal = Banded ? int(band.last) : 0;
@@ -308,9 +308,7 @@ bool supports(const Problem& p, int major, int minor) {
 // The tile counter, then the redo flags of the guarded (banded or varlen) kernels (FwdParams::redo).
 size_t workspace_bytes(const Problem& p) { return dynamic_tiles(p) ? sizeof(int) * size_t(2 + p.batch * p.heads_kv) : 0; }
 
-const int* redo_flags(const Problem& p, const void* workspace) {
-    return dynamic_tiles(p) ? static_cast<const int*>(workspace) + 1 : nullptr;
-}
+int* redo_flags(const Problem& p, void* workspace) { return dynamic_tiles(p) ? static_cast<int*>(workspace) + 1 : nullptr; }
 
 const char* kernel_name(const Problem& p) {
     // sm90_hd<d>_<type>[_causal][_window][_softcap][_alibi][_wide]: every combination, built once (the wide tile

@@ -20,7 +20,7 @@ size_t workspace_bytes(const Problem& p);
 // may come from a masked key's V multiplied by the key's zero weight on the tensor cores: [0] when any is set,
 // [1 + b·heads_kv + g] for sequence b and kv head g. The caller must then recompute O of those pairs exactly
 // (general::launch_redo). Null otherwise.
-const int* redo_flags(const Problem& p, const void* workspace);
+int* redo_flags(const Problem& p, void* workspace);
 
 // A short stable name of the kernel configuration that launch() would run for p.
 const char* kernel_name(const Problem& p);
