@@ -232,10 +232,10 @@
  *   NaN or infinity of v without every row seeing it (it multiplies that
  *   block on the CUDA cores instead of the tensor cores, which would compute
  *   0 · NaN), and, on the Hopper path with a mask or a variable-length batch,
- *   the rows of the query heads that read the kv head of the non-finite
- *   value in that sequence: their o is recomputed on the general path within
- *   the same call and stream. Those rows agree with the clean run up to
- *   rounding (their lse bit for bit).
+ *   the rows of the query heads that read a kv head whose v holds the
+ *   non-finite value, in that sequence: their o is recomputed on the general
+ *   path within the same call and stream. Those rows agree with the clean
+ *   run up to rounding (their lse bit for bit).
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the

@@ -486,26 +486,14 @@ struct Forward {
             ++vc;
         }
 
-        // Whether the warp's O holds a NaN or an infinity (o·0 is NaN exactly then) in a row of the sequence: rows
-        // past it are never stored, and a Q half wholly past it is not even loaded (stale shared memory).
-        __device__ __forceinline__ bool o_nonfinite(const Sched& t) const {
-            float probe[2] = {0.f, 0.f};
-#pragma unroll
-            for (int j = 0; j < HeadDim / 8; ++j)
-#pragma unroll
-                for (int i = 0; i < 4; ++i) probe[i / 2] = fmaf(o[4 * j + i], 0.f, probe[i / 2]);
-            bool bad = false;
-#pragma unroll
-            for (int h = 0; h < 2; ++h) bad |= row(t.m, h) < t.rows(p) && probe[h] != probe[h];
-            return __any_sync(0xffffffffu, bad);
-        }
-
         // O /= l, LSE = m·scale + ln(l); a row with no visible key gets O = 0, LSE = −inf, and a NaN
-        // sum (a NaN among the row's scores) stays NaN in both. Guarded, a NaN or an infinity in O flags the tile
-        // for the redo: a non-finite input the rows see, or one a masked key's zero weight met on the tensor cores.
+        // sum (a NaN among the row's scores) stays NaN in both. Guarded, a row with a finite sum but a NaN or an
+        // infinity in O flags the tile for the redo: V put it there, maybe through a masked key's zero weight on the
+        // tensor cores (a NaN or Inf score makes the sum NaN: that row is NaN whatever V holds). Only rows the
+        // tile stores count: a Q half wholly past the sequence is not even loaded (stale shared memory).
         __device__ __forceinline__ void finalize(const Sched& t) {
-            if (kGuardV && o_nonfinite(t) && lane == 0) t.flag_redo(p);
             float lse[2];
+            bool sum_finite[2];
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 float l = row_sum[h];
@@ -514,8 +502,20 @@ struct Forward {
                 const bool empty = l == 0.f;
                 rescale[h] = empty ? 0.f : 1.f / l;
                 lse[h] = empty ? -INFINITY : (row_max[h] * p.scale_log2 + __log2f(l)) * float(M_LN2);
+                sum_finite[h] = l == l;
             }
             rescale_o();
+            if (kGuardV) {  // o·0 is NaN exactly where o is a NaN or an infinity (rescaling keeps both)
+                float probe[2] = {0.f, 0.f};
+#pragma unroll
+                for (int j = 0; j < HeadDim / 8; ++j)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) probe[i / 2] = fmaf(o[4 * j + i], 0.f, probe[i / 2]);
+                bool redo = false;
+#pragma unroll
+                for (int h = 0; h < 2; ++h) redo |= probe[h] != probe[h] && sum_finite[h] && row(t.m, h) < t.rows(p);
+                if (__any_sync(0xffffffffu, redo) && lane == 0) t.flag_redo(p);
+            }
             if (p.lse && lane % 4 == 0)
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {

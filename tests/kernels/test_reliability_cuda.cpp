@@ -418,10 +418,11 @@ bool reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h)
            x.row <= i + mask_diagonal(c.mask, c.shape);
 }
 
-// On the sm90 path a NaN or infinity in O (from a non-finite input, or from a masked key's v that the tensor
-// cores multiply by 0 into rows that never see it) sends O of that batch and kv head's query heads to the general
+// On the sm90 path a NaN or infinity of v in O (a row that sees it, or a masked key's that the tensor cores
+// multiply by 0 into rows that never see it) sends O of that batch and kv head's query heads to the general
 // kernel: the rows there that do not see it stay finite and equal to the clean run up to rounding (flashsci.h,
-// "NaN and infinity"), not bit for bit; LSE stays bit for bit.
+// "NaN and infinity"), not bit for bit; LSE stays bit for bit. A non-finite q or k leaves every other row bit
+// for bit.
 constexpr double kRoundingTolerance = 1e-2;  // of an element of O, relative, plus as much absolute
 
 // Whether query head h of batch b reads the kv head of x's batch that x reaches (x.head is a query head in q).
@@ -443,7 +444,7 @@ void check_policy(const Path& path, const Case& c, const Placement& pl, const In
                   const gpu::Outputs& clean, const gpu::Outputs& dirty) {
     const Shape& s = c.shape;
     const bool nan = std::isnan(x.value);
-    const bool tile_rounding_allowed = std::string(path.force) == "sm90";
+    const bool tile_rounding_allowed = std::string(path.force) == "sm90" && x.tensor == Injection::v;
     Mismatches spilled, off_policy;
     int64_t reached_rows = 0;
     for (int64_t b = 0; b < s.batch; ++b)
