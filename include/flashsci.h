@@ -75,7 +75,7 @@
  * "sm90_hd128_bf16_causal_window_softcap_alibi"; a "_wide" suffix marks its
  * larger tile for plain problems (no mask, window, softcap or ALiBi): head_dim 64
  * always, variable-length batches too; head_dim 128 dense ones from 8192 keys;
- * and "_causal_wide" for causal head_dim 64 ones from 8192 keys):
+ * and "_causal_wide" for causal head_dim 64 ones from 2048 keys):
  *
  *     s_ij = scale · q_i · k_j
  *     s_ij = softcap · tanh(s_ij / softcap)        if a softcap is set

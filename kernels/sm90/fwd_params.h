@@ -52,7 +52,7 @@ struct FwdMaps {
 };
 
 // One explicit instance per (head_dim, element, banded, transformed), defined in sm90_hd<D>_<type>.cu, and the
-// wide ones (tiles.h: plain problems; hd128 dense ones from 8192 keys; hd64 causal ones from 8192 keys) in
+// wide ones (tiles.h: plain problems; hd128 dense ones from 8192 keys; hd64 causal ones from 2048 keys) in
 // sm90_hd<D>[_causal]_wide_<type>.cu.
 // Banded: a causal mask or a window limits each row's keys. Transformed: a softcap or ALiBi.
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide = false>

@@ -1,5 +1,5 @@
 // sm_90a forward instance: head_dim 64, bf16, the wide tile (192×128, three consumers) for causal problems without a
-// window, softcap or ALiBi from 8192 keys.
+// window, softcap or ALiBi from 2048 keys.
 #include "sm90/fwd_kernel.cuh"
 #include "sm90/instances.h"
 

@@ -33,8 +33,9 @@ constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consum
 // rounds, +2 % at 8k and +3.7 % at 16k keys (GQA 32/8: +3-4 %), but its single Q buffer cost 2 % at 4k and 4-8 %
 // at 512-1k. hd64's 192×128 on three consumers keeps the tensor pipe fed while two warpgroups do their softmax:
 // non-causal +14 % at 512, +7 % at 1k-4k, +8-13 % at 8k-16k, so it takes every plain hd64 problem. Causal, the
-// same tile lost 26 % at 512, 22 % at 1k, 5 % at 2k and 1 % at 4k (192-row diagonal tiles) but gained 7-8 % at
-// 8k and 16k (its own banded row, 3 rounds), so causal hd64 takes it from 8192 keys.
+// same tile forced unbanded lost 26 % at 512, 22 % at 1k, 5 % at 2k and 1 % at 4k (192-row diagonal tiles); as its
+// own banded row it gains 7-8 % at 8k and 16k, 3 % at 2k and 4k (bf16; fp16 0 and 2 %), so causal hd64 takes it
+// from 2048 keys.
 struct TileConfig {
     int head_dim;
     bool banded, wide;
@@ -49,7 +50,7 @@ constexpr TileConfig kTiles[] = {
     {64, false, false, 192, 2, 2, false, 232, false, 2, 0},
     {64, false, true, 128, 2, 2, false, 160, false, 3, 0},
     {64, true, false, 128, 2, 2, false, 232, false, 2, 0},
-    {64, true, true, 128, 2, 2, false, 160, false, 3, 8192},
+    {64, true, true, 128, 2, 2, false, 160, false, 3, 2048},
     {96, false, false, 128, 2, 2, false, 232, false, 2, 0},
     {96, true, false, 128, 2, 2, false, 232, false, 2, 0},
     {128, false, false, 128, 2, 2, false, 232, true, 2, 0},

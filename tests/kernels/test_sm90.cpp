@@ -49,7 +49,8 @@ TEST_CASE("sm90: seqlen 4097, the first length past a long run of full tiles", "
 
 // The wide tiles (tiles.h) run plain problems: hd64's (192×128, three consumers) all of them, varlen too, hd128's
 // (128×176) dense ones from 8192 keys. A ragged last key block, packed GQA, BHSD, ragged query tiles, both dtypes,
-// named so; a mask, a softcap or (hd128) one key fewer keeps the usual tile.
+// named so; a causal mask (below 2048 keys, hd64's causal wide tile), a softcap or (hd128) one key fewer keeps the
+// usual tile.
 TEST_CASE("sm90: the wide hd64 and hd128 tiles, ragged, GQA, both dtypes", "[gpu][sm90]") {
     if (!fast_path_available()) return;
     const std::pair<int64_t, int64_t> wide_from_keys[] = {{64, 0}, {128, 8192}};
@@ -62,7 +63,7 @@ TEST_CASE("sm90: the wide hd64 and hd128 tiles, ragged, GQA, both dtypes", "[gpu
             check_case({"sm90", wide.c_str()}, {dtype, {2, 17, keys, 2, 2, head_dim}, FLASHSCI_MASK_NONE, Storage::bhsd});
             check_case({"sm90", wide.c_str()}, {dtype, {1, 1000, keys + 129, 3, 1, head_dim}});
             if (from == 0) check_case({"sm90", wide.c_str()}, {dtype, {3, 193, 1, 2, 1, head_dim}});
-            Case causal{dtype, {1, 17, keys, 2, 2, head_dim}, FLASHSCI_MASK_CAUSAL};
+            Case causal{dtype, {1, 17, keys - 1, 2, 2, head_dim}, FLASHSCI_MASK_CAUSAL};
             Case capped{dtype, {1, 17, keys, 2, 2, head_dim}};
             capped.softcap = 30.0f;
             std::vector<std::pair<Case, std::string>> usual = {{causal, base + "_causal"}, {capped, base + "_softcap"}};
@@ -71,12 +72,12 @@ TEST_CASE("sm90: the wide hd64 and hd128 tiles, ragged, GQA, both dtypes", "[gpu
         }
 }
 
-// Causal hd64 problems without a window, softcap or ALiBi take the wide tile from 8192 keys (tiles.h): a ragged
+// Causal hd64 problems without a window, softcap or ALiBi take the wide tile from 2048 keys (tiles.h): a ragged
 // last key block, both alignments, packed GQA, a long triangle of 192-row tiles, BHSD; one key fewer, a window or
 // a softcap keeps the usual causal tile.
-TEST_CASE("sm90: the causal wide hd64 tile from 8192 keys, both alignments, both dtypes", "[gpu][sm90]") {
+TEST_CASE("sm90: the causal wide hd64 tile from 2048 keys, both alignments, both dtypes", "[gpu][sm90]") {
     if (!fast_path_available()) return;
-    constexpr int64_t kFromKeys = 8192;
+    constexpr int64_t kFromKeys = 2048;
     for (const flashsci_dtype_t dtype : kHalfDtypes) {
         const std::string base = std::string("sm90_hd64") + (dtype == FLASHSCI_DTYPE_BFLOAT16 ? "_bf16" : "_f16");
         const std::string wide = base + "_causal_wide";
@@ -84,7 +85,8 @@ TEST_CASE("sm90: the causal wide hd64 tile from 8192 keys, both alignments, both
             check_case({"sm90", wide.c_str()}, {dtype, {1, 300, kFromKeys + 3, 4, 2, 64}, mask});
             check_case({"sm90", wide.c_str()}, {dtype, {2, 17, kFromKeys, 2, 2, 64}, mask, Storage::bhsd});
         }
-        check_case({"sm90", wide.c_str()}, {dtype, {1, kFromKeys + 3, kFromKeys + 3, 2, 1, 64}, FLASHSCI_MASK_CAUSAL});
+        const int64_t long_triangle = 4 * kFromKeys + 3;
+        check_case({"sm90", wide.c_str()}, {dtype, {1, long_triangle, long_triangle, 2, 1, 64}, FLASHSCI_MASK_CAUSAL});
         Case narrow{dtype, {1, 17, kFromKeys - 1, 2, 2, 64}, FLASHSCI_MASK_CAUSAL};
         Case windowed{dtype, {1, 17, kFromKeys, 2, 2, 64}, FLASHSCI_MASK_CAUSAL};
         windowed.window_left = 1000;
