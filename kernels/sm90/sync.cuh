@@ -83,7 +83,6 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
-
 // ---- per-warpgroup register budgets (all four warps of the warpgroup execute these).
 template <int Registers>
 __device__ __forceinline__ void registers_release() {

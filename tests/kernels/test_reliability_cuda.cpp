@@ -425,10 +425,9 @@ bool reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h)
 // for bit.
 constexpr double kRoundingTolerance = 1e-2;  // of an element of O, relative, plus as much absolute
 
-// Whether query head h of batch b reads the kv head of x's batch that x reaches (x.head is a query head in q).
+// Whether query head h of batch b reads the kv head that a v injection x is in.
 bool shares_kv_head(const Case& c, const Injection& x, int64_t b, int64_t h) {
-    const int64_t group = c.shape.heads_q / c.shape.heads_kv;
-    return b == x.batch && h / group == (x.tensor == Injection::q ? x.head / group : x.head);
+    return b == x.batch && h / (c.shape.heads_q / c.shape.heads_kv) == x.head;
 }
 
 bool same_element(const HostTensor& a, const HostTensor& b, size_t index) {
