@@ -536,7 +536,7 @@ struct Forward {
                    q_head(t, r) * p.o_head_stride;
         }
 
-        // O: registers → swizzled shared tile (conflict-free 4-byte stores) → TMA store, clipped at seqlen_q.
+        // O: registers → swizzled shared tile (stmatrix: 16-byte rows, conflict-free) → TMA store, clipped at seqlen_q.
         // Varlen: a half that crosses its sequence's end copies its rows < len_q from the shared tile with
         // 16-byte stores instead (the TMA store would overwrite the next sequence's rows). Not from the
         // registers: reading wgmma accumulators under a per-row branch serializes the wgmmas (C7520).
@@ -549,15 +549,15 @@ struct Forward {
                 if (tid == 0) tma_store_wait_read();
                 named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);
             }
+            // Column blocks j and j + 1, row halves 0 and 1: four 8×8 matrices per stmatrix; this lane addresses
+            // row lane % 8 of matrix lane / 8.
+            const int r = warp * 16 + lane % 8 + 8 * (lane / 8 % 2);
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int r = warp * 16 + lane / 4 + 8 * h;
-#pragma unroll
-                for (int j = 0; j < HeadDim / 8; ++j) {
-                    const int slab = j / 8, chunk = j % 8;
-                    char* dst = tile + slab * 64 * kSlabRowBytes + r * kSlabRowBytes + ((chunk ^ (r % 8)) << 4) + 4 * (lane % 4);
-                    *reinterpret_cast<uint32_t*>(dst) = pack(T{}, o[4 * j + 2 * h], o[4 * j + 2 * h + 1]);
-                }
+            for (int j = 0; j < HeadDim / 8; j += 2) {
+                const int jj = j + lane / 16, slab = jj / 8, chunk = jj % 8;
+                char* row = tile + slab * 64 * kSlabRowBytes + r * kSlabRowBytes + ((chunk ^ (r % 8)) << 4);
+                store_matrices(row, pack(T{}, o[4 * j], o[4 * j + 1]), pack(T{}, o[4 * j + 2], o[4 * j + 3]),
+                               pack(T{}, o[4 * j + 4], o[4 * j + 5]), pack(T{}, o[4 * j + 6], o[4 * j + 7]));
             }
             fence_async_shared();
             named_sync(kEpilogueBarrier + cw, kWarpgroupThreads);  // the warpgroup's writes are all its store needs

@@ -83,6 +83,15 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Four 8×8 b16 matrices from the warp's registers (matrix i: lane l holds row l/4, columns 2·(l%4) and +1, in
+// x_i) to shared memory; lanes 8i..8i+7 give the addresses of matrix i's eight 16-byte rows.
+__device__ __forceinline__ void store_matrices(void* row, uint32_t x0, uint32_t x1, uint32_t x2, uint32_t x3) {
+    const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr), "r"(x0), "r"(x1),
+                 "r"(x2), "r"(x3)
+                 : "memory");
+}
+
 // ---- per-warpgroup register budgets (all four warps of the warpgroup execute these).
 template <int Registers>
 __device__ __forceinline__ void registers_release() {
