@@ -492,20 +492,14 @@ struct Forward {
         // tensor cores (a NaN or Inf score makes the sum NaN: that row is NaN whatever V holds). Only rows the
         // tile stores count: a Q half wholly past the sequence is not even loaded (stale shared memory).
         __device__ __forceinline__ void finalize(const Sched& t) {
-            float lse[2];
-            bool sum_finite[2];
+            float l[2];
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-                float l = row_sum[h];
-                l += __shfl_xor_sync(0xffffffffu, l, 1);
-                l += __shfl_xor_sync(0xffffffffu, l, 2);
-                const bool empty = l == 0.f;
-                rescale[h] = empty ? 0.f : 1.f / l;
-                lse[h] = empty ? -INFINITY : (row_max[h] * p.scale_log2 + __log2f(l)) * float(M_LN2);
-                sum_finite[h] = l == l;
+                l[h] = row_sum[h];
+                l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+                l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
             }
-            rescale_o();
-            if (kGuardV) {  // o·0 is NaN exactly where o is a NaN or an infinity (rescaling keeps both)
+            if (kGuardV) {  // o·0 is NaN exactly where o is a NaN or an infinity (o/l is finite iff o is, for l > 0)
                 float probe[2] = {0.f, 0.f};
 #pragma unroll
                 for (int j = 0; j < HeadDim / 8; ++j)
@@ -513,9 +507,17 @@ struct Forward {
                     for (int i = 0; i < 4; ++i) probe[i / 2] = fmaf(o[4 * j + i], 0.f, probe[i / 2]);
                 bool redo = false;
 #pragma unroll
-                for (int h = 0; h < 2; ++h) redo |= probe[h] != probe[h] && sum_finite[h] && row(t.m, h) < t.rows(p);
+                for (int h = 0; h < 2; ++h) redo |= probe[h] != probe[h] && l[h] == l[h] && row(t.m, h) < t.rows(p);
                 if (__any_sync(0xffffffffu, redo) && lane == 0) t.flag_redo(p);
             }
+            float lse[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const bool empty = l[h] == 0.f;
+                rescale[h] = empty ? 0.f : 1.f / l[h];
+                lse[h] = empty ? -INFINITY : (row_max[h] * p.scale_log2 + __log2f(l[h])) * float(M_LN2);
+            }
+            rescale_o();
             if (p.lse && lane % 4 == 0)
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
