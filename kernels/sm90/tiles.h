@@ -57,9 +57,9 @@ constexpr TileConfig kTiles[] = {
     {128, false, true, 176, 2, 1, true, 232, false, 2, 8192},
     {128, true, false, 128, 2, 2, false, 232, true, 2, 0},
     {192, false, false, 112, 2, 1, true, 240, true, 2, 0},
-    {192, true, false, 112, 2, 1, true, 240, true, 2, 0},
+    {192, true, false, 112, 2, 1, true, 232, true, 2, 0},
     {256, false, false, 80, 2, 1, true, 240, true, 2, 0},
-    {256, true, false, 80, 2, 1, true, 240, true, 2, 0},
+    {256, true, false, 80, 2, 1, true, 232, true, 2, 0},
 };
 
 constexpr TileConfig tile_config(int head_dim, bool banded, bool wide) {
