@@ -23,7 +23,8 @@ constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consum
 // loads only after the O store has read it) instead of in its own buffer; consumer_registers: setmaxnreg
 // budget of each consumer thread, the producer gets the rest of the pool; qk_desc_from_base: Q·Kᵀ's descriptors
 // are the tile's plus a constant (desc_k_major), which ptxas schedules better or worse by tile (H200, bf16: +1-8 %
-// for hd128 and hd256, 3-7 % slower for hd64, 4.5 % slower for the wide hd128 tile; hd96 untried); consumers:
+// for hd128 and hd256, +0-4 % for hd96 and the wide hd64 tile, 3-7 % slower for hd64's two-consumer tiles, 4.5 %
+// slower for the wide hd128 tile, neutral for the causal wide hd64 one); consumers:
 // warpgroups of 64 query rows (a tile has 64·consumers rows; three leave each 160 registers, too few for the
 // transformed kernels without spilling); wide_from_keys: a wide row runs dense, untransformed, non-varlen problems
 // with at least this many keys, unbanded ones or (a banded wide row) causal ones without a window; 0: every
@@ -48,11 +49,11 @@ struct TileConfig {
 };
 constexpr TileConfig kTiles[] = {
     {64, false, false, 192, 2, 2, false, 232, false, 2, 0},
-    {64, false, true, 128, 2, 2, false, 160, false, 3, 0},
+    {64, false, true, 128, 2, 2, false, 160, true, 3, 0},
     {64, true, false, 128, 2, 2, false, 232, false, 2, 0},
     {64, true, true, 128, 2, 2, false, 160, false, 3, 2048},
-    {96, false, false, 128, 2, 2, false, 232, false, 2, 0},
-    {96, true, false, 128, 2, 2, false, 232, false, 2, 0},
+    {96, false, false, 128, 2, 2, false, 232, true, 2, 0},
+    {96, true, false, 128, 2, 2, false, 232, true, 2, 0},
     {128, false, false, 128, 2, 2, false, 232, true, 2, 0},
     {128, false, true, 176, 2, 1, true, 232, false, 2, 8192},
     {128, true, false, 128, 2, 2, false, 232, true, 2, 0},
