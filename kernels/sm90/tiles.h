@@ -60,7 +60,7 @@ constexpr TileConfig kTiles[] = {
     {192, false, false, 112, 2, 1, true, 240, true, 2, 0},
     {192, true, false, 112, 2, 1, true, 232, true, 2, 0},
     {256, false, false, 80, 2, 1, true, 240, true, 2, 0},
-    {256, true, false, 80, 2, 1, true, 232, true, 2, 0},
+    {256, true, false, 80, 2, 1, true, 240, true, 2, 0},
 };
 
 constexpr TileConfig tile_config(int head_dim, bool banded, bool wide) {
