@@ -17,6 +17,10 @@ enum class Element : int { f16, bf16, f32 };
 // Which keys a query row may see; see causal_diagonal().
 enum class Mask : int { none, causal_top_left, causal_bottom_right };
 
+// How fp32 inputs are multiplied (flashsci_precision_t): fp32-level accuracy by the fastest means (3xTF32 on tensor
+// cores), one TF32 pass, or fp32 FMAs only. fp16/bf16 problems ignore it.
+enum class Precision : int { fp32_level, tf32, ieee };
+
 // Element strides of a [batch, seqlen, heads, head_dim] tensor (head_dim stride is 1). Variable-length
 // problems: batch is 0 and seq is the stride between the tokens of the packed [total, heads, head_dim] tensor.
 struct Strides {
@@ -47,6 +51,19 @@ struct Problem {
     int64_t total_q, total_k;           // varlen: rows of the packed q/o and k/v; 0 for dense problems
     const int32_t* cu_seqlens_q;        // varlen: [batch + 1] row offsets in the backend's memory; null for dense
     const int32_t* cu_seqlens_k;
+    Precision precision;                // fp32 inputs only
+};
+
+// The backward's tensors beside its Problem (flashsci_backward): there q, k, v are the inputs, o and lse the
+// forward's outputs for them (read, not written), and these are dout = dL/dO (laid out like o) and the gradients
+// dq (like q), dk and dv (like k and v), each in the problem's element type and written whole.
+struct Gradients {
+    const void* dout;
+    void* dq;
+    void* dk;
+    void* dv;
+    Strides dout_strides, dq_strides, dk_strides, dv_strides;
+    bool deterministic;  // bitwise-identical dq, dk, dv run to run: no atomics, a fixed reduction order
 };
 
 // One sequence of a problem: its query rows are q_start .. q_start + len_q - 1 of its (packed) tensor, its keys
