@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-#include "common/problem.h"
+#include "problem.h"
 #include "plan.h"
 
 namespace flashsci {

@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "common/problem.h"
+#include "problem.h"
 #include "cuda_device.h"
 
 // Which kernel FLASHSCI_KERNEL (read at plan creation) forces, if any.

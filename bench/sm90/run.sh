@@ -30,7 +30,7 @@ PY
     k=$build/kernels/sm90 python3 -c "import os; k = os.environ['k']; $PATCH" || exit 1
     kdir=$build/kernels
 fi
-flags="-std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I$kdir -Xptxas -v"
+flags="-std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I$kdir -Isrc -Xptxas -v"
 log=$OUT/$tag.log
 if [[ ! -x $build/harness || -n $(find $kdir/sm90 bench/sm90/harness.cu -newer $build/harness) ]]; then
     for f in $kdir/sm90/sm90.cu $kdir/sm90/sm90_hd*.cu bench/sm90/harness.cu; do

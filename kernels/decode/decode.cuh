@@ -5,7 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-#include "common/problem.h"
+#include "problem.h"
 
 namespace flashsci::kernels::decode {
 

@@ -7,7 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "common/problem.h"
+#include "problem.h"
 
 namespace flashsci::kernels::general {
 

@@ -17,7 +17,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-#include "common/problem.h"
+#include "problem.h"
 #include "sm90/fwd_params.h"
 #include "sm90/sync.cuh"
 #include "sm90/tiles.h"
@@ -98,7 +98,7 @@ struct Schedule {
             q_start = k_start = 0;
             return;
         }
-        // The clamps of sequence() in common/problem.h: no offset reaches a row outside [0, total).
+        // The clamps of sequence() in src/problem.h: no offset reaches a row outside [0, total).
         auto load = [](const int* x) { return Warp ? __shfl_sync(0xffffffffu, __ldg(x), 0) : __ldg(x); };
         const int q_begin = min(max(load(p.cu_seqlens_q + batch), 0), p.total_q);
         const int q_end = min(max(load(p.cu_seqlens_q + batch + 1), q_begin), p.total_q);
@@ -107,7 +107,7 @@ struct Schedule {
         q_start = q_begin, k_start = k_begin;
         const int len_q = len_q_ = min(q_end - q_begin, p.seqlen_q);
         const int len_k = len_k_ = min(k_end - k_begin, p.seqlen_k);
-        if (Banded) {  // key_band() of common/problem.h for this sequence (|values| <= 2^30: no overflow)
+        if (Banded) {  // key_band() of src/problem.h for this sequence (|values| <= 2^30: no overflow)
             const int reach = len_q + len_k;
             const int window_diagonal = p.mask == int(Mask::causal_top_left) ? 0 : len_k - len_q;
             diagonal_ = p.mask == int(Mask::none) ? len_k : window_diagonal;

@@ -1,7 +1,7 @@
 // The CPU backend: exact attention with the online softmax, on all cores. Also the oracle of the GPU tests.
 #pragma once
 
-#include "common/problem.h"
+#include "problem.h"
 
 namespace flashsci::cpu {
 
