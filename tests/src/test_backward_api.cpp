@@ -2,6 +2,7 @@
 // right status and a message naming it, and a failing call writes nothing.
 #include <catch2/catch.hpp>
 #include <flashsci.h>
+#include <flashsci.hpp>
 
 #include <cstdint>
 #include <cstring>
@@ -348,4 +349,37 @@ TEST_CASE("backward_varlen rejects dense plans, bad offsets and aliasing, naming
     require_failure(call(f.plan, a), FLASHSCI_STATUS_INVALID_VALUE, "call flashsci_backward_varlen");
     REQUIRE(call_varlen(f.plan, a, cu_q.data(), cu_k.data()) == FLASHSCI_STATUS_SUCCESS);
     CHECK_FALSE(f.dq.is_poisoned());
+}
+
+TEST_CASE("the C++ wrapper's backward is the C call, and throws the library's message", "[api][backward]") {
+    BackwardFixture f;
+    REQUIRE(f.backward() == FLASHSCI_STATUS_SUCCESS);
+    const HostTensor want_dq = f.dq, want_dk = f.dk, want_dv = f.dv;
+    f.poison_gradients();
+    flashsci::Plan plan(flashsci::Backend::cpu);
+    plan.set_shape({kBatch, kSeqQ, kSeqK, kHeadsQ, kHeadsKv, kHeadDim})
+        .set_dtype(flashsci::Dtype::float32)
+        .set_precision(flashsci::Precision::ieee)
+        .set_deterministic(true)
+        .set_strides(flashsci::Tensor::dq, kSeqQ * kHeadsQ * kHeadDim, kHeadsQ * kHeadDim, kHeadDim);
+    CHECK(plan.backward_workspace_size() == 0);
+    plan.backward(f.q.data(), f.k.data(), f.v.data(), f.o.data(), f.dout.data(), f.lse_data(), f.dq.data(),
+                  f.dk.data(), f.dv.data());
+    CHECK(std::memcmp(want_dq.data(), f.dq.data(), want_dq.size_bytes()) == 0);
+    CHECK(std::memcmp(want_dk.data(), f.dk.data(), want_dk.size_bytes()) == 0);
+    CHECK(std::memcmp(want_dv.data(), f.dv.data(), want_dv.size_bytes()) == 0);
+    try {
+        plan.backward(f.q.data(), f.k.data(), f.v.data(), f.o.data(), f.dout.data(), nullptr, f.dq.data(),
+                      f.dk.data(), f.dv.data());
+        FAIL("a NULL lse was accepted");
+    } catch (const flashsci::Error& e) {
+        CHECK(e.status() == FLASHSCI_STATUS_INVALID_VALUE);
+        CHECK(e.message() == "flashsci_backward: lse must not be NULL");
+    }
+    std::vector<int32_t> cu_q{0, int32_t(kSeqQ), int32_t(2 * kSeqQ)}, cu_k{0, int32_t(kSeqK), int32_t(2 * kSeqK)};
+    CHECK_THROWS_AS(plan.backward_varlen(f.q.data(), f.k.data(), f.v.data(), f.o.data(), f.dout.data(),
+                                         f.lse_data(), f.dq.data(), f.dk.data(), f.dv.data(), cu_q.data(),
+                                         cu_k.data()),
+                    flashsci::Error);
+    CHECK_THROWS_AS(plan.set_precision(static_cast<flashsci::Precision>(5)), flashsci::Error);
 }
