@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tensors.h"
@@ -158,10 +159,11 @@ TEST_CASE("set_strides takes the backward's tensors; dq, dk and dv must not over
                    {FLASHSCI_TENSOR_DV, "dv", kSeqK, kHeadsKv}};
     for (const auto& out : outputs) {
         INFO(out.name);
-        require_failure(flashsci_plan_set_strides(f.plan, out.tensor, out.seqlen * out.heads * kHeadDim, 0, kHeadDim),
+        const int64_t batch_stride = out.seqlen * out.heads * kHeadDim;
+        require_failure(flashsci_plan_set_strides(f.plan, out.tensor, batch_stride, 0, kHeadDim),
                         FLASHSCI_STATUS_INVALID_VALUE,
-                        std::string("the strides of ") + out.name + " (" +
-                            std::to_string(out.seqlen * out.heads * kHeadDim) + ", 0, 16) make output elements overlap");
+                        std::string("the strides of ") + out.name + " (" + std::to_string(batch_stride) +
+                            ", 0, 16) make output elements overlap");
         require_failure(flashsci_plan_set_strides(f.plan, out.tensor, -1, 1, 1), FLASHSCI_STATUS_INVALID_VALUE,
                         std::string("batch_stride of ") + out.name + " (-1)");
         // BHSD is fine.
@@ -382,4 +384,34 @@ TEST_CASE("the C++ wrapper's backward is the C call, and throws the library's me
                                          cu_k.data()),
                     flashsci::Error);
     CHECK_THROWS_AS(plan.set_precision(static_cast<flashsci::Precision>(5)), flashsci::Error);
+}
+
+TEST_CASE("one plan serves concurrent backwards and forwards, each giving its lone result", "[api][backward]") {
+    constexpr int kThreads = 4;
+    BackwardFixture f;
+    REQUIRE(f.backward() == FLASHSCI_STATUS_SUCCESS);
+    struct Outputs {
+        HostTensor dq{FLASHSCI_DTYPE_FLOAT32, kQueryElements}, dk{FLASHSCI_DTYPE_FLOAT32, kKeyElements},
+            dv{FLASHSCI_DTYPE_FLOAT32, kKeyElements}, o{FLASHSCI_DTYPE_FLOAT32, kQueryElements};
+        flashsci_status_t backward_status = FLASHSCI_STATUS_INTERNAL_ERROR, forward_status = backward_status;
+    };
+    std::vector<Outputs> outputs(kThreads);
+    std::vector<std::thread> threads;
+    for (Outputs& out : outputs)
+        threads.emplace_back([&f, &out] {
+            out.backward_status = flashsci_backward(f.plan, f.q.data(), f.k.data(), f.v.data(), f.o.data(),
+                                                    f.dout.data(), f.lse_data(), out.dq.data(), out.dk.data(),
+                                                    out.dv.data(), nullptr, 0, nullptr);
+            out.forward_status = flashsci_forward(f.plan, f.q.data(), f.k.data(), f.v.data(), out.o.data(), nullptr,
+                                                  nullptr, 0, nullptr);
+        });
+    for (std::thread& t : threads) t.join();
+    for (const Outputs& out : outputs) {
+        CHECK(out.backward_status == FLASHSCI_STATUS_SUCCESS);
+        CHECK(out.forward_status == FLASHSCI_STATUS_SUCCESS);
+        CHECK(std::memcmp(out.dq.data(), f.dq.data(), f.dq.size_bytes()) == 0);
+        CHECK(std::memcmp(out.dk.data(), f.dk.data(), f.dk.size_bytes()) == 0);
+        CHECK(std::memcmp(out.dv.data(), f.dv.data(), f.dv.size_bytes()) == 0);
+        CHECK(std::memcmp(out.o.data(), f.o.data(), f.o.size_bytes()) == 0);
+    }
 }
