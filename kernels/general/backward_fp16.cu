@@ -4,10 +4,10 @@
 namespace flashsci::kernels::general {
 
 template cudaError_t launch_backward_bucket<__half, 64>(const Problem&, const Gradients&, const BackwardSchedule&,
-                                                  void*, int, cudaStream_t);
+                                                        void*, int, cudaStream_t);
 template cudaError_t launch_backward_bucket<__half, 128>(const Problem&, const Gradients&, const BackwardSchedule&,
-                                                  void*, int, cudaStream_t);
+                                                         void*, int, cudaStream_t);
 template cudaError_t launch_backward_bucket<__half, 256>(const Problem&, const Gradients&, const BackwardSchedule&,
-                                                  void*, int, cudaStream_t);
+                                                         void*, int, cudaStream_t);
 
 }  // namespace flashsci::kernels::general

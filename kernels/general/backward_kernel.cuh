@@ -318,7 +318,7 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const Problem p, const G
 #pragma unroll
                         for (int j = 0; j < RN; ++j) {
                             const int n = lane + j * kLanes;
-                            // s = softcap·tanh(scale·q·k / softcap), or scale·q·k; ds/d(q·k) = scale·(1 − t²), or scale
+                            // s = softcap·tanh(scale·q·k / softcap), ds/d(q·k) = scale·(1 − t²); or s = scale·q·k
                             float score, dscore;
                             if (softcapped) {
                                 const float t = tanhf(sc[i][j] * cap_scale);

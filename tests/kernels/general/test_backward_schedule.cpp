@@ -1,8 +1,7 @@
 // The general backward's index math (kernels/general/backward_schedule.h) against brute force, on the CPU: which
 // query blocks a key block meets, which tiles need no mask, how key blocks are split, and the workspace layout.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <random>
 #include <set>
@@ -86,7 +85,8 @@ TEST_CASE("backward: tile_inside_band is true exactly for tiles with no masked s
             for (int64_t k0 = 0; k0 < c.len_k; k0 += keys) {
                 bool whole = true;
                 for (int64_t i = q0; i < std::min(q0 + rows, c.len_q); ++i)
-                    for (int64_t j = k0; j < std::min(k0 + keys, c.len_k); ++j) whole = whole && sees(band, i, j, c.len_q, c.len_k);
+                    for (int64_t j = k0; j < std::min(k0 + keys, c.len_k); ++j)
+                        whole = whole && sees(band, i, j, c.len_q, c.len_k);
                 INFO("trial " << trial << " q0 " << q0 << " k0 " << k0);
                 CHECK(tile_inside_band(band, q0, rows, k0, keys, c.len_q, c.len_k) == whole);
             }
@@ -101,8 +101,8 @@ TEST_CASE("backward: every key block belongs to exactly one split", "[kernels][b
                     const Problem p = dense_problem(pairs, 100, seqlen_k, 2, 1, 64);
                     const int keys = backward_tile_shape(64).keys;
                     const BackwardSchedule s = backward_schedule(p, deterministic, num_sms, keys);
-                    INFO("deterministic " << deterministic << " seqlen_k " << seqlen_k << " pairs " << pairs
-                                          << " sms " << num_sms);
+                    INFO("deterministic " << deterministic << " seqlen_k " << seqlen_k << " pairs " << pairs << " sms "
+                                          << num_sms);
                     CHECK(s.key_blocks == (seqlen_k + keys - 1) / keys);
                     CHECK(s.splits >= 1);
                     CHECK(s.splits <= s.key_blocks);
@@ -111,7 +111,8 @@ TEST_CASE("backward: every key block belongs to exactly one split", "[kernels][b
                     // the kernel's loop: split s walks k0 = s·keys, (s + splits)·keys, ... below seqlen_k
                     std::vector<int> owners(size_t(s.key_blocks), 0);
                     for (int64_t split = 0; split < s.splits; ++split)
-                        for (int64_t k0 = split * keys; k0 < seqlen_k; k0 += s.splits * keys) ++owners[size_t(k0 / keys)];
+                        for (int64_t k0 = split * keys; k0 < seqlen_k; k0 += s.splits * keys)
+                            ++owners[size_t(k0 / keys)];
                     CHECK(std::all_of(owners.begin(), owners.end(), [](int n) { return n == 1; }));
                 }
 }
