@@ -489,6 +489,18 @@ TEST_CASE("CUDA backward: deterministic runs are bitwise identical", "[gpu][back
     check_backward(c, Launch::stream, kDeterministicRuns);
 }
 
+// Small enough for the slower compute-sanitizer tools, which run the [quick] tests.
+TEST_CASE("CUDA backward: every feature at once on a small problem", "[gpu][backward][quick]") {
+    for (const bool deterministic : {false, true}) {
+        check_backward({FLASHSCI_DTYPE_BFLOAT16, {2, 70, 90, 4, 2, 40}, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT,
+                        Layouts::padded, deterministic, 20, 5, 3.0f, true});
+        check_backward({FLASHSCI_DTYPE_FLOAT32, {1, 33, 20, 3, 1, 256}, FLASHSCI_MASK_CAUSAL, Layouts::bhsd,
+                        deterministic, -1, -1, 0.0f, true});
+        check_backward({FLASHSCI_DTYPE_FLOAT16, {1, 20, 40, 2, 2, 128}, FLASHSCI_MASK_NONE, Layouts::contiguous,
+                        deterministic, 4, 4});
+    }
+}
+
 TEST_CASE("CUDA backward: captured in a CUDA graph and replayed", "[gpu][backward][quick]") {
     for (const bool deterministic : {false, true}) {
         check_backward({FLASHSCI_DTYPE_BFLOAT16,
