@@ -101,7 +101,7 @@ template <bool kGuarded, int kPitch, int kPPitch, int KT, int RD>
 __device__ __forceinline__ void accumulate_dkv(float (&dk)[KT][RD], float (&dv)[KT][RD], const float* sP,
                                                const float* sdS, const float* sdO, const float* sQ, int tile_rows,
                                                int key0, int lane, const int (&first)[KT], const int (&last)[KT]) {
-#pragma unroll 2
+#pragma unroll 1
     for (int m = 0; m < tile_rows; ++m) {
         float pv[KT], dsv[KT], ov[RD], qv[RD];
 #pragma unroll
@@ -132,7 +132,7 @@ template <bool kGuarded, int kKeys, int kPitch, int kPPitch, int RM>
 __device__ __forceinline__ void accumulate_dq(float (&acc)[RM][kDqColumnsPerPass], const float* sdS, const float* sK,
                                               int row0, int lane, int c0, const int (&first)[RM],
                                               const int (&last)[RM]) {
-#pragma unroll 4
+#pragma unroll 2
     for (int n = 0; n < kKeys; ++n) {
         float dsv[RM], kv[kDqColumnsPerPass];
 #pragma unroll

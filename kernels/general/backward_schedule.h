@@ -17,7 +17,7 @@ struct BackwardTileShape {
     int head_dim, rows, keys;
 };
 constexpr BackwardTileShape kBackwardTileShapes[] = {
-    {64, 32, 64},
+    {64, 64, 32},
     {128, 32, 32},
     {256, 16, 16},
 };
