@@ -107,7 +107,7 @@ def test_fp32_gqa_strided_matches_fp64(seqlen_q, seqlen_k, mask):
     dq, dk, dv = flashsci.backward(q, k, v, out, dout, lse, causal=causal, causal_alignment=alignment)
     assert dq.shape == q.shape and dk.shape == k.shape and dv.shape == v.shape
     assert dq.dtype == dk.dtype == dv.dtype == np.float32
-    check((dq, dk, dv), reference_backward(q, k, v, dout, mask), atol=2e-5, rtol=2e-5)
+    check((dq, dk, dv), reference_backward(q, k, v, dout, mask), atol=2e-6, rtol=2e-6)
 
 
 @pytest.mark.parametrize("mask", list(MASKS))
@@ -121,7 +121,7 @@ def test_window_softcap_alibi_match_fp64(mask):
         features = dict(window=window, softcap=softcap, alibi_slopes=alibi, scale=0.2)
         out, lse = flashsci.attention(q, k, v, causal=causal, causal_alignment=alignment, return_lse=True, **features)
         got = flashsci.backward(q, k, v, out, dout, lse, causal=causal, causal_alignment=alignment, **features)
-        check(got, reference_backward(q, k, v, dout, mask, **features), atol=2e-5, rtol=2e-5)
+        check(got, reference_backward(q, k, v, dout, mask, **features), atol=2e-6, rtol=2e-6)
 
 
 def test_gradient_arrays_are_overwritten_and_returned():
@@ -130,7 +130,7 @@ def test_gradient_arrays_are_overwritten_and_returned():
     dq, dk, dv = (np.full_like(x, np.nan) for x in (q, k, v))
     got = flashsci.backward(q, k, v, out, dout, lse, causal=True, dq=dq, dk=dk, dv=dv)
     assert got[0] is dq and got[1] is dk and got[2] is dv
-    check(got, reference_backward(q, k, v, dout, "causal"), atol=2e-5, rtol=2e-5)
+    check(got, reference_backward(q, k, v, dout, "causal"), atol=2e-6, rtol=2e-6)
 
 
 def test_float16_and_bfloat16_bits():
@@ -190,7 +190,7 @@ def test_reusable_plan_backward():
         dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
         got = plan.backward(q, k, v, out, dout, lse, dq, dk, dv)
         assert got[0] is dq and got[1] is dk and got[2] is dv
-        check((dq, dk, dv), reference_backward(q, k, v, dout, "causal_bottom_right"), atol=2e-5, rtol=2e-5)
+        check((dq, dk, dv), reference_backward(q, k, v, dout, "causal_bottom_right"), atol=2e-6, rtol=2e-6)
         with pytest.raises(ValueError, match="lse"):
             plan.backward(q, k, v, out, dout, None, dq, dk, dv)
         with pytest.raises(ValueError, match="dk has shape"):
@@ -228,7 +228,7 @@ def test_varlen_matches_fp64_per_sequence(mask):
             continue
         want = reference_backward(q[None, rows], k[None, keys], v[None, keys], dout[None, rows], mask,
                                   window=(20, -1), softcap=3.0)
-        check((dq[None, rows], dk[None, keys], dv[None, keys]), want, atol=2e-5, rtol=2e-5)
+        check((dq[None, rows], dk[None, keys], dv[None, keys]), want, atol=2e-6, rtol=2e-6)
 
 
 def test_varlen_plan_backward_and_offsets_checks():
@@ -244,7 +244,7 @@ def test_varlen_plan_backward_and_offsets_checks():
         for b in (0, 2):
             rows = slice(cu[b], cu[b + 1])
             want = reference_backward(q[None, rows], k[None, rows], v[None, rows], dout[None, rows])
-            check((dq[None, rows], dk[None, rows], dv[None, rows]), want, atol=2e-5, rtol=2e-5)
+            check((dq[None, rows], dk[None, rows], dv[None, rows]), want, atol=2e-6, rtol=2e-6)
         with pytest.raises(ValueError, match="cu_seqlens_k"):
             plan.backward_varlen(q, k, v, out, dout, lse, dq, dk, dv, cu, cu[:3])
         with pytest.raises(ValueError, match="lse"):
