@@ -63,6 +63,15 @@ def _slope_rows(alibi_slopes, batch):
     return [tuple(row) for row in slopes.tolist()]
 
 
+def _features(head_dim, softmax_scale, causal, window_size, softcap, deterministic):
+    """Spec keywords of flash_attn's arguments: bottom-right causal, any negative window side unbounded (-1),
+    softcap <= 0 off, the default scale 1/sqrt(headdim) of the unpadded head dim."""
+    left, right = (int(x) if x >= 0 else -1 for x in window_size)
+    return dict(causal=bool(causal), causal_alignment="bottom_right", window=(left, right),
+                softcap=max(float(softcap), 0.0), scale=softmax_scale if softmax_scale is not None else head_dim ** -0.5,
+                deterministic=bool(deterministic))
+
+
 def _finish(out, lse, head_dim, return_attn_probs):
     out = out[..., :head_dim]
     return (out, lse, None) if return_attn_probs else out
@@ -72,8 +81,7 @@ def _dense(packing, tensors, dropout_p, softmax_scale, causal, window_size, soft
            return_attn_probs):
     _no_dropout(dropout_p)
     tensors, head_dim = _padded(tensors)
-    spec = dict(causal=causal, causal_alignment="bottom_right", window=tuple(window_size), softcap=softcap,
-                scale=softmax_scale if softmax_scale is not None else head_dim ** -0.5, deterministic=deterministic)
+    spec = _features(head_dim, softmax_scale, causal, window_size, softcap, deterministic)
     slopes = _slope_rows(alibi_slopes, tensors[0].shape[0])
     if isinstance(slopes, list):  # per-sequence slopes: one call per batch element (the plan holds one row)
         parts = [_autograd.apply(_autograd.Spec(alibi_slopes=row, **spec), packing, *(t[b:b + 1] for t in tensors))
@@ -95,10 +103,9 @@ def _varlen(packing, tensors, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
     if isinstance(slopes, list):
         raise NotImplementedError("flashsci: per-sequence alibi_slopes (batch_size, nheads) with rows that differ "
                                   "are not supported by the varlen functions; pass (nheads,) slopes")
-    spec = _autograd.Spec(causal=causal, causal_alignment="bottom_right", window=tuple(window_size),
-                          softcap=softcap, scale=softmax_scale if softmax_scale is not None else head_dim ** -0.5,
-                          alibi_slopes=slopes, deterministic=deterministic, cu_seqlens_q=cu_seqlens_q,
-                          cu_seqlens_k=cu_seqlens_k, max_seqlen_q=int(max_seqlen_q), max_seqlen_k=int(max_seqlen_k))
+    spec = _autograd.Spec(alibi_slopes=slopes, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                          max_seqlen_q=int(max_seqlen_q), max_seqlen_k=int(max_seqlen_k),
+                          **_features(head_dim, softmax_scale, causal, window_size, softcap, deterministic))
     out, lse = _autograd.apply(spec, packing, *tensors)
     return _finish(out, lse, head_dim, return_attn_probs)
 

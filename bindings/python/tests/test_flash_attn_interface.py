@@ -82,6 +82,13 @@ def test_window_softcap_alibi_scale_and_gqa():
             close(g, w)
 
 
+def test_negative_window_sides_and_softcap_are_off_as_in_flash_attn():
+    q, k, v = randn(1, 19, 2, 16, seed=29), randn(1, 23, 2, 16, seed=30), randn(1, 23, 2, 16, seed=31)
+    want = flash_attn_func(q, k, v, window_size=(-1, 3))
+    torch.testing.assert_close(flash_attn_func(q, k, v, window_size=(-5, 3), softcap=-1.0), want, atol=0, rtol=0)
+    torch.testing.assert_close(flash_attn_func(q, k, v, window_size=[-1, 3], softcap=0.0), want, atol=0, rtol=0)
+
+
 def test_per_batch_alibi_slopes():
     q, k, v = randn(3, 9, 2, 8, seed=9), randn(3, 11, 2, 8, seed=10), randn(3, 11, 2, 8, seed=11)
     dout = torch.randn(3, 9, 2, 8)
