@@ -14,7 +14,9 @@ head dim up to 256 (padded to a multiple of 8 with zeros, which changes no score
 
 What differs: dropout_p other than 0 raises NotImplementedError (the library computes exact
 attention without dropout); there is no attention-probability matrix (the third result is None);
-paged KV (block_table) is not supported. ALiBi slopes are copied to the host on every call.
+paged KV (block_table) is not supported. ALiBi slopes are copied to the host on every call; the varlen
+functions with (batch_size, nheads) slopes whose rows differ also read the offsets on the host and run
+one call per sequence.
 """
 
 import torch
@@ -99,15 +101,49 @@ def _varlen(packing, tensors, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seql
         raise NotImplementedError("flashsci: block_table (a paged KV cache) is not supported; pass k and v as "
                                   "[total_k, nheads_k, headdim] tensors")
     tensors, head_dim = _padded(tensors)
+    features = _features(head_dim, softmax_scale, causal, window_size, softcap, deterministic)
     slopes = _slope_rows(alibi_slopes, cu_seqlens_q.shape[0] - 1)
     if isinstance(slopes, list):
-        raise NotImplementedError("flashsci: per-sequence alibi_slopes (batch_size, nheads) with rows that differ "
-                                  "are not supported by the varlen functions; pass (nheads,) slopes")
-    spec = _autograd.Spec(alibi_slopes=slopes, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
-                          max_seqlen_q=int(max_seqlen_q), max_seqlen_k=int(max_seqlen_k),
-                          **_features(head_dim, softmax_scale, causal, window_size, softcap, deterministic))
-    out, lse = _autograd.apply(spec, packing, *tensors)
+        out, lse = _per_sequence(packing, tensors, cu_seqlens_q, cu_seqlens_k, slopes, features)
+    else:
+        spec = _autograd.Spec(alibi_slopes=slopes, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                              max_seqlen_q=int(max_seqlen_q), max_seqlen_k=int(max_seqlen_k), **features)
+        out, lse = _autograd.apply(spec, packing, *tensors)
     return _finish(out, lse, head_dim, return_attn_probs)
+
+
+def _per_sequence(packing, tensors, cu_seqlens_q, cu_seqlens_k, slope_rows, features):
+    """(out, lse) of a variable-length batch whose sequences have slopes of their own (the plan holds one row): one
+    call per sequence, the offsets read on the host. Rows past the last sequence give zeros and lse -inf."""
+    starts_q, starts_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    # Which tensors are cut by the query offsets (the others by the key offsets).
+    query_like = {_autograd.SEPARATE: (True, False, False), _autograd.KV_PACKED: (True, False),
+                  _autograd.QKV_PACKED: (True,)}[packing]
+    first = tensors[0]
+    heads, head_dim = first.shape[-2], first.shape[-1]
+    outs, lses = [], []
+
+    def no_keys(rows):  # what the library gives rows that see no key
+        outs.append(first.new_zeros((rows, heads, head_dim)))
+        lses.append(torch.full((heads, rows), float("-inf"), device=first.device))
+
+    for b, row in enumerate(slope_rows):
+        rows, keys = slice(starts_q[b], starts_q[b + 1]), slice(starts_k[b], starts_k[b + 1])
+        length_q, length_k = rows.stop - rows.start, keys.stop - keys.start
+        if length_q == 0:
+            continue
+        if length_k == 0:
+            no_keys(length_q)
+            continue
+        parts = [t[rows] if by_query else t[keys] for t, by_query in zip(tensors, query_like)]
+        cu_q, cu_k = (torch.tensor([0, n], dtype=torch.int32, device=first.device) for n in (length_q, length_k))
+        spec = _autograd.Spec(alibi_slopes=row, cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, max_seqlen_q=length_q,
+                              max_seqlen_k=length_k, **features)
+        out, lse = _autograd.apply(spec, packing, *parts)
+        outs.append(out)
+        lses.append(lse)
+    no_keys(first.shape[0] - starts_q[-1])
+    return torch.cat(outs), torch.cat(lses, dim=1)
 
 
 def flash_attn_qkvpacked_func(qkv, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),

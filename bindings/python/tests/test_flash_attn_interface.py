@@ -199,6 +199,51 @@ def test_varlen_packed_gradients_are_packed():
     close(kv.grad, torch.stack((dk, dv), dim=1))
 
 
+@pytest.mark.parametrize("packing", ["separate", "kvpacked", "qkvpacked"])
+def test_varlen_per_sequence_alibi_slopes(packing):
+    lens_q = [4, 0, 9, 3]
+    lens_k = lens_q if packing == "qkvpacked" else [6, 2, 9, 0]  # a sequence without keys
+    starts_q, starts_k = cumulative(lens_q), cumulative(lens_k)
+    cu_q, cu_k = (torch.tensor(s, dtype=torch.int32) for s in (starts_q, starts_k))
+    slopes = torch.tensor([[0.5, 0.1], [0.2, 0.3], [0.0, 1.0], [0.7, 0.7]])
+    total_q = starts_q[-1] + 2  # two rows past the last sequence
+    q, k, v = randn(total_q, 2, 8, seed=32), randn(starts_k[-1], 2, 8, seed=33), randn(starts_k[-1], 2, 8, seed=34)
+    dout = torch.randn(total_q, 2, 8)
+    if packing == "separate":
+        leaves = (q, k, v)
+        out, lse, _ = flash_attn_varlen_func(q, k, v, cu_q, cu_k, 9, 9, causal=True, alibi_slopes=slopes,
+                                             return_attn_probs=True)
+    elif packing == "kvpacked":
+        kv = torch.stack((k, v), dim=1).detach().requires_grad_()
+        leaves = (q, kv)
+        out, lse, _ = flash_attn_varlen_kvpacked_func(q, kv, cu_q, cu_k, 9, 9, causal=True, alibi_slopes=slopes,
+                                                      return_attn_probs=True)
+    else:
+        qkv = torch.stack((q[:starts_q[-1]], k, v), dim=1).detach().requires_grad_()
+        leaves = (qkv,)
+        total_q = starts_q[-1]
+        dout = dout[:total_q]
+        out, lse, _ = flash_attn_varlen_qkvpacked_func(qkv, cu_q, 9, causal=True, alibi_slopes=slopes,
+                                                       return_attn_probs=True)
+    assert out.shape == (total_q, 2, 8) and lse.shape == (2, total_q)
+    out.backward(dout)
+    refs = [t.detach().double().requires_grad_() for t in leaves]
+    rq, rk, rv = (refs[0], refs[1], refs[2]) if packing == "separate" else \
+        (refs[0], refs[1][:, 0], refs[1][:, 1]) if packing == "kvpacked" else refs[0].unbind(1)
+    for b in range(len(lens_q)):
+        rows, keys = slice(starts_q[b], starts_q[b + 1]), slice(starts_k[b], starts_k[b + 1])
+        if lens_q[b] == 0:
+            continue
+        o, l = attention_reference(rq[None, rows], rk[None, keys], rv[None, keys], causal=True,
+                                   alignment="bottom_right", alibi_slopes=slopes[b])
+        close(out[rows][None], o.detach())
+        torch.testing.assert_close(lse[:, rows].double(), l[0].detach(), atol=1e-5, rtol=1e-5)
+        (o * dout[rows][None].double()).sum().backward()
+    assert torch.all(out[starts_q[-1]:] == 0)
+    for got, ref in zip(leaves, refs):
+        close(got.grad, ref.grad)
+
+
 def test_dropout_and_paged_kv_are_not_implemented():
     q = randn(1, 8, 2, 16, seed=24)
     with pytest.raises(NotImplementedError, match="dropout_p=0.1"):
