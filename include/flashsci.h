@@ -180,9 +180,9 @@
  * The gradients have the plan's element type and are computed with the same
  * accumulation as the forward (fp32, fp64 for fp32 inputs on the CPU). The CPU
  * backend gives bit-identical gradients for identical inputs on every run,
- * whatever the number of threads. On the CUDA backend, flashsci_plan_set_deterministic()
- * chooses between that guarantee (1) and a faster reduction whose last bits
- * may vary from run to run (0, the default). The backward's tensors have their
+ * whatever the number of threads. On the CUDA backend,
+ * flashsci_plan_set_deterministic() chooses between that guarantee (1) and a
+ * faster reduction whose last bits may vary from run to run (0, the default). The backward's tensors have their
  * own strides, set like the forward's with #FLASHSCI_TENSOR_DO,
  * #FLASHSCI_TENSOR_DQ, #FLASHSCI_TENSOR_DK and #FLASHSCI_TENSOR_DV.
  *
@@ -264,10 +264,10 @@
  *
  * One plan may serve concurrent flashsci_forward() and flashsci_backward()
  * calls from many threads (on different streams for the CUDA backend), and each
- * gives the result it would give alone. Setters must not run concurrently with any other call on
- * the same plan, nor flashsci_plan_destroy() with any. Distinct plans are
- * independent, and may be created and destroyed on any threads at once. Error
- * messages are per thread. A workspace must not be shared by calls that may
+ * gives the result it would give alone. Setters must not run concurrently with
+ * any other call on the same plan, nor flashsci_plan_destroy() with any.
+ * Distinct plans are independent, and may be created and destroyed on any
+ * threads at once. Error messages are per thread. A workspace must not be shared by calls that may
  * run at the same time. The CPU backend runs each call on threads of its
  * own, all joined before the call returns.
  *

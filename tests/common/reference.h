@@ -131,6 +131,14 @@ inline RowResult reference_varlen_row(const VarlenOffsets& cu, int64_t heads_q, 
                          h, i, f);
 }
 
+// ALiBi slopes as in the ALiBi paper: 2^(-8h/heads) for head h = 1..heads.
+inline std::vector<float> geometric_alibi_slopes(int64_t heads) {
+    constexpr double kAlibiExponent = 8.0;
+    std::vector<float> slopes;
+    for (int64_t h = 1; h <= heads; ++h) slopes.push_back(float(std::exp2(-kAlibiExponent * double(h) / double(heads))));
+    return slopes;
+}
+
 // The backward's reference: the gradients of O = softmax(S)·V in fp64, straight from the definition, on fp64
 // tensors stored contiguous [batch, seqlen, heads, head_dim] (gather() reads a HostTensor into that form).
 struct DenseProblem {
@@ -208,8 +216,8 @@ inline std::vector<double> reference_output(const DenseProblem& a, const std::ve
                 const ReferenceRowSoftmax row = reference_softmax(a, q, k, b, h, i);
                 double* out = &o[dense_index(s.seqlen_q, s.heads_q, s.head_dim, b, i, h)];
                 for (size_t n = 0; n < row.keys.size(); ++n) {
-                    const double* v_row =
-                        &v[dense_index(s.seqlen_k, s.heads_kv, s.head_dim, b, row.keys[n], h / (s.heads_q / s.heads_kv))];
+                    const int64_t kv_head = h / (s.heads_q / s.heads_kv);
+                    const double* v_row = &v[dense_index(s.seqlen_k, s.heads_kv, s.head_dim, b, row.keys[n], kv_head)];
                     for (int64_t d = 0; d < s.head_dim; ++d) out[d] += row.probability[n] * v_row[d];
                 }
             }

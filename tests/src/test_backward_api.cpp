@@ -2,11 +2,13 @@
 // right status and a message naming it, and a failing call writes nothing.
 #include <catch2/catch.hpp>
 #include <flashsci.h>
+#include <flashsci.hpp>
 
 #include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tensors.h"
@@ -157,10 +159,11 @@ TEST_CASE("set_strides takes the backward's tensors; dq, dk and dv must not over
                    {FLASHSCI_TENSOR_DV, "dv", kSeqK, kHeadsKv}};
     for (const auto& out : outputs) {
         INFO(out.name);
-        require_failure(flashsci_plan_set_strides(f.plan, out.tensor, out.seqlen * out.heads * kHeadDim, 0, kHeadDim),
+        const int64_t batch_stride = out.seqlen * out.heads * kHeadDim;
+        require_failure(flashsci_plan_set_strides(f.plan, out.tensor, batch_stride, 0, kHeadDim),
                         FLASHSCI_STATUS_INVALID_VALUE,
-                        std::string("the strides of ") + out.name + " (" +
-                            std::to_string(out.seqlen * out.heads * kHeadDim) + ", 0, 16) make output elements overlap");
+                        std::string("the strides of ") + out.name + " (" + std::to_string(batch_stride) +
+                            ", 0, 16) make output elements overlap");
         require_failure(flashsci_plan_set_strides(f.plan, out.tensor, -1, 1, 1), FLASHSCI_STATUS_INVALID_VALUE,
                         std::string("batch_stride of ") + out.name + " (-1)");
         // BHSD is fine.
@@ -348,4 +351,67 @@ TEST_CASE("backward_varlen rejects dense plans, bad offsets and aliasing, naming
     require_failure(call(f.plan, a), FLASHSCI_STATUS_INVALID_VALUE, "call flashsci_backward_varlen");
     REQUIRE(call_varlen(f.plan, a, cu_q.data(), cu_k.data()) == FLASHSCI_STATUS_SUCCESS);
     CHECK_FALSE(f.dq.is_poisoned());
+}
+
+TEST_CASE("the C++ wrapper's backward is the C call, and throws the library's message", "[api][backward]") {
+    BackwardFixture f;
+    REQUIRE(f.backward() == FLASHSCI_STATUS_SUCCESS);
+    const HostTensor want_dq = f.dq, want_dk = f.dk, want_dv = f.dv;
+    f.poison_gradients();
+    flashsci::Plan plan(flashsci::Backend::cpu);
+    plan.set_shape({kBatch, kSeqQ, kSeqK, kHeadsQ, kHeadsKv, kHeadDim})
+        .set_dtype(flashsci::Dtype::float32)
+        .set_precision(flashsci::Precision::ieee)
+        .set_deterministic(true)
+        .set_strides(flashsci::Tensor::dq, kSeqQ * kHeadsQ * kHeadDim, kHeadsQ * kHeadDim, kHeadDim);
+    CHECK(plan.backward_workspace_size() == 0);
+    plan.backward(f.q.data(), f.k.data(), f.v.data(), f.o.data(), f.dout.data(), f.lse_data(), f.dq.data(),
+                  f.dk.data(), f.dv.data());
+    CHECK(std::memcmp(want_dq.data(), f.dq.data(), want_dq.size_bytes()) == 0);
+    CHECK(std::memcmp(want_dk.data(), f.dk.data(), want_dk.size_bytes()) == 0);
+    CHECK(std::memcmp(want_dv.data(), f.dv.data(), want_dv.size_bytes()) == 0);
+    try {
+        plan.backward(f.q.data(), f.k.data(), f.v.data(), f.o.data(), f.dout.data(), nullptr, f.dq.data(),
+                      f.dk.data(), f.dv.data());
+        FAIL("a NULL lse was accepted");
+    } catch (const flashsci::Error& e) {
+        CHECK(e.status() == FLASHSCI_STATUS_INVALID_VALUE);
+        CHECK(e.message() == "flashsci_backward: lse must not be NULL");
+    }
+    std::vector<int32_t> cu_q{0, int32_t(kSeqQ), int32_t(2 * kSeqQ)}, cu_k{0, int32_t(kSeqK), int32_t(2 * kSeqK)};
+    CHECK_THROWS_AS(plan.backward_varlen(f.q.data(), f.k.data(), f.v.data(), f.o.data(), f.dout.data(),
+                                         f.lse_data(), f.dq.data(), f.dk.data(), f.dv.data(), cu_q.data(),
+                                         cu_k.data()),
+                    flashsci::Error);
+    CHECK_THROWS_AS(plan.set_precision(static_cast<flashsci::Precision>(5)), flashsci::Error);
+}
+
+TEST_CASE("one plan serves concurrent backwards and forwards, each giving its lone result", "[api][backward]") {
+    constexpr int kThreads = 4;
+    BackwardFixture f;
+    REQUIRE(f.backward() == FLASHSCI_STATUS_SUCCESS);
+    struct Outputs {
+        HostTensor dq{FLASHSCI_DTYPE_FLOAT32, kQueryElements}, dk{FLASHSCI_DTYPE_FLOAT32, kKeyElements},
+            dv{FLASHSCI_DTYPE_FLOAT32, kKeyElements}, o{FLASHSCI_DTYPE_FLOAT32, kQueryElements};
+        flashsci_status_t backward_status = FLASHSCI_STATUS_INTERNAL_ERROR, forward_status = backward_status;
+    };
+    std::vector<Outputs> outputs(kThreads);
+    std::vector<std::thread> threads;
+    for (Outputs& out : outputs)
+        threads.emplace_back([&f, &out] {
+            out.backward_status = flashsci_backward(f.plan, f.q.data(), f.k.data(), f.v.data(), f.o.data(),
+                                                    f.dout.data(), f.lse_data(), out.dq.data(), out.dk.data(),
+                                                    out.dv.data(), nullptr, 0, nullptr);
+            out.forward_status = flashsci_forward(f.plan, f.q.data(), f.k.data(), f.v.data(), out.o.data(), nullptr,
+                                                  nullptr, 0, nullptr);
+        });
+    for (std::thread& t : threads) t.join();
+    for (const Outputs& out : outputs) {
+        CHECK(out.backward_status == FLASHSCI_STATUS_SUCCESS);
+        CHECK(out.forward_status == FLASHSCI_STATUS_SUCCESS);
+        CHECK(std::memcmp(out.dq.data(), f.dq.data(), f.dq.size_bytes()) == 0);
+        CHECK(std::memcmp(out.dk.data(), f.dk.data(), f.dk.size_bytes()) == 0);
+        CHECK(std::memcmp(out.dv.data(), f.dv.data(), f.dv.size_bytes()) == 0);
+        CHECK(std::memcmp(out.o.data(), f.o.data(), f.o.size_bytes()) == 0);
+    }
 }

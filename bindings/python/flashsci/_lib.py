@@ -66,8 +66,10 @@ SIGNATURES = {
     "flashsci_plan_set_deterministic": (_status, [_plan, ctypes.c_int]),
     "flashsci_plan_get_backward_workspace_size": (_status, [_plan, ctypes.POINTER(ctypes.c_size_t)]),
     "flashsci_backward": (_status, [_plan, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p]),
-    "flashsci_backward_varlen": (_status, [_plan, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_size_t,
-                                           _p]),
+    "flashsci_backward_varlen": (
+        _status,
+        [_plan, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p],
+    ),
 }
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
