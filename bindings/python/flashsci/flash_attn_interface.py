@@ -83,14 +83,14 @@ def _dense(packing, tensors, dropout_p, softmax_scale, causal, window_size, soft
            return_attn_probs):
     _no_dropout(dropout_p)
     tensors, head_dim = _padded(tensors)
-    spec = _features(head_dim, softmax_scale, causal, window_size, softcap, deterministic)
+    features = _features(head_dim, softmax_scale, causal, window_size, softcap, deterministic)
     slopes = _slope_rows(alibi_slopes, tensors[0].shape[0])
-    if isinstance(slopes, list):  # per-sequence slopes: one call per batch element (the plan holds one row)
-        parts = [_autograd.apply(_autograd.Spec(alibi_slopes=row, **spec), packing, *(t[b:b + 1] for t in tensors))
-                 for b, row in enumerate(slopes)]
+    if isinstance(slopes, list):  # slopes per batch element: one call each (the plan holds one row)
+        parts = [_autograd.apply(_autograd.Spec(alibi_slopes=row, **features), packing,
+                                 *(t[b:b + 1] for t in tensors)) for b, row in enumerate(slopes)]
         out, lse = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     else:
-        out, lse = _autograd.apply(_autograd.Spec(alibi_slopes=slopes, **spec), packing, *tensors)
+        out, lse = _autograd.apply(_autograd.Spec(alibi_slopes=slopes, **features), packing, *tensors)
     return _finish(out, lse, head_dim, return_attn_probs)
 
 
