@@ -110,7 +110,7 @@ configure_and_build() {
     local log="$BUILD_DIR/build-output.log"
     cmake --build "$BUILD_DIR" --parallel "$JOBS" "${target_args[@]}" 2>&1 | tee "$log"
     if grep -E "wgmma.mma_async instructions are serialized" "$log" >&2; then
-        echo "error: ptxas serialised the wgmmas of the kernel(s) above; see docs/sm90-notes.md (ptxas lessons)" >&2
+        echo "error: ptxas serialised the wgmmas of the kernel(s) above; see docs/sm90-kernel.md (ptxas)" >&2
         return 1
     fi
 }
