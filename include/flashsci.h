@@ -226,16 +226,17 @@
  * - every other row is what it would be without that input; in particular a
  *   masked key never reaches a row through 0 · NaN, and a row that sees no key
  *   still gets o = 0 and lse = -inf. On the general path and the CPU backend
- *   those rows are bit-for-bit unchanged. On the Hopper fast path (kernel names
- *   `sm90_*`) and the decoding kernel (`cuda_decode_*`) they are too, except
- *   the decoding kernel's rows whose query tile visits a key block holding a
- *   NaN or infinity of v without every row seeing it (it multiplies that
- *   block on the CUDA cores instead of the tensor cores, which would compute
- *   0 · NaN), and, on the Hopper path with a mask or a variable-length batch,
- *   the rows of the query heads that read a kv head whose v holds the
+ *   those rows are bit-for-bit unchanged. On the Hopper fast path (kernel
+ *   names `sm90_*`), the sm_80 forward (`sm80_*`) and the decoding kernel
+ *   (`cuda_decode_*`) they are too, except the decoding kernel's rows whose
+ *   query tile visits a key block holding a NaN or infinity of v without every
+ *   row seeing it (it multiplies that block on the CUDA cores instead of the
+ *   tensor cores, which would compute 0 · NaN), and, on the Hopper path with a
+ *   mask or a variable-length batch and on the sm_80 forward with a mask or a
+ *   window, the rows of the query heads that read a kv head whose v holds the
  *   non-finite value, in that sequence: their o is recomputed on the general
- *   path within the same call and stream. Those rows agree with the clean
- *   run up to rounding (their lse bit for bit).
+ *   path within the same call and stream. Those rows agree with the clean run
+ *   up to rounding (their lse bit for bit).
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the
@@ -552,13 +553,16 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t 
  * `general` (the general CUDA kernel), `decode` (the decoding kernel, which runs
  * fp16/bf16 plans of at most 16 query rows per kv head, (heads_q / heads_kv) ·
  * seqlen_q, on compute capability 8.0 and later, splitting the keys over many
- * CTAs) or `sm90` (the Hopper fast path); a forward the forced kernel cannot run
- * then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it, decoding plans
- * take the decoding kernel, then the Hopper fast path where it runs, else the
- * general one.
+ * CTAs), `sm90` (the Hopper fast path) or `sm80` (the mma.sync forward of
+ * compute capability 8.0 and later, fp16/bf16); a forward the forced kernel
+ * cannot run then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it,
+ * decoding plans take the decoding kernel, then the Hopper fast path where it
+ * runs, then the sm_80 forward where it runs (16-byte aligned tensors with
+ * strides in multiples of 8 elements), else the general one.
  * @param plan a plan with shape and dtype set; must not be NULL.
  * @param name receives a static string such as "cpu", "cuda_general",
- *             "cuda_decode_hd128_bf16" or "sm90_hd128_bf16"; must not be NULL.
+ *             "cuda_decode_hd128_bf16", "sm90_hd128_bf16" or "sm80_hd128_bf16"; must
+ *             not be NULL.
  * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE;
  *         #FLASHSCI_STATUS_NOT_SUPPORTED when a forced kernel cannot run the plan.
  */

@@ -10,7 +10,7 @@
 
 namespace flashsci {
 
-enum class KernelKind { cpu, cuda_general, decode, sm90 };
+enum class KernelKind { cpu, cuda_general, decode, sm90, sm80 };
 
 struct KernelSelection {
     KernelKind kind;
