@@ -147,6 +147,7 @@ ForcedKernel forced_kernel_from_environment() {
     if (std::strcmp(value, "general") == 0) return ForcedKernel::general;
     if (std::strcmp(value, "decode") == 0) return ForcedKernel::decode;
     if (std::strcmp(value, "sm90") == 0) return ForcedKernel::sm90;
+    if (std::strcmp(value, "sm80") == 0) return ForcedKernel::sm80;
     return ForcedKernel::none;
 }
 

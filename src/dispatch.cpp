@@ -15,6 +15,9 @@
 #ifdef FLASHSCI_HAVE_SM90
 #include "sm90/sm90.h"
 #endif
+#ifdef FLASHSCI_HAVE_SM80
+#include "sm80/sm80.h"
+#endif
 #endif
 
 namespace flashsci {
@@ -48,6 +51,16 @@ bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 #endif
 }
 
+// The sm_80 forward exists where some built architecture has sm_80's instructions (CMakeLists.txt).
+bool sm80_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
+#ifdef FLASHSCI_HAVE_SM80
+    return kernels::sm80::supports(p, plan.cc_major);
+#else
+    (void)plan, (void)p;
+    return false;
+#endif
+}
+
 #endif
 
 }  // namespace
@@ -66,7 +79,7 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
                       kernels::general::backward_workspace_bytes(p, *backward, plan.num_sms)};
         return FLASHSCI_STATUS_SUCCESS;
     }
-    const bool fast = plan.forced != ForcedKernel::general && sm90_runs(plan, p);
+    const bool fast = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm80 && sm90_runs(plan, p);
     if (plan.forced == ForcedKernel::sm90 && !fast)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "
@@ -75,6 +88,7 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
     // Few query rows per kv head (decoding): the split-key kernel, unless the Hopper path runs it and has work
     // enough to fill the GPU without splitting.
     const bool decode = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm90 &&
+                        plan.forced != ForcedKernel::sm80 &&
                         decode_runs(plan, p) &&
                         (plan.forced == ForcedKernel::decode || !fast || decode_preferred(plan, p));
     if (plan.forced == ForcedKernel::decode && !decode)
@@ -95,6 +109,25 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
         *selection = {KernelKind::sm90, kernels::sm90::kernel_name(p), kernels::sm90::workspace_bytes(p)};
         return FLASHSCI_STATUS_SUCCESS;
     }
+#endif
+    // Every other problem the sm_80 forward runs (any GPU of compute capability 8.0+); the general kernel the rest.
+    const bool sm80 = (plan.forced == ForcedKernel::none || plan.forced == ForcedKernel::sm80) && sm80_runs(plan, p);
+#ifdef FLASHSCI_HAVE_SM80
+    if (plan.forced == ForcedKernel::sm80 && !sm80)
+        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                    "%s: FLASHSCI_KERNEL=sm80 forces the sm_80 forward, which cannot run this problem (it needs %s)",
+                    function, kernels::sm80::requirements());
+    if (sm80) {
+        *selection = {KernelKind::sm80, kernels::sm80::kernel_name(p), kernels::sm80::workspace_bytes(p)};
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+#else
+    if (plan.forced == ForcedKernel::sm80)
+        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                    "%s: FLASHSCI_KERNEL=sm80 forces the sm_80 forward, which this build lacks (it needs an "
+                    "architecture of 80 or later in FLASHSCI_CUDA_ARCHITECTURES and FLASHSCI_SM80_HEAD_DIMS)",
+                    function);
+    (void)sm80;
 #endif
     *selection = {KernelKind::cuda_general, kGeneralName, 0};
     return FLASHSCI_STATUS_SUCCESS;
@@ -136,6 +169,14 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
             // general kernel, exact there, redoes the (sequence, kv head) pairs the fast path flags.
             err = kernels::sm90::launch(p, workspace, plan.num_sms, cuda_stream);
             if (const int* redo = kernels::sm90::redo_flags(p, workspace); err == cudaSuccess && redo)
+                err = kernels::general::launch_redo(p, redo, plan.num_sms, cuda_stream);
+            break;
+#endif
+#ifdef FLASHSCI_HAVE_SM80
+        case KernelKind::sm80:
+            // As on the Hopper path: rows a masked key's non-finite V may have reached are redone exactly.
+            err = kernels::sm80::launch(p, workspace, cuda_stream);
+            if (const int* redo = kernels::sm80::redo_flags(p, workspace); err == cudaSuccess && redo)
                 err = kernels::general::launch_redo(p, redo, plan.num_sms, cuda_stream);
             break;
 #endif

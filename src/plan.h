@@ -9,7 +9,7 @@
 #include "cuda_device.h"
 
 // Which kernel FLASHSCI_KERNEL (read at plan creation) forces, if any.
-enum class ForcedKernel { none, general, decode, sm90 };
+enum class ForcedKernel { none, general, decode, sm90, sm80 };
 
 struct flashsci_plan_st {
     flashsci_backend_t backend = FLASHSCI_BACKEND_CPU;  // resolved: never AUTO

@@ -506,6 +506,9 @@ inline bool forced_kernel_available(const char* force, int64_t seqlen_q, const c
 // The Hopper path exists only on sm_90 devices with sm_90a code in the build.
 inline bool fast_path_available() { return forced_kernel_available("sm90", 128, "sm_90 fast path"); }
 
+// The sm_80 forward needs compute capability 8.0 and sm_80+ code in the build.
+inline bool sm80_available() { return forced_kernel_available("sm80", 128, "sm_80 forward"); }
+
 // The decoding kernel needs compute capability 8.0.
 inline bool decode_available() { return forced_kernel_available("decode", 1, "decoding kernel"); }
 

@@ -1,7 +1,7 @@
 // Reliability of the CUDA backend through the public API: pointers the backend cannot use are rejected
 // (also during graph capture), one plan serves 8 threads on 8 streams, plans live and die concurrently,
 // a captured forward replays 100 times bit-identically, and extreme inputs (scores of 1e4, NaN and Inf,
-// seqlen 128k and 1M) behave as flashsci.h documents — on the general path and, where it exists, sm90.
+// seqlen 128k and 1M) behave as flashsci.h documents — on the general path and, where they exist, sm90 and sm80.
 #include <atomic>
 #include <memory>
 
@@ -14,15 +14,20 @@ namespace {
 
 const Path kGeneral{"general", "cuda_general"};
 const Path kSm90{"sm90", "sm90_"};
+const Path kSm80{"sm80", "sm80_"};
 const Path kAuto{"auto", ""};
 constexpr int kThreads = 8;
 
-// The paths to test: always general; sm90 where this device and build have it.
+// The paths to test: always general; sm90 and sm80 where this device and build have them.
 std::vector<Path> paths() {
     std::vector<Path> all{kGeneral};
     if (fast_path_available()) all.push_back(kSm90);  // else it warns: the general path only
+    if (sm80_available()) all.push_back(kSm80);
     return all;
 }
+
+// The tensor-core paths take fp16/bf16 only.
+bool half_only(const Path& path) { return std::string(path.force) == "sm90" || std::string(path.force) == "sm80"; }
 
 // A plan on one CUDA path with its inputs on the device; forwards into caller-owned device outputs.
 class DeviceProblem {
@@ -191,7 +196,7 @@ TEST_CASE("reliability: host and other-device pointers are rejected, also during
 }
 
 TEST_CASE("reliability: the sm90 workspace must be device memory too", "[gpu][quick][sm90]") {
-    if (paths().size() < 2) return;
+    if (!fast_path_available()) return;
     const Case c{FLASHSCI_DTYPE_BFLOAT16, {1, 300, 300, 2, 2, 128}, FLASHSCI_MASK_CAUSAL};
     std::mt19937_64 rng(fresh_seed());
     const DeviceProblem problem(kSm90, c, random_input(c, place(c), rng));
@@ -418,7 +423,7 @@ bool reached(const Case& c, const Injection& x, int64_t b, int64_t i, int64_t h)
            x.row <= i + mask_diagonal(c.mask, c.shape);
 }
 
-// On the sm90 path a NaN or infinity of v in O (a row that sees it, or a masked key's that the tensor cores
+// On the sm90 and sm80 paths a NaN or infinity of v in O (a row that sees it, or a masked key's that the tensor cores
 // multiply by 0 into rows that never see it) sends O of that batch and kv head's query heads to the general
 // kernel: the rows there that do not see it stay finite and equal to the clean run up to rounding (flashsci.h,
 // "NaN and infinity"), not bit for bit; LSE stays bit for bit. A non-finite q or k leaves every other row bit
@@ -443,7 +448,7 @@ void check_policy(const Path& path, const Case& c, const Placement& pl, const In
                   const gpu::Outputs& clean, const gpu::Outputs& dirty) {
     const Shape& s = c.shape;
     const bool nan = std::isnan(x.value);
-    const bool tile_rounding_allowed = std::string(path.force) == "sm90" && x.tensor == Injection::v;
+    const bool tile_rounding_allowed = half_only(path) && x.tensor == Injection::v;
     Mismatches spilled, off_policy;
     int64_t reached_rows = 0;
     for (int64_t b = 0; b < s.batch; ++b)
@@ -517,7 +522,8 @@ TEST_CASE("reliability: scores of magnitude 1e4 match the CPU backend, head_dim 
         for (const flashsci_dtype_t dtype : kDtypes)
             for (const int64_t head_dim : {8, 64, 128, 256}) {
                 const bool sm90 = std::string(path.force) == "sm90";
-                if (sm90 && (dtype == FLASHSCI_DTYPE_FLOAT32 || head_dim == 8)) continue;  // not on the fast path
+                if (half_only(path) && dtype == FLASHSCI_DTYPE_FLOAT32) continue;  // not on the tensor-core paths
+                if (sm90 && head_dim == 8) continue;                                 // not on the fast path
                 for (const flashsci_mask_t mask : kMasks) {
                     const Case c{dtype, {2, 150, 333, 2, 1, head_dim}, mask, Storage::bshd, 1.0f};
                     INFO(path.force << ": " << describe(c));
@@ -536,12 +542,13 @@ TEST_CASE("reliability: a NaN reaches only the rows that see it, Inf never spill
     const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
     for (const Path& path : paths())
         for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_FLOAT32}) {
-            if (std::string(path.force) == "sm90" && dtype == FLASHSCI_DTYPE_FLOAT32) continue;
-            // Every tile width of the sm90 path (a masked block's non-finite v sends its sequence and kv head to the
-            // general kernel's redo).
-            const std::vector<int64_t> head_dims = std::string(path.force) == "sm90"
-                                                       ? std::vector<int64_t>(std::begin(kFastHeadDims), std::end(kFastHeadDims))
-                                                       : std::vector<int64_t>{128};
+            if (half_only(path) && dtype == FLASHSCI_DTYPE_FLOAT32) continue;
+            // Every tile width of the sm90 path and every bucket of the sm80 path (a masked block's non-finite v
+            // sends its sequence and kv head to the general kernel's redo).
+            const std::vector<int64_t> head_dims =
+                std::string(path.force) == "sm90"   ? std::vector<int64_t>(std::begin(kFastHeadDims), std::end(kFastHeadDims))
+                : std::string(path.force) == "sm80" ? std::vector<int64_t>{64, 72, 128, 256}
+                                                    : std::vector<int64_t>{128};
             for (const int64_t head_dim : head_dims)
                 for (const auto& [seqlen_q, seqlen_k] : {std::pair<int64_t, int64_t>{200, 300}, {300, 200}})
                     for (const flashsci_mask_t mask : kMasks) {

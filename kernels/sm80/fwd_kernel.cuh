@@ -1,0 +1,333 @@
+// The sm_80 forward (FlashAttention-2's algorithm on mma.sync): one CTA per (query tile, head, sequence) walks the key
+// tiles the tile's rows see, last first. Each warp owns 16 query rows: S = Q·Kᵀ on m16n8k16 with Q and K through
+// ldmatrix, the online softmax in registers, P kept in registers as the A operand of O += P·V with V through
+// ldmatrix.trans. K and V stream in by cp.async into swizzled shared tiles, V(n) during Q·Kᵀ(n), K(n−1) during the
+// softmax and P·V(n).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "common/device.cuh"
+#include "sm80/index.h"
+#include "sm80/instances.h"
+#include "sm80/ptx.cuh"
+#include "sm80/tiles.h"
+
+namespace flashsci::kernels::sm80 {
+
+// kRows × Shape::chunks chunks of src (row r at src + r·stride) into the swizzled tile; zeros for rows >= valid_rows
+// and chunks past head_dim. `fallback` is a readable address handed to the copies that read nothing. The threads of
+// a pass cover kRowStep rows (a multiple of the swizzle's 8) by kColStep chunks, so a thread's copies all share
+// one swizzled column: its shared offsets are one register plus immediates (index.h: load_assignment).
+template <typename Shape, int kRows, typename T>
+__device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t stride, int64_t valid_rows, int valid_chunks,
+                                          const T* fallback) {
+    constexpr LoadAssignment kAssign = load_assignment(Shape::threads, Shape::chunks);
+    static_assert(kRows % kAssign.row_step == 0);
+    const RowCol first = load_first(Shape::threads, Shape::chunks, opaque(int(threadIdx.x)));  // made here, not held
+    const int shared_first = swizzled_offset(Shape::chunks, first.row, first.col);
+    const T* from = src + first.row * stride + first.col * kChunkElems;
+    const int64_t step = kAssign.row_step * stride;
+#pragma unroll
+    for (int i = 0; i < kRows / kAssign.row_step; ++i) {
+#pragma unroll
+        for (int j = 0; j < Shape::chunks / kAssign.col_step; ++j) {
+            const bool valid = first.row + i * kAssign.row_step < valid_rows && first.col + j * kAssign.col_step < valid_chunks;
+            copy_async(tile + shared_first + row_offset(Shape::chunks, i * kAssign.row_step) + j * kAssign.col_step * kChunkElems,
+                       valid ? from + j * kAssign.col_step * kChunkElems : fallback, valid);
+        }
+        from = opaque(from + step);
+    }
+}
+
+// tanh(x) = 1 − 2 / (e^(2x) + 1): one EX2 and one reciprocal, ±1 where e^(2x) overflows or vanishes, NaN for NaN.
+// Its absolute error (~1e-7) is what the softcapped logit softcap·tanh(·) carries into the softmax, far under the
+// rounding of the inputs; tanhf's branches and polynomial cost registers the hd256 tiles do not have.
+__device__ __forceinline__ float tanh_by_exp(float x) {
+    return 1.0f - __fdividef(2.0f, exp2_approx(2.0f * kLog2e * x) + 1.0f);
+}
+
+// max and sum over the 4 lanes (a quad) that share a fragment row
+__device__ __forceinline__ float quad_max(float x) {
+    x = fmaxf(x, __shfl_xor_sync(kFullWarp, x, 1));
+    return fmaxf(x, __shfl_xor_sync(kFullWarp, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(kFullWarp, x, 1);
+    return x + __shfl_xor_sync(kFullWarp, x, 2);
+}
+
+// kTransformed: the scores get a softcap or an ALiBi bias (has_score_transform(p)); the plain kernel, without that
+// code, keeps its registers for the accumulators.
+// A thread holds fragment rows g and g + 8 (its halves h = 0, 1) of its warp's 16 and column pairs 2c, 2c + 1 of
+// every 8-column block: S as s[key block][4], O as o[head_dim block][4] (index.h: c_element).
+template <typename T, typename Shape, bool kTransformed>
+__global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Problem p, int* const redo) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    constexpr int kN = Shape::block_n, kM = Shape::block_m, kD = Shape::head_dim;
+    constexpr int kKeyBlocks = kN / kMmaN, kDimBlocks = kD / kMmaN;
+    extern __shared__ __align__(128) unsigned char shared[];
+    T* const sQ = reinterpret_cast<T*>(shared);  // [kM][kD], swizzled (index.h); after the key loop, O's staging
+    T* const sK = sQ + kM * kD;                  // [kN][kD]
+    T* const sV = sK + kN * kD;                  // [kN][kD]
+
+    const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
+    const int g = lane / 4, c = lane % 4;
+    const int head_dim = int(p.head_dim);
+    const int valid_chunks = head_dim / kChunkElems;
+    // Scores s are raw q·k, or with a softcap or ALiBi the final logits: exp(score_scale·s) = exp2(scale_log2·s).
+    const float score_scale = kTransformed ? 1.0f : p.scale;
+    const float scale_log2 = score_scale * kLog2e;
+    const int64_t q_tiles = (p.seqlen_q + kM - 1) / kM;
+    const int64_t work = q_tiles * p.heads_q * p.batch;
+    const int64_t group = p.heads_q / p.heads_kv;
+    // A masked key's zero weight times a NaN or an infinity of its V is NaN on the tensor cores: banded problems
+    // flag such rows for the exact redo (sm80.h: redo_flags). Keys past a sequence's end are zero-filled instead.
+    const bool guard_v = redo != nullptr;
+
+    // This lane's ldmatrix addresses (index.h), bytes in the shared window. Every row it names has row % 8 ==
+    // lane % 8, so chunk pair 2i, 2i + 1 of an 8-chunk group (i = k16 step % 4) lies at one of 4 per-lane columns;
+    // the group and the 16-row block are immediates. Made from an opaque() lane where they are used, so that Q's and
+    // K's are not held through P·V, nor V's through Q·Kᵀ.
+    constexpr int kBytes = sizeof(T);
+    constexpr int kPairsPerGroup = kSwizzleRows / 2;
+    constexpr int kGroupBytes = kSwizzleRows * kChunkElems * kBytes;
+    constexpr int kBlockRowBytes = kMmaM * Shape::chunks * kChunkElems * kBytes;  // a 16-row block
+    const auto lane_addresses = [&](uint32_t (&addr)[kPairsPerGroup], const T* tile, int first_row, RowCol (*at)(int)) {
+        const int l = opaque(lane);
+        const RowCol a = at(l);
+#pragma unroll
+        for (int i = 0; i < kPairsPerGroup; ++i)
+            addr[i] = shared_address(tile) +
+                      kBytes * (row_offset(Shape::chunks, first_row + a.row) + group_column(2 * i + a.col, l % 8));
+    };
+
+    for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
+        const int q_tile = int(q_tiles - 1 - w % q_tiles);  // a head's last (longest causal) tile first
+        const int h = int(w / q_tiles % p.heads_q);
+        const int b = int(w / q_tiles / p.heads_q);
+        const Sequence seq = sequence(p, b);  // varlen offsets clamped into the packed tensors
+        if (int64_t{q_tile} * kM >= seq.len_q) continue;  // past this sequence's end: the whole CTA moves on
+        // In-sequence rows and keys in 32 bits: lengths are under 2^30 (supports()), the band clamped to them.
+        const int len_q = int(seq.len_q), len_k = int(seq.len_k), q0 = q_tile * kM;
+        const Band<int> band = clamp_band(key_band(p, seq.len_q, seq.len_k), seq.len_q, seq.len_k);
+        const int rows = min(kM, len_q - q0);
+        const TileRange<int> tiles = key_tiles(band, q0, rows, len_k, kN);
+
+        // the sequence's row 0 (a varlen batch has batch stride 0 and locates it by its first row)
+        const T* const q_base = static_cast<const T*>(p.q);
+        const T* const k_base = static_cast<const T*>(p.k);
+        const T* const v_base = static_cast<const T*>(p.v);
+        const T* const q = q_base + b * p.q_strides.batch + seq.q_start * p.q_strides.seq + h * p.q_strides.head;
+        const T* const k =
+            k_base + b * p.k_strides.batch + seq.k_start * p.k_strides.seq + h / group * p.k_strides.head;
+        const T* const v =
+            v_base + b * p.v_strides.batch + seq.k_start * p.v_strides.seq + h / group * p.v_strides.head;
+
+        __syncthreads();  // the previous work item is done with shared memory
+        load_tile<Shape, kM>(sQ, q + q0 * p.q_strides.seq, p.q_strides.seq, rows, valid_chunks, q_base);
+        if (tiles.end > tiles.first) {
+            const int k0 = (tiles.end - 1) * kN;
+            load_tile<Shape, kN>(sK, k + k0 * p.k_strides.seq, p.k_strides.seq, len_k - k0, valid_chunks, k_base);
+        }
+        commit_copies();
+
+        float o_acc[kDimBlocks][4] = {};  // O·l, unnormalised
+        float m[2] = {-INFINITY, -INFINITY};  // running max of the scores s per half
+        float l[2] = {0.0f, 0.0f};            // running Σ exp(score_scale·(s − m)) over this thread's keys
+        const int row0 = q0 + warp * kMmaM + g;  // the row of half 0 (half 1: row0 + 8)
+
+        for (int kt = tiles.end - 1; kt >= tiles.first; --kt) {
+            const int k0 = kt * kN;
+            wait_copies<0>();
+            __syncthreads();  // K(kt) (and Q) landed; every warp is done with V(kt + 1)
+            load_tile<Shape, kN>(sV, v + k0 * p.v_strides.seq, p.v_strides.seq, len_k - k0, valid_chunks, v_base);
+            commit_copies();
+
+            // S = Q·Kᵀ (k16 steps past head_dim are all zero: skipped)
+            uint32_t q_addr[kPairsPerGroup], k_addr[kPairsPerGroup];
+            lane_addresses(q_addr, sQ, warp * kMmaM, q_address);
+            lane_addresses(k_addr, sK, 0, k_address);
+            float s[kKeyBlocks][4] = {};
+#pragma unroll
+            for (int kk = 0; kk < kD / kMmaK; ++kk) {
+                if (kk * kMmaK < head_dim) {
+                    uint32_t a[4];
+                    load_matrices(a, q_addr[kk % kPairsPerGroup] + kk / kPairsPerGroup * kGroupBytes);
+#pragma unroll
+                    for (int nb = 0; nb < kN / kMmaK; ++nb) {
+                        uint32_t bk[4];
+                        load_matrices(bk, k_addr[kk % kPairsPerGroup] + nb * kBlockRowBytes +
+                                              kk / kPairsPerGroup * kGroupBytes);
+                        mma<T>(s[2 * nb], a, bk[0], bk[1]);
+                        mma<T>(s[2 * nb + 1], a, bk[2], bk[3]);
+                    }
+                }
+            }
+
+            wait_copies<0>();
+            __syncthreads();  // V(kt) landed; every warp is done with K(kt)
+            if (kt > tiles.first) {
+                const int next = k0 - kN;
+                load_tile<Shape, kN>(sK, k + next * p.k_strides.seq, p.k_strides.seq, len_k - next, valid_chunks, k_base);
+            }
+            commit_copies();
+
+            // s = softcap·tanh(scale·s / softcap) (or scale·s); s −= slope·|i + len_k − len_q − j|. The constants are
+            // made here from an opaque() head, not held through the tile loop.
+            if constexpr (kTransformed) {
+                const int head = opaque(h);
+                const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[head] : 0.0f;
+                const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;  // tanh's argument: scale·s / softcap
+                const int alibi = len_k - len_q;  // alibi_offset()
+#pragma unroll
+                for (int j = 0; j < kKeyBlocks; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const float scaled = p.softcap > 0.0f ? p.softcap * tanh_by_exp(s[j][e] * cap_scale) : s[j][e] * p.scale;
+                        const int row = row0 + (e / 2) * 8, key = k0 + j * kMmaN + 2 * c + e % 2;
+                        s[j][e] = fmaf(-slope, float(abs(row + alibi - key)), scaled);
+                    }
+            }
+            // S = −inf outside each row's visible keys, on tiles the band or the sequence's end cuts
+            if (!tile_unmasked(band, q0, rows, k0, kN, len_k)) {
+#pragma unroll
+                for (int j = 0; j < kKeyBlocks; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        if (!key_visible(band, row0 + (e / 2) * 8, k0 + j * kMmaN + 2 * c + e % 2, len_k))
+                            s[j][e] = -INFINITY;
+            }
+
+            // m_new = max(m_old, rowmax(S)); a row with no visible key yet keeps base 0, so P = 0, not NaN
+            float base[2];
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                float tile_max = m[half];
+#pragma unroll
+                for (int j = 0; j < kKeyBlocks; ++j)
+                    tile_max = fmaxf(tile_max, fmaxf(s[j][2 * half], s[j][2 * half + 1]));
+                const float m_new = quad_max(tile_max);
+                base[half] = (m_new == -INFINITY ? 0.0f : m_new) * scale_log2;
+                // alpha = exp(score_scale·(m_old − m_new)): O and l rescale
+                const float alpha = exp2_approx(fmaf(m[half], scale_log2, -base[half]));
+                m[half] = m_new;
+                l[half] *= alpha;
+#pragma unroll
+                for (int d = 0; d < kDimBlocks; ++d) {
+                    o_acc[d][2 * half] *= alpha;
+                    o_acc[d][2 * half + 1] *= alpha;
+                }
+            }
+            // P = exp2(s·scale_log2 − m·scale_log2), one FFMA and one EX2; l += rowsum(P) (this thread's keys)
+#pragma unroll
+            for (int j = 0; j < kKeyBlocks; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    s[j][e] = exp2_approx(fmaf(s[j][e], scale_log2, -base[e / 2]));
+                    l[e / 2] += s[j][e];
+                }
+
+            // O += P·V: P's C fragments are the A fragments of k slab j (index.h: p_block)
+            uint32_t v_addr[kPairsPerGroup];
+            lane_addresses(v_addr, sV, 0, v_address);
+#pragma unroll
+            for (int slab = 0; slab < kN / kMmaK; ++slab) {
+                uint32_t a[4];
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    a[r] = pack<T>(s[p_block(slab, r)][p_element(r)], s[p_block(slab, r)][p_element(r) + 1]);
+#pragma unroll
+                for (int dp = 0; dp < kD / kMmaK; ++dp) {
+                    if (dp * kMmaK < head_dim) {
+                        uint32_t bv[4];
+                        load_matrices_transposed(bv, v_addr[dp % kPairsPerGroup] + slab * kBlockRowBytes +
+                                                         dp / kPairsPerGroup * kGroupBytes);
+                        mma<T>(o_acc[2 * dp], a, bv[0], bv[1]);
+                        mma<T>(o_acc[2 * dp + 1], a, bv[2], bv[3]);
+                    }
+                }
+            }
+        }
+
+        // O = acc / l, LSE = score_scale·m + ln(l); a row that saw no key: l = 0, O = 0, LSE = −inf; a row that saw a
+        // NaN score: l = NaN, so O and LSE are NaN. Guarded, a row with a finite nonzero l but a NaN or an infinity
+        // in O flags its (sequence, kv head) for the redo: V put it there, maybe through a masked key's zero weight.
+        float inv[2];
+        bool flag = false;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const float l_row = quad_sum(l[half]);
+            const int row = row0 + half * 8;
+            const bool empty = l_row == 0.0f;
+            inv[half] = empty ? 0.0f : 1.0f / l_row;
+            if (guard_v) {  // o·0 is NaN exactly where o is a NaN or an infinity
+                float probe = 0.0f;
+#pragma unroll
+                for (int d = 0; d < kDimBlocks; ++d)
+                    probe = fmaf(o_acc[d][2 * half], 0.0f, fmaf(o_acc[d][2 * half + 1], 0.0f, probe));
+                flag |= probe != probe && l_row == l_row && !empty && row < len_q;
+            }
+            if (c == 0 && p.lse != nullptr && row < len_q)
+                p.lse[lse_index(p, seq, b, h, row)] = empty ? -INFINITY : fmaf(score_scale, m[half], logf(l_row));
+        }
+        if (guard_v && __any_sync(kFullWarp, flag) && lane == 0) {
+            redo[0] = 1;
+            redo[1 + b * p.heads_kv + h / group] = 1;
+        }
+
+        // O through this warp's rows of sQ (swizzled), then 16-byte rows out: only its own warp ever read them
+        wait_copies<0>();  // Q's copies, when no key tile waited for them (other threads load this warp's rows)
+        __syncthreads();
+        T* const stage = opaque(sQ + row_offset(Shape::chunks, warp * kMmaM + g));  // this lane's half-0 row
+#pragma unroll
+        for (int d = 0; d < kDimBlocks; ++d)
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const bool empty = inv[half] == 0.0f;
+                const uint32_t pair = pack<T>(empty ? 0.0f : o_acc[d][2 * half] * inv[half],
+                                              empty ? 0.0f : o_acc[d][2 * half + 1] * inv[half]);
+                // row g + 8·half of the warp's block: row % 8 = g
+                *reinterpret_cast<uint32_t*>(stage + row_offset(Shape::chunks, 8 * half) +
+                                             (d / kSwizzleRows) * kSwizzleRows * kChunkElems +
+                                             group_column(d % kSwizzleRows, g) + 2 * c) = pair;
+            }
+        __syncwarp();
+        T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + seq.q_start * p.o_strides.seq + h * p.o_strides.head;
+        constexpr int kWarpChunks = kMmaM * Shape::chunks;
+        static_assert(kWarpChunks % kWarpSize == 0);
+#pragma unroll 1  // unrolled, its addresses would be hoisted out of the work loop and held in registers throughout
+        for (int it = 0; it < kWarpChunks / kWarpSize; ++it) {
+            const int e = it * kWarpSize + lane;
+            const int r = e / Shape::chunks, chunk = e % Shape::chunks;
+            const int row = q0 + warp * kMmaM + r;
+            if (row < len_q && chunk < valid_chunks)
+                *reinterpret_cast<uint4*>(o + row * p.o_strides.seq + chunk * kChunkElems) =
+                    *reinterpret_cast<const uint4*>(sQ + swizzled_offset(Shape::chunks, warp * kMmaM + r, chunk));
+        }
+    }
+#else
+    (void)p, (void)redo;
+#endif
+}
+
+template <typename T, int HeadDim, int BlockM, int BlockN>
+cudaError_t launch_tile(const Problem& p, int* redo, cudaStream_t stream) {
+    using Shape = TileShape<HeadDim, BlockM, BlockN>;
+    const auto kernel = has_score_transform(p) ? forward_kernel<T, Shape, true> : forward_kernel<T, Shape, false>;
+    const cudaError_t attribute =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Shape::smem));
+    if (attribute != cudaSuccess) return attribute;
+    const int64_t work = (p.seqlen_q + BlockM - 1) / BlockM * p.heads_q * p.batch;
+    const unsigned grid = unsigned(std::min(work, kMaxGridX));
+    kernel<<<grid, Shape::threads, Shape::smem, stream>>>(p, redo);
+    return cudaGetLastError();
+}
+
+}  // namespace flashsci::kernels::sm80

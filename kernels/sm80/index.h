@@ -1,0 +1,121 @@
+// Index math of the sm_80 forward, on the host and the device (tests/kernels/sm80 checks it on the CPU): the
+// swizzled shared layout, the mma.sync fragment maps and ldmatrix's lane addresses, the key tiles of a query tile.
+#pragma once
+
+#include <cstdint>
+
+#include "problem.h"
+#include "sm80/tiles.h"
+
+namespace flashsci::kernels::sm80 {
+
+struct RowCol {
+    int row, col;
+};
+
+// ---- shared layout ----------------------------------------------------------------------------------------------
+// A tile is [rows][chunks] 16-byte chunks; chunk c of row r sits at chunk c ^ (r % 8) of its row, so the 8 rows one
+// ldmatrix matrix reads (8 consecutive rows, one logical chunk) fall on 8 distinct 16-byte bank groups, as do the
+// chunks a cp.async pass writes. Returns the element offset of the chunk's first element.
+FLASHSCI_HOST_DEVICE constexpr int swizzled_offset(int chunks, int row, int chunk) {
+    return (row * chunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
+}
+
+// The same offset as a row part and a column part: for a row r, chunk c lies at row_offset(r) + 8·(c − c % 8) +
+// group_column(c % 8, r % 8), so a lane whose rows all share r % 8 needs one register per c % 8 it reads and
+// folds the rest into immediates.
+FLASHSCI_HOST_DEVICE constexpr int row_offset(int chunks, int row) { return row * chunks * kChunkElems; }
+FLASHSCI_HOST_DEVICE constexpr int group_column(int chunk_in_group, int row_in_group) {
+    return (chunk_in_group ^ row_in_group) * kChunkElems;
+}
+
+// Tile loads: `threads` threads copy a [rows][chunks] tile in passes of row_step rows × col_step chunks. Thread t
+// starts at load_first() and copies rows first.row + i·row_step, chunks first.col + j·col_step. row_step is a multiple
+// of 8 and col_step of 8 (or all the chunks), so chunk ^ (row % 8) moves with neither: one shared column per thread.
+struct LoadAssignment {
+    int row_step, col_step;
+};
+FLASHSCI_HOST_DEVICE constexpr LoadAssignment load_assignment(int threads, int chunks) {
+    const int col_step = chunks < threads / kSwizzleRows ? chunks : threads / kSwizzleRows;
+    return {threads / col_step, col_step};
+}
+FLASHSCI_HOST_DEVICE constexpr RowCol load_first(int threads, int chunks, int thread) {
+    const int col_step = load_assignment(threads, chunks).col_step;
+    return {thread / col_step, thread % col_step};
+}
+
+// ---- fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16"); g = lane / 4, c = lane % 4 ------------------------
+
+// C (and D) element i of lane: (g, 2c), (g, 2c+1), (g+8, 2c), (g+8, 2c+1).
+FLASHSCI_HOST_DEVICE constexpr RowCol c_element(int lane, int i) {
+    return {lane / 4 + (i / 2) * 8, 2 * (lane % 4) + i % 2};
+}
+
+// A register r of lane holds (row, k) and (row, k + 1): (g, 2c), (g+8, 2c), (g, 2c+8), (g+8, 2c+8).
+FLASHSCI_HOST_DEVICE constexpr RowCol a_pair(int lane, int r) {
+    return {lane / 4 + (r % 2) * 8, 2 * (lane % 4) + (r / 2) * 8};
+}
+
+// B register r of lane holds (k, n) and (k + 1, n): (2c, g), (2c+8, g); returned as {k, n}.
+FLASHSCI_HOST_DEVICE constexpr RowCol b_pair(int lane, int r) { return {2 * (lane % 4) + r * 8, lane / 4}; }
+
+// ---- ldmatrix lane addresses (x4: lanes 8i .. 8i+7 give the 8 rows of matrix i, which lands in register i) ---------
+// {row, chunk} within a 16-row, 2-chunk (16×16) block.
+// Q as A: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) = a0..a3.
+FLASHSCI_HOST_DEVICE constexpr RowCol q_address(int lane) { return {lane % 16, lane / 16}; }
+// K as B of two n8 blocks: matrices (keys 0-7, k 0-7), (keys 0-7, k 8-15), (keys 8-15, k 0-7), (keys 8-15, k 8-15)
+// = b0, b1 of the first block, b0, b1 of the second.
+FLASHSCI_HOST_DEVICE constexpr RowCol k_address(int lane) { return {(lane / 16) * 8 + lane % 8, (lane / 8) % 2}; }
+// V as B (ldmatrix.trans: rows are keys = k) of two n8 blocks of head_dim: matrices (keys 0-7, d 0-7), (keys 8-15,
+// d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 8-15) = b0, b1 of the first block, b0, b1 of the second.
+FLASHSCI_HOST_DEVICE constexpr RowCol v_address(int lane) { return {((lane / 8) % 2) * 8 + lane % 8, lane / 16}; }
+
+// P·V's A fragment from S's C fragments: k slab j (keys 16j .. 16j+15) is C blocks 2j and 2j+1, register r of it
+// packs C elements (2·(r%2), 2·(r%2)+1) of block 2j + r/2.
+FLASHSCI_HOST_DEVICE constexpr int p_block(int slab, int r) { return 2 * slab + r / 2; }
+FLASHSCI_HOST_DEVICE constexpr int p_element(int r) { return 2 * (r % 2); }
+
+// ---- tile schedule ------------------------------------------------------------------------------------------------
+// In the integer type Int: the kernel's is int (sequences under 2^30 and the band clamped by clamp_band()), the tests'
+// int64_t. Row i sees key j iff i + first <= j <= i + last and 0 <= j < len_k (problem.h: key_band()).
+template <typename Int>
+struct Band {
+    Int first, last;
+};
+
+// The band of a sequence with len_q queries and len_k keys, clamped to [−len_q, len_k]: a bound past that holds for
+// every row and key alike, so the clamped band selects the same keys, and row + bound stays within ±2^31 when both
+// lengths are under 2^30.
+FLASHSCI_HOST_DEVICE inline Band<int> clamp_band(const KeyBand& band, int64_t len_q, int64_t len_k) {
+    return {int(band.first < -len_q ? -len_q : band.first), int(band.last > len_k ? len_k : band.last)};
+}
+
+// Key tiles [first, end) of block_n keys that rows q0 .. q0 + rows - 1 see under `band` with len_k keys; first ==
+// end when they see none.
+template <typename Int>
+struct TileRange {
+    Int first, end;
+};
+template <typename Int>
+FLASHSCI_HOST_DEVICE inline TileRange<Int> key_tiles(const Band<Int>& band, Int q0, Int rows, Int len_k, int block_n) {
+    const Int first_key = q0 + band.first > 0 ? q0 + band.first : 0;
+    const Int last_key_band = q0 + rows - 1 + band.last;
+    const Int last_key = last_key_band < len_k - 1 ? last_key_band : len_k - 1;
+    if (rows <= 0 || last_key < first_key) return {0, 0};
+    return {first_key / block_n, last_key / block_n + 1};
+}
+
+// Whether each of rows q0 .. q0 + rows - 1 sees every key of tile [k0, k0 + block_n): no mask needed there.
+template <typename Int>
+FLASHSCI_HOST_DEVICE inline bool tile_unmasked(const Band<Int>& band, Int q0, Int rows, Int k0, int block_n, Int len_k) {
+    const Int last_key = k0 + block_n - 1;
+    return last_key < len_k && k0 >= q0 + rows - 1 + band.first && last_key <= q0 + band.last;
+}
+
+// Whether row `row` sees key `key` >= 0 (the band and the key count; rows are checked against len_q by the caller).
+template <typename Int>
+FLASHSCI_HOST_DEVICE inline bool key_visible(const Band<Int>& band, Int row, Int key, Int len_k) {
+    return key < len_k && key >= row + band.first && key <= row + band.last;
+}
+
+}  // namespace flashsci::kernels::sm80

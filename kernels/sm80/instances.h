@@ -1,0 +1,36 @@
+// The compiled instances of the sm_80 forward, declared once; sm80_hd<D>_<type>.cu defines those of its bucket: one
+// per distinct (block_m, block_n) of the bucket's rows in tiles.h.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include "problem.h"
+
+namespace flashsci::kernels::sm80 {
+
+// Enqueues p (element type T, head_dim <= HeadDim) on BlockM × BlockN tiles; `redo`: the flags of redo_flags()
+// (sm80.h), or null when p is not banded. Returns the launch's error.
+template <typename T, int HeadDim, int BlockM, int BlockN>
+cudaError_t launch_tile(const Problem& p, int* redo, cudaStream_t stream);
+
+}  // namespace flashsci::kernels::sm80
+
+#define FLASHSCI_SM80_TILE(EXTERN, T, D, M, N) \
+    EXTERN template cudaError_t launch_tile<T, D, M, N>(const Problem&, int*, cudaStream_t);
+
+#define FLASHSCI_SM80_INSTANCES_HD64(EXTERN, T) FLASHSCI_SM80_TILE(EXTERN, T, 64, 128, 128)
+#define FLASHSCI_SM80_INSTANCES_HD128(EXTERN, T) \
+    FLASHSCI_SM80_TILE(EXTERN, T, 128, 64, 64) FLASHSCI_SM80_TILE(EXTERN, T, 128, 128, 64)
+#define FLASHSCI_SM80_INSTANCES_HD256(EXTERN, T) \
+    FLASHSCI_SM80_TILE(EXTERN, T, 256, 64, 64) FLASHSCI_SM80_TILE(EXTERN, T, 256, 128, 64)
+
+namespace flashsci::kernels::sm80 {
+FLASHSCI_SM80_INSTANCES_HD64(extern, __half)
+FLASHSCI_SM80_INSTANCES_HD64(extern, __nv_bfloat16)
+FLASHSCI_SM80_INSTANCES_HD128(extern, __half)
+FLASHSCI_SM80_INSTANCES_HD128(extern, __nv_bfloat16)
+FLASHSCI_SM80_INSTANCES_HD256(extern, __half)
+FLASHSCI_SM80_INSTANCES_HD256(extern, __nv_bfloat16)
+}  // namespace flashsci::kernels::sm80

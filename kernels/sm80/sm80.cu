@@ -1,0 +1,136 @@
+// Host side of the sm_80 forward: what it supports, the tile for the device, the launch.
+#include "sm80/sm80.h"
+
+#include <cmath>
+#include <cstdint>
+
+#include "sm80/instances.h"
+#include "sm80/tiles.h"
+
+namespace flashsci::kernels::sm80 {
+namespace {
+
+constexpr int64_t kAlignment = 16;                // bytes: cp.async and the O stores move 16-byte chunks
+constexpr int64_t kMaxSeqlen = int64_t{1} << 30;  // row + band + a tile stays far inside int64 and float keys
+
+bool aligned(const void* x) { return reinterpret_cast<uintptr_t>(x) % kAlignment == 0; }
+// A stride in whole chunks (free when the dimension has one entry).
+bool chunk_stride(int64_t stride, int64_t extent) { return extent <= 1 || stride % kChunkElems == 0; }
+bool chunk_strides(const Strides& s, int64_t seqlen, int64_t heads, int64_t batch) {
+    return chunk_stride(s.seq, seqlen) && chunk_stride(s.head, heads) && chunk_stride(s.batch, batch);
+}
+
+bool banded(const Problem& p) { return p.mask != Mask::none || p.window_left >= 0 || p.window_right >= 0; }
+
+// Head-dim buckets this build holds (CMake's FLASHSCI_SM80_HEAD_DIMS defines FLASHSCI_SM80_HD<d>).
+template <int HeadDim>
+constexpr bool kCompiled = false;
+#ifdef FLASHSCI_SM80_HD64
+template <>
+constexpr bool kCompiled<64> = true;
+#endif
+#ifdef FLASHSCI_SM80_HD128
+template <>
+constexpr bool kCompiled<128> = true;
+#endif
+#ifdef FLASHSCI_SM80_HD256
+template <>
+constexpr bool kCompiled<256> = true;
+#endif
+
+bool compiled(int bucket) {
+    switch (bucket) {
+        case 64: return kCompiled<64>;
+        case 128: return kCompiled<128>;
+        case 256: return kCompiled<256>;
+    }
+    return false;
+}
+
+// The family of the current device: the largest whose opt-in shared memory it has.
+Family device_family() {
+    int device = 0, optin = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
+        return Family::small;
+    if (size_t(optin) >= family_smem(Family::large)) return Family::large;
+    if (size_t(optin) >= family_smem(Family::medium)) return Family::medium;
+    return Family::small;
+}
+
+// The instance of tiles.h's row for (HeadDim, family), found among the rows at compile time.
+template <typename T, int HeadDim, int Row = 0>
+cudaError_t launch_row(const Problem& p, Family family, int* redo, cudaStream_t stream) {
+    constexpr int kRows = sizeof(kTiles) / sizeof(kTiles[0]);
+    if constexpr (Row == kRows) {
+        return cudaErrorInvalidValue;
+    } else {
+        constexpr TileConfig t = kTiles[Row];
+        if constexpr (t.head_dim == HeadDim)
+            if (t.family == family) return launch_tile<T, HeadDim, t.block_m, t.block_n>(p, redo, stream);
+        return launch_row<T, HeadDim, Row + 1>(p, family, redo, stream);
+    }
+}
+
+template <int HeadDim>
+cudaError_t launch_bucket(const Problem& p, int* redo, cudaStream_t stream) {
+    if constexpr (!kCompiled<HeadDim>) {
+        return cudaErrorNotSupported;
+    } else {
+        const Family family = device_family();
+        return p.element == Element::bf16 ? launch_row<__nv_bfloat16, HeadDim>(p, family, redo, stream)
+                                          : launch_row<__half, HeadDim>(p, family, redo, stream);
+    }
+}
+
+}  // namespace
+
+bool supports(const Problem& p, int major) {
+    if (major < 8) return false;
+    if (p.element != Element::bf16 && p.element != Element::f16) return false;
+    if (p.head_dim < kHeadDimStep || p.head_dim > kMaxHeadDim || p.head_dim % kHeadDimStep != 0) return false;
+    if (!compiled(head_dim_bucket(p.head_dim))) return false;
+    if (p.batch < 1 || p.heads_kv < 1 || p.heads_q % p.heads_kv != 0) return false;
+    if (p.seqlen_q < 1 || p.seqlen_k < 1 || p.seqlen_q > kMaxSeqlen || p.seqlen_k > kMaxSeqlen) return false;
+    if (p.varlen && (p.total_q > kMaxSeqlen || p.total_k > kMaxSeqlen)) return false;
+    if (!(p.scale > 0.f) || !std::isfinite(p.scale)) return false;  // the running max assumes a positive scale
+    if (!aligned(p.q) || !aligned(p.k) || !aligned(p.v) || !aligned(p.o)) return false;
+    const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
+    return chunk_strides(p.q_strides, rows_q, p.heads_q, p.batch) &&
+           chunk_strides(p.o_strides, rows_q, p.heads_q, p.batch) &&
+           chunk_strides(p.k_strides, rows_k, p.heads_kv, p.batch) &&
+           chunk_strides(p.v_strides, rows_k, p.heads_kv, p.batch);
+}
+
+const char* requirements() {
+    return "compute capability 8.0+, fp16/bf16, head_dim a multiple of 8 up to 256 in a bucket this build holds "
+           "(FLASHSCI_SM80_HEAD_DIMS), q, k, v and o 16-byte aligned with strides in multiples of 8 elements, "
+           "sequence lengths under 2^30 and a positive scale";
+}
+
+size_t workspace_bytes(const Problem& p) { return banded(p) ? sizeof(int) * size_t(1 + p.batch * p.heads_kv) : 0; }
+
+int* redo_flags(const Problem& p, void* workspace) { return banded(p) ? static_cast<int*>(workspace) : nullptr; }
+
+const char* kernel_name(const Problem& p) {
+    const bool bf16 = p.element == Element::bf16;
+    switch (head_dim_bucket(p.head_dim)) {
+        case 64: return bf16 ? "sm80_hd64_bf16" : "sm80_hd64_f16";
+        case 128: return bf16 ? "sm80_hd128_bf16" : "sm80_hd128_f16";
+        default: return bf16 ? "sm80_hd256_bf16" : "sm80_hd256_f16";
+    }
+}
+
+cudaError_t launch(const Problem& p, void* workspace, cudaStream_t stream) {
+    int* const redo = redo_flags(p, workspace);
+    if (redo != nullptr)
+        if (const cudaError_t e = cudaMemsetAsync(redo, 0, workspace_bytes(p), stream); e != cudaSuccess) return e;
+    switch (head_dim_bucket(p.head_dim)) {
+        case 64: return launch_bucket<64>(p, redo, stream);
+        case 128: return launch_bucket<128>(p, redo, stream);
+        case 256: return launch_bucket<256>(p, redo, stream);
+    }
+    return cudaErrorInvalidValue;
+}
+
+}  // namespace flashsci::kernels::sm80

@@ -1,0 +1,38 @@
+// The sm_80 forward: mma.sync, ldmatrix and cp.async (FlashAttention-2's algorithm) on every GPU of compute
+// capability 8.0 and later that the Hopper path leaves to it.
+#pragma once
+
+#include <cstddef>
+
+#include <cuda_runtime_api.h>
+
+#include "problem.h"
+
+namespace flashsci::kernels::sm80 {
+
+// True when this build holds the sm_80 forward for p's head-dim bucket and it covers p on a device of compute
+// capability `major`.x: fp16/bf16, head_dim a multiple of 8 up to 256, q, k, v and o 16-byte aligned with strides in
+// whole 16-byte chunks (8 elements; a stride of a dimension with one entry is free), sequence lengths and totals under
+// 2^30, a positive finite scale. Every mask, window, softcap, ALiBi, GQA/MQA, dense or varlen.
+bool supports(const Problem& p, int major);
+
+// What supports() requires, in words, for NOT_SUPPORTED messages.
+const char* requirements();
+
+// Device scratch for p: the redo flags of a banded (causal or windowed) problem, else 0.
+size_t workspace_bytes(const Problem& p);
+
+// Banded problems: the flags in `workspace` that launch() sets where a row's O gets a NaN or an infinity with a finite
+// softmax sum, which may come from a masked key's V multiplied by its zero weight on the tensor cores: [0] when any
+// is set, [1 + b·heads_kv + g] for sequence b and kv head g. The caller must then recompute O of those pairs exactly
+// (general::launch_redo). Null otherwise.
+int* redo_flags(const Problem& p, void* workspace);
+
+// A short stable name of the kernel launch() would run for p: sm80_hd<bucket>_<f16|bf16>.
+const char* kernel_name(const Problem& p);
+
+// Enqueues O (and LSE) for p on stream on the current device; requires supports(p, ...). `workspace` holds
+// workspace_bytes(p) bytes of device memory. Returns the launch's error.
+cudaError_t launch(const Problem& p, void* workspace, cudaStream_t stream);
+
+}  // namespace flashsci::kernels::sm80

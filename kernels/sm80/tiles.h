@@ -1,0 +1,99 @@
+// Tile table of the sm_80 forward: one row per (head-dim bucket, shared-memory family), checked against the limits.
+#pragma once
+
+#include <cstddef>
+
+namespace flashsci::kernels::sm80 {
+
+constexpr int kMmaM = 16;       // query rows of one warp's m16n8k16: warps stack along M, a row never leaves its warp
+constexpr int kMmaK = 16;       // the k extent of m16n8k16 (Q·Kᵀ over head_dim, P·V over keys)
+constexpr int kMmaN = 8;        // the n extent of m16n8k16
+constexpr int kChunkElems = 8;  // 2-byte elements per 16-byte cp.async chunk and per ldmatrix row
+constexpr int kSwizzleRows = 8;  // the swizzle permutes the chunks of 8 consecutive rows (index.h)
+constexpr int kMaxWarps = 8;
+constexpr int kWarpThreads = 32;
+constexpr int kMaxThreadRegisters = 255;
+constexpr int kRegisterFile = 65536;
+
+// Opt-in shared memory per block of the families (CUDA Programming Guide): 227 KB on sm_90 and sm_100, 163 KB on
+// sm_80 and sm_87, 99 KB on sm_86, sm_89 and sm_120. A device runs the row of the largest family it can hold.
+enum class Family : int { small, medium, large };
+constexpr size_t kFamilySmem[] = {99 * 1024, 163 * 1024, 227 * 1024};
+constexpr size_t family_smem(Family f) { return kFamilySmem[int(f)]; }
+
+// Head dims run in the smallest bucket that holds them (padded columns read as zero and are never written).
+// Three buckets keep the build small; a head_dim between them pays the padding (96 runs at 128's cost).
+constexpr int kHeadDimBuckets[] = {64, 128, 256};
+constexpr int kHeadDimStep = 8;  // head_dim is whole 16-byte chunks
+constexpr int kMaxHeadDim = 256;
+
+// block_m query rows (block_m / 16 warps) and block_n keys per tile. Shared memory holds one Q, one K and one V
+// tile: V(n) loads during Q·Kᵀ(n), K(n−1) during the softmax and P·V(n) (FlashAttention-2's pipeline), so it is
+// 2·head_dim·(block_m + 2·block_n) bytes. The shapes are FlashAttention-2's: hd64 128×128; hd128 128×64 (on 99 KB
+// parts 64×64: two CTAs per SM); hd256 128×64 where 163 KB allow it, else 64×64 (Hopper's choice: 96 KB, two CTAs
+// per SM of 227 KB). A warp owns 16 rows: 128-row tiles run 8 warps, 64-row tiles 4.
+struct TileConfig {
+    int head_dim;
+    Family family;
+    int block_m, block_n;
+};
+constexpr TileConfig kTiles[] = {
+    {64, Family::small, 128, 128},   {64, Family::medium, 128, 128},  {64, Family::large, 128, 128},
+    {128, Family::small, 64, 64},    {128, Family::medium, 128, 64},  {128, Family::large, 128, 64},
+    {256, Family::small, 64, 64},    {256, Family::medium, 128, 64},  {256, Family::large, 64, 64},
+};
+
+constexpr TileConfig tile_config(int head_dim, Family family) {
+    for (const TileConfig& t : kTiles)
+        if (t.head_dim == head_dim && t.family == family) return t;
+    return {head_dim, family, 0, 0};
+}
+
+// The bucket of head_dim, or 0 when none holds it.
+constexpr int head_dim_bucket(long long head_dim) {
+    for (const int b : kHeadDimBuckets)
+        if (head_dim <= b) return b;
+    return 0;
+}
+
+constexpr size_t smem_bytes(int head_dim, int block_m, int block_n, int element_bytes) {
+    return size_t(element_bytes) * size_t(head_dim) * size_t(block_m + 2 * block_n);
+}
+
+// The compile-time shape of one instance.
+template <int HeadDim, int BlockM, int BlockN>
+struct TileShape {
+    static constexpr int head_dim = HeadDim, block_m = BlockM, block_n = BlockN;
+    static constexpr int warps = BlockM / kMmaM;
+    static constexpr int threads = warps * kWarpThreads;
+    static constexpr int chunks = HeadDim / kChunkElems;  // 16-byte chunks per shared row
+    static constexpr size_t smem = smem_bytes(HeadDim, BlockM, BlockN, 2);
+    static constexpr int s_registers = BlockN / 2;   // a thread's S accumulators: 16×block_n over 32 lanes
+    static constexpr int o_registers = HeadDim / 2;  // a thread's O accumulators: 16×head_dim over 32 lanes
+
+    static_assert(BlockM % kMmaM == 0 && warps >= 1 && warps <= kMaxWarps, "whole warps of 16 rows");
+    static_assert(BlockN % kMmaK == 0, "block_n is whole k16 steps of P·V");
+    static_assert(HeadDim % kMmaK == 0, "the bucket is whole k16 steps of Q·Kᵀ");
+    static_assert(chunks % kSwizzleRows == 0, "the swizzle permutes chunks within a row");
+    static_assert(BlockM * chunks % threads == 0 && BlockN * chunks % threads == 0, "tile loads split evenly");
+    static_assert(s_registers + o_registers <= 192, "S and O leave too few registers for fragments and addresses");
+    static_assert(threads * kMaxThreadRegisters <= kRegisterFile, "every thread may hold 255 registers");
+};
+
+// Every row of the table fits its family's shared memory and is a valid TileShape.
+constexpr bool table_fits() {
+    for (const TileConfig& t : kTiles)
+        if (t.block_m == 0 || smem_bytes(t.head_dim, t.block_m, t.block_n, 2) > family_smem(t.family)) return false;
+    return true;
+}
+static_assert(table_fits(), "a tile exceeds its family's shared memory");
+
+constexpr bool table_complete() {
+    for (const int b : kHeadDimBuckets)
+        for (const Family f : {Family::small, Family::medium, Family::large})
+            if (tile_config(b, f).block_m == 0) return false;
+    return true;
+}
+static_assert(table_complete(), "every (bucket, family) needs a tile");
+
+}  // namespace flashsci::kernels::sm80
