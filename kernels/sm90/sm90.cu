@@ -25,7 +25,6 @@ constexpr int kElemBytes = 2;
 constexpr int64_t kTmaAlignment = 16;            // global address and stride granularity of TMA
 constexpr int64_t kTmaStrideLimit = int64_t{1} << 40;
 constexpr int64_t kMaxSeqlen = int64_t{1} << 29;  // row + diagonal + a tile stays in int
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr int64_t kL2SectionBytes = 32 << 20;  // K+V of one causal tile section, about 2/3 of the H100's L2
 
 // cuTensorMapEncodeTiled from the driver, found at run time (the library never links libcuda).
@@ -242,10 +241,11 @@ cudaError_t launch_hd(const Problem& p, void* workspace, int num_sms, cudaStream
     f.window_left = p.window_left < 0 ? -1 : int(std::min(p.window_left, kWideWindow));
     f.window_right = p.window_right < 0 ? -1 : int(std::min(p.window_right, kWideWindow));
     // Transformed scores carry the scale themselves; the softmax then only converts to base 2.
-    f.scale_log2 = Transformed ? kLog2e : p.scale * kLog2e;
+    const ScoreScales scales = score_scales(p);
+    f.scale_log2 = scales.scale_log2;
     f.score_scale = p.scale;
     f.softcap = p.softcap;
-    f.softcap_inv = p.softcap > 0.f ? p.scale / p.softcap : 0.f;
+    f.softcap_inv = scales.cap_scale;
     f.alibi_slopes = p.alibi_slopes;
     f.alibi_offset = int(p.seqlen_k - p.seqlen_q);
     f.lse = p.lse;
