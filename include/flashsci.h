@@ -278,9 +278,9 @@
  *   run without the non-finite input, with one exception: when v holds a NaN
  *   or infinity, a CUDA fast path may compute the rows that share its kv head
  *   and its sequence (batch entry, or sequence of a variable-length batch) by
- *   a different method, within the same call and stream. Such rows agree with the clean run up to
- *   rounding, and their lse bit for bit. The CPU backend and the general CUDA
- *   kernel never do this.
+ *   a different method, within the same call and stream. Such rows agree with
+ *   the clean run up to rounding, and their lse bit for bit. The CPU backend
+ *   and the general CUDA kernel never do this.
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the

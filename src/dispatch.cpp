@@ -42,6 +42,15 @@ bool decode_runs(const flashsci_plan_st&, const kernels::Problem&) { return fals
 bool decode_preferred(const flashsci_plan_st&, const kernels::Problem&) { return false; }
 #endif
 
+// The head dims the Hopper path of this build runs, for messages.
+const char* sm90_head_dims() {
+#ifdef FLASHSCI_HAVE_SM90
+    return kernels::sm90::head_dims_text();
+#else
+    return "none in this build";
+#endif
+}
+
 bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 #ifdef FLASHSCI_HAVE_SM90
     return kernels::sm90::supports(p, plan.cc_major, plan.cc_minor);
@@ -83,8 +92,8 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
     if (plan.forced == ForcedKernel::sm90 && !fast)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "
-                    "compute capability 9.0, fp16/bf16, head_dim 64/96/128/192/256, 16-byte aligned pointers and strides)",
-                    function);
+                    "compute capability 9.0, fp16/bf16, head_dim %s, 16-byte aligned pointers and strides)",
+                    function, sm90_head_dims());
     // Few query rows per kv head (decoding): the split-key kernel, unless the Hopper path runs it and has work
     // enough to fill the GPU without splitting.
     const bool decode = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm90 &&

@@ -149,6 +149,21 @@ FLASHSCI_HOST_DEVICE inline bool has_score_transform(const Problem& p) {
     return p.softcap > 0.0f || p.alibi_slopes != nullptr;
 }
 
+constexpr float kLog2e = 1.4426950408889634f;  // exp(x) = exp2(x·log2(e))
+
+// The softmax scale's derived forms, the same on every CUDA path. The kernels' softmax takes scores s that are raw
+// q·k, or with a softcap or ALiBi the final logits (which then carry the scale): exp(score_scale·s) =
+// exp2(scale_log2·s). The softcap's tanh takes scale·q·k / softcap = q·k·cap_scale.
+struct ScoreScales {
+    float score_scale;  // the scale, or 1 for transformed scores
+    float scale_log2;   // score_scale·log2(e)
+    float cap_scale;    // scale / softcap; 0 without a softcap
+};
+FLASHSCI_HOST_DEVICE inline ScoreScales score_scales(const Problem& p) {
+    const float score_scale = has_score_transform(p) ? 1.0f : p.scale;
+    return {score_scale, score_scale * kLog2e, p.softcap > 0.0f ? p.scale / p.softcap : 0.0f};
+}
+
 inline int element_bytes(Element e) { return e == Element::f32 ? 4 : 2; }
 
 }  // namespace flashsci::kernels

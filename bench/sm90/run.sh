@@ -30,10 +30,13 @@ PY
     k=$build/kernels/sm90 python3 -c "import os; k = os.environ['k']; $PATCH" || exit 1
     kdir=$build/kernels
 fi
-flags="-std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I$kdir -Isrc -Xptxas -v"
+flags="-std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I$kdir -Isrc -I$build/gen -Xptxas -v"
 log=$OUT/$tag.log
 if [[ ! -x $build/harness || -n $(find $kdir/sm90 bench/sm90/harness.cu -newer $build/harness) ]]; then
-    for f in $kdir/sm90/sm90.cu $kdir/sm90/sm90_hd*.cu bench/sm90/harness.cu; do
+    # The instances' .cu files, generated from the tile table as the library's CMake build does.
+    rm -rf "$build/gen" "$build"/*.o
+    cmake -D FLASHSCI_SM90_KERNEL_DIR="$kdir/sm90" -D FLASHSCI_SM90_OUT_DIR="$build/gen" -P cmake/sm90_instances.cmake || exit 1
+    for f in $kdir/sm90/sm90.cu $build/gen/sm90_hd*.cu bench/sm90/harness.cu; do
         nvcc $flags -c "$f" -o "$build/$(basename "$f").o" > "$build/$(basename "$f").log" 2>&1 &
     done
     wait

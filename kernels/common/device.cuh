@@ -10,7 +10,6 @@ namespace flashsci::kernels {
 
 constexpr int kWarpSize = 32;
 constexpr unsigned kFullWarp = 0xffffffffu;
-constexpr float kLog2e = 1.4426950408889634f;  // exp(x) = exp2(x·log2(e))
 constexpr int64_t kMaxGridX = 2147483647;      // gridDim.x limit; kernels loop over more work items
 
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }

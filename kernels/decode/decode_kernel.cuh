@@ -138,9 +138,8 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads, pipeline(kHeadDim).
     const int64_t group = p.heads_q / p.heads_kv;
     // Scores s are raw q·k, or with a softcap or ALiBi the final logits: exp(score_scale·s) = exp2(scale_log2·s).
     const bool transform = has_score_transform(p);
-    const float score_scale = transform ? 1.0f : p.scale;
-    const float scale_log2 = score_scale * kLog2e;
-    const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;
+    const ScoreScales scales = score_scales(p);
+    const float score_scale = scales.score_scale, scale_log2 = scales.scale_log2, cap_scale = scales.cap_scale;
     const int64_t items = p.batch * p.heads_kv;
 
     for (int64_t w = blockIdx.x; w < items * split.count; w += gridDim.x) {

@@ -139,10 +139,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const Problem p, cons
     const int row0 = int(threadIdx.x) / kLanesPerRow * RM;  // this thread's first row in the tile
     const int head_dim = int(p.head_dim);
     // Scores s are raw q·k, or with a softcap or ALiBi the final logits: exp(score_scale·s) = exp2(scale_log2·s).
-    const bool transform = p.softcap > 0.0f || p.alibi_slopes != nullptr;  // has_score_transform(p), on the device
-    const float score_scale = transform ? 1.0f : p.scale;
-    const float scale_log2 = score_scale * kLog2e;
-    const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;  // tanh's argument is scale·q·k / softcap
+    const bool transform = has_score_transform(p);
+    const ScoreScales scales = score_scales(p);
+    const float score_scale = scales.score_scale, scale_log2 = scales.scale_log2, cap_scale = scales.cap_scale;
     const int64_t q_tiles = (p.seqlen_q + Cfg::rows - 1) / Cfg::rows;
     const int64_t work = q_tiles * p.heads_q * p.batch;
     const int64_t group = p.heads_q / p.heads_kv;

@@ -51,10 +51,9 @@ struct FwdMaps {
     CUtensorMap q, k, v, o;
 };
 
-// One explicit instance per (head_dim, element, banded, transformed), defined in sm90_hd<D>_<type>.cu, and the
-// wide ones (tiles.h: plain problems; hd128 dense ones from 8192 keys; hd64 causal ones from 2048 keys) in
-// sm90_hd<D>[_causal]_wide_<type>.cu.
-// Banded: a causal mask or a window limits each row's keys. Transformed: a softcap or ALiBi.
+// The instances tiles.h's has_instance() names, each defined in a .cu of its own that CMake generates
+// (cmake/sm90_instances.cmake). Banded: a causal mask or a window limits each row's keys. Transformed: a softcap
+// or ALiBi. Wide: the tile table's wide tile of (head_dim, banded).
 template <int HeadDim, typename T, bool Banded, bool Transformed, bool Wide = false>
 cudaError_t launch_fwd(const FwdParams& p, const FwdMaps& maps, int grid, cudaStream_t stream);
 

@@ -25,6 +25,9 @@ int* redo_flags(const Problem& p, void* workspace);
 // A short stable name of the kernel configuration that launch() would run for p.
 const char* kernel_name(const Problem& p);
 
+// The head dims this build's fast path runs, e.g. "64/96/128/192/256" (CMake's FLASHSCI_SM90_HEAD_DIMS).
+const char* head_dims_text();
+
 // Enqueues O (and LSE) for p on stream; requires supports(p, ...). `workspace` holds
 // workspace_bytes(p) bytes of device memory. Returns the launch's error.
 cudaError_t launch(const Problem& p, void* workspace, int num_sms, cudaStream_t stream);

@@ -1,6 +1,8 @@
 // Tile table of the sm_90a forward: one row per head_dim, checked against the H100's limits.
 #pragma once
 
+#include <iterator>
+
 namespace flashsci::kernels::sm90 {
 
 // Shared tiles are 64-element (128-byte) column slabs, the span of TMA's 128-byte swizzle.
@@ -16,27 +18,27 @@ constexpr int kSmemLimit = 227 * 1024;         // H100 opt-in shared memory per 
 constexpr int kMinProducerRegisters = 24;      // setmaxnreg's floor
 constexpr int kAccumulatorBudget = 200;        // S + P + O registers per consumer thread, leaving room for addressing
 
-// One row per (head_dim, banded: causal or windowed, wide: a second unbanded tile with more work per K/V block, for
-// plain problems, see wide_from_keys). block_n: keys per tile; stages: K/V ring depth; q_stages: Q
-// buffers (2: the next tile's Q loads during this tile; 1: it loads once this tile's last Q·Kᵀ is done);
-// o_over_v: the O staging tile lies over the V ring (freed at a tile's end; the next tile's first V then
-// loads only after the O store has read it) instead of in its own buffer; consumer_registers: setmaxnreg
-// budget of each consumer thread, the producer gets the rest of the pool; qk_desc_from_base: Q·Kᵀ's descriptors
-// are the tile's plus a constant (desc_k_major), which ptxas schedules better or worse by tile (H200, bf16: +1-8 %
-// for hd128 and hd256, +0-4 % for hd96 and the wide hd64 tile, 3-7 % slower for hd64's two-consumer tiles, 4.5 %
-// slower for the wide hd128 tile, neutral for the causal wide hd64 one); consumers:
-// warpgroups of 64 query rows (a tile has 64·consumers rows; three leave each 160 registers, too few for the
-// transformed kernels without spilling); wide_from_keys: a wide row runs dense, untransformed, non-varlen problems
-// with at least this many keys, unbanded ones or (a banded wide row) causal ones without a window; 0: every
-// unbanded untransformed problem, varlen too (the wide tile replaces the usual plain one, see wide_replaces_plain).
+// The tile table: one row per (head_dim, banded: causal or windowed, wide: a second unbanded or causal tile with more
+// work per K/V block, see wide_from_keys). It is also the list of compiled instances: cmake/sm90_instances.cmake
+// reads the rows of kTiles below (head_dim, banded, wide, wide_from_keys) and generates one .cu per instance that
+// has_instance() names, for bf16 and fp16; adding a head dim is adding its rows.
 //
-// The wide tiles, measured on an H200 (bf16, A/B against the usual tile): hd128's 128×176 takes fewer softmax
-// rounds, +2 % at 8k and +3.7 % at 16k keys (GQA 32/8: +3-4 %), but its single Q buffer cost 2 % at 4k and 4-8 %
-// at 512-1k. hd64's 192×128 on three consumers keeps the tensor pipe fed while two warpgroups do their softmax:
-// non-causal +14 % at 512, +7 % at 1k-4k, +8-13 % at 8k-16k, so it takes every plain hd64 problem. Causal, the
-// same tile forced unbanded lost 26 % at 512, 22 % at 1k, 5 % at 2k and 1 % at 4k (192-row diagonal tiles); as its
-// own banded row it gains 7-8 % at 8k and 16k, 3 % at 2k and 4k (bf16; fp16 0 and 2 %), so causal hd64 takes it
-// from 2048 keys.
+// block_n: keys per tile; stages: K/V ring depth; q_stages: Q buffers (2: the next tile's Q loads during this
+// tile; 1: it loads once this tile's last Q·Kᵀ is done); o_over_v: the O staging tile lies over the V ring (freed
+// at a tile's end; the next tile's first V then loads only after the O store has read it) instead of in its own
+// buffer; consumer_registers: setmaxnreg budget of each consumer thread, the producer gets the rest of the pool;
+// qk_desc_from_base: Q·Kᵀ's descriptors are the tile's plus a constant (desc_k_major) rather than rebuilt from each
+// slab's address: the same bits, but ptxas schedules the two forms better or worse by tile, so each tile takes the
+// one it measured faster with (docs/sm90-kernel.md); consumers: warpgroups of 64 query rows (a tile has
+// 64·consumers rows; three leave each 160 registers, too few for the transformed kernels without spilling);
+// wide_from_keys: a wide row runs dense, untransformed, non-varlen problems with at least this many keys,
+// unbanded ones or (a banded wide row) causal ones without a window; 0: every unbanded untransformed problem,
+// varlen too (the wide tile replaces the usual plain one, see wide_replaces_plain).
+//
+// The wide tiles: hd128's 128×176 takes fewer softmax rounds per key, but its single Q buffer costs more than that
+// gains below 8192 keys. hd64's 192×128 on three consumers keeps the tensor pipe fed while two warpgroups do their
+// softmax, at every length, so it takes every plain hd64 problem; causal, its 192-row diagonal tiles waste too much
+// of short tiles, so its banded row starts at 2048 keys.
 struct TileConfig {
     int head_dim;
     bool banded, wide;
@@ -69,7 +71,7 @@ constexpr TileConfig tile_config(int head_dim, bool banded, bool wide) {
     return {};
 }
 
-// Whether (head_dim, banded) has a wide tile (its instances are sm90_hd<D>[_causal]_wide_<type>.cu).
+// Whether (head_dim, banded) has a wide tile.
 constexpr bool has_wide_tile(int head_dim, bool banded) { return tile_config(head_dim, banded, true).head_dim == head_dim; }
 
 // Whether the wide tile takes every unbanded untransformed problem of head_dim, dense or varlen (wide_from_keys 0):
@@ -77,6 +79,35 @@ constexpr bool has_wide_tile(int head_dim, bool banded) { return tile_config(hea
 constexpr bool wide_replaces_plain(int head_dim) {
     return has_wide_tile(head_dim, false) && tile_config(head_dim, false, true).wide_from_keys == 0;
 }
+
+// Whether the table has a usual (not wide) tile for (head_dim, banded).
+constexpr bool has_tile(int head_dim, bool banded) { return tile_config(head_dim, banded, false).head_dim == head_dim; }
+
+// Whether the instance (head_dim, banded, transformed: a softcap or ALiBi, wide) is compiled: every usual tile
+// transformed or not, but for the plain unbanded one where the wide tile replaces it; a wide tile untransformed.
+// cmake/sm90_instances.cmake applies the same rule to generate the instances' .cu files.
+constexpr bool has_instance(int head_dim, bool banded, bool transformed, bool wide) {
+    if (wide) return !transformed && has_wide_tile(head_dim, banded);
+    return has_tile(head_dim, banded) && (banded || transformed || !wide_replaces_plain(head_dim));
+}
+
+// The head dims of the table, in its order.
+struct HeadDims {
+    int values[std::size(kTiles)];
+    int count;
+    constexpr bool contains(int head_dim) const {
+        for (int i = 0; i < count; ++i)
+            if (values[i] == head_dim) return true;
+        return false;
+    }
+};
+constexpr HeadDims table_head_dims() {
+    HeadDims dims{};
+    for (const TileConfig& t : kTiles)
+        if (!dims.contains(t.head_dim)) dims.values[dims.count++] = t.head_dim;
+    return dims;
+}
+constexpr HeadDims kHeadDims = table_head_dims();
 
 // Whether the wide tile of (head_dim, banded) runs variable-length batches: only where it replaces the usual plain
 // tile; the others run dense problems from wide_from_keys keys (a varlen batch's lengths vary under one maximum).

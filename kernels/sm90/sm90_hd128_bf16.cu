@@ -1,7 +1,0 @@
-// sm_90a forward instances: head_dim 128, bf16: banded (causal or windowed) or not, scores transformed (softcap, ALiBi) or not.
-#include "sm90/fwd_kernel.cuh"
-#include "sm90/instances.h"
-
-namespace flashsci::kernels::sm90 {
-FLASHSCI_SM90_INSTANCES(, 128, __nv_bfloat16)
-}  // namespace flashsci::kernels::sm90

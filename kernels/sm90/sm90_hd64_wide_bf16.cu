@@ -1,7 +1,0 @@
-// sm_90a forward instance: head_dim 64, bf16, the wide tile (192×128, three consumers) for every plain problem.
-#include "sm90/fwd_kernel.cuh"
-#include "sm90/instances.h"
-
-namespace flashsci::kernels::sm90 {
-FLASHSCI_SM90_WIDE_INSTANCE(, 64, __nv_bfloat16, false)
-}  // namespace flashsci::kernels::sm90
