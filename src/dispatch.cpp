@@ -19,7 +19,6 @@
 namespace flashsci {
 namespace {
 
-constexpr const char* kCpuName = "cpu";
 constexpr const char* kGeneralName = "cuda_general";
 
 #ifdef FLASHSCI_HAVE_CUDA
@@ -52,7 +51,15 @@ bool sm90_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
                                 KernelSelection* selection) {
     if (plan.backend == FLASHSCI_BACKEND_CPU) {
-        *selection = {KernelKind::cpu, kCpuName, 0};
+        // The CPU path: FLASHSCI_CPU_ISA, or the fastest this CPU has (cpu/cpu_isa.h).
+        cpu::Isa isa;
+        const char* unusable = nullptr;
+        if (!cpu::chosen_isa(&isa, &unusable))
+            return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                        "%s: FLASHSCI_CPU_ISA=%s names no CPU path this machine can run (reference, portable, "
+                        "avx2 with FMA and F16C, avx512 with AVX-512F; this CPU's fastest is %s)",
+                        function, unusable, cpu::kernel_name(cpu::best_isa()));
+        *selection = {KernelKind::cpu, cpu::kernel_name(isa), 0};
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
@@ -97,7 +104,7 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
 flashsci_status_t run_kernel(const char* function, const KernelSelection& selection, const flashsci_plan_st& plan,
                              const kernels::Problem& p, void* workspace, flashsci_stream_t stream) {
     if (selection.kind == KernelKind::cpu) {
-        cpu::forward(p);
+        cpu::forward(p, cpu::isa_of_kernel_name(selection.name));
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
