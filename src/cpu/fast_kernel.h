@@ -36,6 +36,8 @@ class FastAttention {
     static constexpr int kWidth = kVectors * kLanes;      // keys (S) or dims (O) per register tile
     static constexpr int kRows = V::kTileRows;            // query rows per register tile
     static constexpr bool kFp32 = E == Element::f32;
+    using Stored = typename std::conditional<kFp32, float, uint16_t>::type;
+    static constexpr int64_t kPrefetchRows = 8;           // K/V rows requested ahead of their conversion
 
 public:
     FastAttention(const FastProblem& p, const FastBlock& b, const FastScratch& w)
@@ -80,6 +82,12 @@ private:
         }
     }
 
+    void prefetch_row(const Stored* row) const {
+        constexpr int64_t kLine = 64;
+        const char* bytes = reinterpret_cast<const char*>(row);
+        for (int64_t offset = 0; offset < dims_ * int64_t(sizeof(Stored)); offset += kLine) __builtin_prefetch(bytes + offset);
+    }
+
     static float squared_norm(const float* x, int64_t n) {
         float sum = 0.0f;
         for (int64_t d = 0; d < n; ++d) sum += x[d] * x[d];
@@ -90,7 +98,6 @@ private:
     static const T* row_of(const void* base, int64_t stride, int64_t row) {
         return static_cast<const T*>(base) + row * stride;
     }
-    using Stored = typename std::conditional<E == Element::f32, float, uint16_t>::type;
 
     // Q → queries (padding rows and dims zero), and |q|² per row for fp32 inputs.
     void load_queries(int64_t padded_rows) {
@@ -108,6 +115,11 @@ private:
     void load_tile(int64_t tile, int64_t keys) {
         F finite_probe = V::zero();  // stays 0 unless some v is Inf or NaN (v·0 is then NaN)
         for (int64_t j = 0; j < keys; ++j) {
+            // Rows lie a seq stride apart, often a page or more: the hardware prefetchers miss them.
+            if (j + kPrefetchRows < keys) {
+                prefetch_row(row_of<Stored>(b_.v, b_.v_row_stride, tile + j + kPrefetchRows));
+                prefetch_row(row_of<Stored>(b_.k, b_.k_row_stride, tile + j + kPrefetchRows));
+            }
             float* v = w_.values + j * ld_;
             convert_row(row_of<Stored>(b_.v, b_.v_row_stride, tile + j), dims_, v);
             for (int64_t d = dims_; d < ld_; ++d) v[d] = 0.0f;
