@@ -23,7 +23,7 @@ constexpr int64_t kMaxGroupsPerBlock = 10;
 // Fewer groups per item while the items would not give every thread this many to balance with.
 constexpr int64_t kItemsPerThread = 4;
 // A K tile and a V tile of fp32 together: they stay in L2 while every group of the block reads them.
-constexpr int64_t kKeyValueTileBytes = 128 * 1024;
+constexpr int64_t kKeyValueTileBytes = 256 * 1024;
 constexpr int64_t kMaxTileKeys = 512;
 // Scratch buffers start on cache lines.
 constexpr int64_t kAlignFloats = 64 / sizeof(float);
