@@ -88,10 +88,11 @@ private:
         for (int64_t offset = 0; offset < dims_ * int64_t(sizeof(Stored)); offset += kLine) __builtin_prefetch(bytes + offset);
     }
 
-    static float squared_norm(const float* x, int64_t n) {
-        float sum = 0.0f;
-        for (int64_t d = 0; d < n; ++d) sum += x[d] * x[d];
-        return sum;
+    // |x|² of a row padded with zeros to a whole number of vectors.
+    static float squared_norm(const float* x, int64_t padded) {
+        F sum = V::zero();
+        for (int64_t d = 0; d < padded; d += kLanes) sum = V::fma(V::load(x + d), V::load(x + d), sum);
+        return V::reduce_add(sum);
     }
 
     template <class T>
@@ -106,7 +107,7 @@ private:
             const int64_t filled = r < b_.rows ? dims_ : 0;
             if (filled) convert_row(row_of<Stored>(b_.q, b_.q_row_stride, r), dims_, dst);
             for (int64_t d = filled; d < ld_; ++d) dst[d] = 0.0f;
-            if (kFp32 && r < b_.rows) w_.query_norm2[r] = squared_norm(dst, dims_);
+            if (kFp32 && r < b_.rows) w_.query_norm2[r] = squared_norm(dst, ld_);
         }
     }
 
@@ -127,7 +128,8 @@ private:
             // The key row goes through the (not yet filled) row of V after this one's: a scratch row.
             float* k = w_.values + (j + 1) * ld_;
             convert_row(row_of<Stored>(b_.k, b_.k_row_stride, tile + j), dims_, k);
-            if (kFp32) w_.key_norm2[j] = squared_norm(k, dims_);
+            for (int64_t d = dims_; d < ld_; ++d) k[d] = 0.0f;
+            if (kFp32) w_.key_norm2[j] = squared_norm(k, ld_);
             float* panel = w_.keys + (j / kWidth) * kWidth * dims_ + j % kWidth;
             for (int64_t d = 0; d < dims_; ++d) panel[d * kWidth] = k[d];
         }
