@@ -5,7 +5,7 @@ The DESIGN §6 CPU grid: batch 1, 8 heads, fp32 and bf16, head_dim 64/128, seqle
 at 1 thread and at all threads (torch.set_num_threads and FLASHSCI_NUM_THREADS alike). Both run on the same
 [batch, seqlen, heads, head_dim] tensors (SDPA gets transpose(1, 2) views). Each cell times the two
 alternately, after a warm-up, and reports medians; FLOPs = 4·b·h·s²·d, halved for causal. flashsci's
-output is checked against SDPA's on every cell (max |diff| / max |SDPA|).
+output is checked against SDPA's on every cell (max |diff| / max |SDPA|), and both against fp64 attention.
 
     FLASHSCI_LIBRARY=build/libflashsci.so PYTHONPATH=bindings/python python3 bench/bench_cpu.py
 
@@ -81,6 +81,11 @@ def seconds_per_call(fn, min_seconds, clock):
             return elapsed / calls
 
 
+def relative_error(x, reference):
+    """max |x - reference| / max |reference|"""
+    return ((x.double() - reference.double()).abs().max() / reference.double().abs().max()).item()
+
+
 def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
     torch.set_num_threads(threads)
     os.environ["FLASHSCI_NUM_THREADS"] = str(threads)
@@ -102,7 +107,10 @@ def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
 
     reference = run_torch().transpose(1, 2)
     run_flashsci()
-    error = ((out.float() - reference.float()).abs().max() / reference.float().abs().max()).item()
+    error = relative_error(out, reference)
+    # Both against fp64 attention on the same (rounded) inputs.
+    exact = F.scaled_dot_product_attention(qt.double(), kt.double(), vt.double(), is_causal=bool(causal)).transpose(1, 2)
+    errors_fp64 = relative_error(out, exact), relative_error(reference, exact)
     ours, theirs = [], []
     for _ in range(args.repeats):
         ours.append(seconds_per_call(run_flashsci, args.min_seconds, args.clock_function))
@@ -112,7 +120,7 @@ def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
     theirs_gflops = flops / statistics.median(theirs) / 1e9
     kernel = plan.kernel_name
     plan.close()
-    return ours_gflops, theirs_gflops, error, kernel
+    return ours_gflops, theirs_gflops, error, errors_fp64, kernel
 
 
 def main():
@@ -125,10 +133,13 @@ def main():
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, CPU: {cpu_model()}, "
           f"{cores} cores available, torch {torch.__version__} (CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}), libflashsci {flashsci.version_string()}")
+    print("# flashsci and torch columns: GFLOP/s; ratio = flashsci/torch; vs torch = max |O_flashsci - O_torch| / "
+          "max |O_torch|; fs-fp64, tc-fp64 = the same for each against fp64 attention on the same inputs")
+    print(f"# load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (other processes share these cores)")
     print(f"# batch {BATCH}, heads {HEADS}; GFLOP/s = 4·b·h·s²·d (halved causal) / median {args.clock} time "
           f"of {args.repeats} alternating runs of >= {args.min_seconds} s each")
     header = f"{'dtype':5} {'hd':>4} {'seqlen':>6} {'causal':>6} {'threads':>7} {'kernel':>12} " \
-             f"{'flashsci':>9} {'torch':>9} {'ratio':>6} {'max rel diff':>12}"
+             f"{'flashsci':>9} {'torch':>9} {'ratio':>6} {'vs torch':>9} {'fs-fp64':>9} {'tc-fp64':>9}"
     print(header)
     print("-" * len(header))
     worst = None
@@ -137,11 +148,12 @@ def main():
             for head_dim in args.head_dims:
                 for seqlen in args.seqlens:
                     for causal in args.causal:
-                        ours, theirs, error, kernel = run_cell(dtype_name, head_dim, seqlen, causal, threads, args)
+                        ours, theirs, error, (ours_fp64, theirs_fp64), kernel = run_cell(
+                            dtype_name, head_dim, seqlen, causal, threads, args)
                         ratio = ours / theirs
                         worst = ratio if worst is None else min(worst, ratio)
                         print(f"{dtype_name:5} {head_dim:4} {seqlen:6} {causal:6} {threads:7} {kernel:>12} "
-                              f"{ours:9.1f} {theirs:9.1f} {ratio:6.2f} {error:12.2e}", flush=True)
+                              f"{ours:9.1f} {theirs:9.1f} {ratio:6.2f} {error:9.1e} {ours_fp64:9.1e} {theirs_fp64:9.1e}", flush=True)
     print(f"# lowest ratio flashsci/torch: {worst:.2f}")
 
 

@@ -18,7 +18,7 @@ using kernels::Problem;
 
 // Query rows whose scores are held at once: 48 rows × tile_keys of fp32 stay in L1/L2 beside the K panel.
 constexpr int64_t kGroupRows = 48;
-// At most this many groups per work item: a K/V tile is converted once for up to 240 rows.
+// At most this many groups per work item: a K/V tile is converted once for up to 480 rows.
 constexpr int64_t kMaxGroupsPerBlock = 10;
 // Fewer groups per item while the items would not give every thread this many to balance with.
 constexpr int64_t kItemsPerThread = 4;
