@@ -16,10 +16,10 @@ namespace {
 using kernels::Element;
 using kernels::Problem;
 
-// Query rows whose scores are held at once: 48 rows × tile_keys of fp32 stay in L1/L2 beside the K panel.
-constexpr int64_t kGroupRows = 48;
-// At most this many groups per work item: a K/V tile is converted once for up to 480 rows.
-constexpr int64_t kMaxGroupsPerBlock = 10;
+// Query rows whose scores are held at once: 24 rows × tile_keys of fp32 (24 KiB at 256 keys) stay in L1.
+constexpr int64_t kGroupRows = 24;
+// At most this many groups per work item: a K/V tile is converted once for up to 960 rows.
+constexpr int64_t kMaxGroupsPerBlock = 40;
 // Fewer groups per item while the items would not give every thread this many to balance with.
 constexpr int64_t kItemsPerThread = 4;
 // A K tile and a V tile of fp32 together: they stay in L2 while every group of the block reads them.
