@@ -68,7 +68,7 @@ struct FastScratch {
     float* row_sum;      // [block_rows]
     float* query_norm2;  // [block_rows], |q|²
     float* keys;         // [tile_keys / width][head_dim][width]: K transposed in panels of `width` keys
-    float* values;       // [tile_keys][padded_dims]
+    float* values;       // [tile_keys + 1][padded_dims]: V, and one scratch row for converting K
     float* key_norm2;    // [tile_keys]
     float* scores;       // [group_rows][tile_keys]: S, then P in place
     float* correction;   // [group_rows]

@@ -170,17 +170,16 @@ private:
             for (int c = 0; c < kVectors; ++c) V::store(s + r * lds + c * kLanes, V::mul(acc[r][c], scale));
     }
 
-    // O[r][c..c+kWidth) = O·correction[r] + Σ_{j in [begin, end)} P[r][j]·V[j][c..] for ROWS rows.
+    // O[r][c..c+kWidth) = O·correction[r] + Σ_{j in [begin, end)} P[r][j]·V[j][c..] for ROWS rows. The tile's sum
+    // starts from zero and joins O once, so rounding errors grow with the tile's keys, not the sequence's.
     template <int ROWS>
     static void accumulate_tile(const float* pr, int64_t ldp, const float* v, int64_t ldv, int64_t begin,
                                 int64_t end, const float* correction, float* o, int64_t ldo) {
         F acc[ROWS][kVectors];
 #pragma GCC unroll 16
-        for (int r = 0; r < ROWS; ++r) {
-            const F factor = V::set1(correction[r]);
+        for (int r = 0; r < ROWS; ++r)
 #pragma GCC unroll 4
-            for (int c = 0; c < kVectors; ++c) acc[r][c] = V::mul(V::load(o + r * ldo + c * kLanes), factor);
-        }
+            for (int c = 0; c < kVectors; ++c) acc[r][c] = V::zero();
         for (int64_t j = begin; j < end; ++j) {
             F vj[kVectors];
 #pragma GCC unroll 4
@@ -193,9 +192,12 @@ private:
             }
         }
 #pragma GCC unroll 16
-        for (int r = 0; r < ROWS; ++r)
+        for (int r = 0; r < ROWS; ++r) {
+            const F factor = V::set1(correction[r]);
 #pragma GCC unroll 4
-            for (int c = 0; c < kVectors; ++c) V::store(o + r * ldo + c * kLanes, acc[r][c]);
+            for (int c = 0; c < kVectors; ++c)
+                V::store(o + r * ldo + c * kLanes, V::fma(V::load(o + r * ldo + c * kLanes), factor, acc[r][c]));
+        }
     }
 
     // The rows g .. g + rows - 1 of the block against the tile's keys.
