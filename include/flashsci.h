@@ -206,7 +206,14 @@
  * @section backends Backends
  *
  * - CPU (#FLASHSCI_BACKEND_CPU): host pointers, `stream` must be NULL, runs
- *   synchronously on all cores with fp32 accumulation (fp64 for fp32 inputs).
+ *   synchronously on `FLASHSCI_NUM_THREADS` threads (a positive integer; by
+ *   default every core the process may run on) with fp32 accumulation. fp32
+ *   inputs keep fp32 accuracy: a row whose scores may exceed 32 in magnitude
+ *   (by |scale·q|·|k| over the keys it sees) gets them in fp64. The path is
+ *   picked from cpuid per call (AVX-512, AVX2 with FMA, or portable code that
+ *   runs on any CPU); `FLASHSCI_CPU_ISA` (`avx512`, `avx2`, `portable`, or
+ *   `reference` for the plain, slow path with fp64 accumulation of fp32
+ *   inputs) forces one, and flashsci_plan_get_kernel_name() names it.
  * - CUDA (#FLASHSCI_BACKEND_CUDA): device pointers on the device that was
  *   current when the plan was created (or managed memory); the work is enqueued
  *   on `stream` without host synchronisation or allocation, so a forward can be
@@ -644,10 +651,15 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t 
  * strides in multiples of 8 elements), else the general one. The backward has
  * one kernel per backend (the CPU's, or the general CUDA kernel) and ignores
  * `FLASHSCI_KERNEL`.
+ *
+ * CPU plans are named by their instruction-set path: "cpu_avx512", "cpu_avx2",
+ * "cpu_portable" or "cpu_reference"; `FLASHSCI_CPU_ISA`, read at every call,
+ * may force one (see @ref backends), and a forward then fails with
+ * #FLASHSCI_STATUS_NOT_SUPPORTED if the value names none or one this CPU lacks.
  * @param plan a plan with shape and dtype set; must not be NULL.
- * @param name receives a static string such as "cpu", "cuda_general",
- *             "cuda_decode_hd128_bf16", "sm90_hd128_bf16" or "sm80_hd128_bf16"; must
- *             not be NULL.
+ * @param name receives a static string such as "cpu_avx2", "cuda_general",
+ *             "cuda_decode_hd128_bf16", "sm90_hd128_bf16" or "sm80_hd128_bf16";
+ *             must not be NULL.
  * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE;
  *         #FLASHSCI_STATUS_NOT_SUPPORTED when a forced kernel cannot run the plan.
  */

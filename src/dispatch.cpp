@@ -23,7 +23,6 @@
 namespace flashsci {
 namespace {
 
-constexpr const char* kCpuName = "cpu";
 constexpr const char* kGeneralName = "cuda_general";
 constexpr const char* kCpuBackwardName = "cpu_backward";
 constexpr const char* kGeneralBackwardName = "cuda_general_backward";
@@ -77,8 +76,19 @@ bool sm80_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
                                 KernelSelection* selection, const kernels::Gradients* backward) {
     if (plan.backend == FLASHSCI_BACKEND_CPU) {
-        *selection = backward ? KernelSelection{KernelKind::cpu_backward, kCpuBackwardName, 0}
-                              : KernelSelection{KernelKind::cpu, kCpuName, 0};
+        if (backward != nullptr) {
+            *selection = {KernelKind::cpu_backward, kCpuBackwardName, 0};
+            return FLASHSCI_STATUS_SUCCESS;
+        }
+        // The CPU path: FLASHSCI_CPU_ISA, or the fastest this CPU has (cpu/cpu_isa.h).
+        cpu::Isa isa;
+        const char* unusable = nullptr;
+        if (!cpu::chosen_isa(&isa, &unusable))
+            return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                        "%s: FLASHSCI_CPU_ISA=%s names no CPU path this machine can run (reference, portable, "
+                        "avx2 with FMA and F16C, avx512 with AVX-512F; this CPU's fastest is %s)",
+                        function, unusable, cpu::kernel_name(cpu::best_isa()));
+        *selection = {KernelKind::cpu, cpu::kernel_name(isa), 0};
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
@@ -150,7 +160,7 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
                              const kernels::Problem& p, void* workspace, flashsci_stream_t stream,
                              const kernels::Gradients* backward) {
     if (selection.kind == KernelKind::cpu) {
-        cpu::forward(p);
+        cpu::forward(p, cpu::isa_of_kernel_name(selection.name));
         return FLASHSCI_STATUS_SUCCESS;
     }
     if (selection.kind == KernelKind::cpu_backward) {

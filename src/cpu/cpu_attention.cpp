@@ -1,261 +1,186 @@
-// The CPU backend. Work is split into (sequence, query head, block of query rows) items that
-// threads take from one atomic counter. Each item walks the keys in tiles: a tile of K and V
-// is converted to the accumulator type once and then serves every row of the block, which
-// keeps an online softmax (running max m, running sum l, output accumulator) per row.
+// The CPU backend's driver: picks the path, cuts the problem into work items of (sequence, query head, block
+// of query rows), orders them longest first (causal and windowed blocks see fewer keys, variable-length
+// sequences differ), and runs them on thread_count() threads, each with its own scratch.
 #include "cpu/cpu_attention.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
-#include "cpu/element_format.h"
-#include "cpu/parallel.h"
+#include "cpu/cpu_threads.h"
+#include "cpu/fast_block.h"
 
 namespace flashsci::cpu {
 namespace {
 
 using kernels::Element;
 using kernels::Problem;
-using kernels::Strides;
 
-// Query rows per work item: the cost of converting a K/V tile is shared by this many rows.
-constexpr int64_t kRowsPerBlock = 32;
-// Keys per tile: K and V tiles of 64 keys × 256 dims in fp64 (256 KiB) stay in L2.
-constexpr int64_t kKeysPerTile = 64;
-// Rows of the scratch buffers are padded to a multiple of this many values, zero-filled,
-// so the inner loops over head_dim have a trip count the compiler can vectorise without a tail.
-constexpr int64_t kDimPadding = 8;
+// Query rows whose scores are held at once: 24 rows × tile_keys of fp32 (24 KiB at 256 keys) stay in L1.
+constexpr int64_t kGroupRows = 24;
+// At most this many groups per work item: a K/V tile is converted once for up to 960 rows.
+constexpr int64_t kMaxGroupsPerBlock = 40;
+// Fewer groups per item while the items would not give every thread this many to balance with.
+constexpr int64_t kItemsPerThread = 4;
+// A K tile and a V tile of fp32 together: they stay in L2 while every group of the block reads them.
+constexpr int64_t kKeyValueTileBytes = 256 * 1024;
+constexpr int64_t kMaxTileKeys = 512;
+// Scratch buffers start on cache lines.
+constexpr int64_t kAlignFloats = 64 / sizeof(float);
 
-// The three inner loops, as free functions whose __restrict__ parameters let GCC vectorise
-// them even at -O2 (it ignores __restrict__ on local pointers); their trip counts are
-// multiples of the vector width, so no scalar tail is needed.
-
-// s[j] += q_d · k_d[j] for a whole tile of keys; entries past the tile's last key are never read.
-template <class Acc>
-void add_key_products(Acc* __restrict__ s, const Acc* __restrict__ k_d, Acc q_d) {
-    for (int64_t j = 0; j < kKeysPerTile; ++j) s[j] += q_d * k_d[j];
-}
-
-// o += p · v over a row padded to kDimPadding.
-template <class Acc>
-void add_scaled_row(Acc* __restrict__ o, const Acc* __restrict__ v, Acc p, int64_t padded_dims) {
-    for (int64_t c = 0; c < padded_dims; c += kDimPadding)
-        for (int64_t e = 0; e < kDimPadding; ++e) o[c + e] += p * v[c + e];
-}
-
-// o *= factor over a row padded to kDimPadding.
-template <class Acc>
-void scale_row(Acc* o, Acc factor, int64_t padded_dims) {
-    for (int64_t c = 0; c < padded_dims; c += kDimPadding)
-        for (int64_t e = 0; e < kDimPadding; ++e) o[c + e] *= factor;
-}
+static_assert(kGroupRows % kAvx2Tile.rows == 0 && kGroupRows % kAvx512Tile.rows == 0 &&
+                  kGroupRows % kPortableTile.rows == 0,
+              "a group is whole register tiles of rows");
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int64_t offset(const Strides& s, int64_t batch, int64_t row, int64_t head) {
+FastBlockFunction block_function(Isa isa) {
+#if defined(FLASHSCI_CPU_X86)
+    if (isa == Isa::avx512) return fast_block_avx512;
+    if (isa == Isa::avx2) return fast_block_avx2;
+#else
+    (void)isa;
+#endif
+    return fast_block_portable;
+}
+
+// The blocking of p for `threads` threads on `tile`'s register tiles.
+FastProblem blocking(const Problem& p, const MicroTile& tile, int64_t threads) {
+    FastProblem f{};
+    f.element = p.element;
+    f.head_dim = p.head_dim;
+    f.padded_dims = round_up(p.head_dim, tile.width);
+    f.group_rows = kGroupRows;
+    const int64_t heads = p.batch * p.heads_q;
+    int64_t groups = kMaxGroupsPerBlock;
+    while (groups > 1 && heads * ceil_div(p.seqlen_q, groups * kGroupRows) < kItemsPerThread * threads) --groups;
+    const int64_t blocks = ceil_div(p.seqlen_q, groups * kGroupRows);  // per head, balanced in size
+    f.block_rows = round_up(ceil_div(p.seqlen_q, blocks), tile.rows);
+    const int64_t fitting = kKeyValueTileBytes / (2 * int64_t(sizeof(float)) * f.padded_dims);
+    f.tile_keys = std::max<int64_t>(tile.width, std::min(kMaxTileKeys, fitting) / tile.width * tile.width);
+    f.scale = p.scale;
+    f.softcap = p.softcap;
+    return f;
+}
+
+struct Item {
+    int64_t batch, head, first_row, rows;
+    int64_t cost;  // ~ query-key pairs
+};
+
+// Keys row i of a sequence sees.
+int64_t visible_keys(const kernels::KeyBand& band, int64_t len_k, int64_t i) {
+    return std::max<int64_t>(0, std::min(len_k - 1, i + band.last) - std::max<int64_t>(0, i + band.first) + 1);
+}
+
+std::vector<Item> work_items(const Problem& p, int64_t block_rows) {
+    std::vector<Item> items;
+    for (int64_t b = 0; b < p.batch; ++b) {
+        const kernels::Sequence seq = kernels::sequence(p, b);
+        const kernels::KeyBand band = kernels::key_band(p, seq.len_q, seq.len_k);
+        for (int64_t h = 0; h < p.heads_q; ++h)
+            for (int64_t first = 0; first < seq.len_q; first += block_rows) {
+                const int64_t rows = std::min(block_rows, seq.len_q - first);
+                const int64_t keys = visible_keys(band, seq.len_k, first) + visible_keys(band, seq.len_k, first + rows - 1);
+                items.push_back({b, h, first, rows, rows * (keys / 2 + 1)});
+            }
+    }
+    std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.cost > b.cost; });
+    return items;
+}
+
+int64_t offset(const kernels::Strides& s, int64_t batch, int64_t row, int64_t head) {
     return batch * s.batch + row * s.seq + head * s.head;
 }
 
-// One work item: rows [first_row, first_row + rows) of query head `head` in sequence `batch` (rows <= 0: the
-// block lies past the end of a shorter sequence of a variable-length batch, nothing to do).
-struct RowBlock {
-    int64_t batch, head, kv_head, first_row, rows;
-    kernels::Sequence seq;
-};
-
-RowBlock row_block(const Problem& p, int64_t item) {
-    const int64_t blocks_per_head = (p.seqlen_q + kRowsPerBlock - 1) / kRowsPerBlock;
-    const int64_t block = item % blocks_per_head;
-    const int64_t head = (item / blocks_per_head) % p.heads_q;
-    const int64_t batch = item / blocks_per_head / p.heads_q;
-    const int64_t first_row = block * kRowsPerBlock;
-    const int64_t query_heads_per_kv_head = p.heads_q / p.heads_kv;
-    const kernels::Sequence seq = kernels::sequence(p, batch);
-    return {batch, head, head / query_heads_per_kv_head, first_row, std::min(kRowsPerBlock, seq.len_q - first_row),
-            seq};
+FastBlock block_of(const Problem& p, const Item& item) {
+    const kernels::Sequence seq = kernels::sequence(p, item.batch);
+    const kernels::KeyBand band = kernels::key_band(p, seq.len_q, seq.len_k);
+    const int64_t kv_head = item.head / (p.heads_q / p.heads_kv);
+    const int64_t bytes = kernels::element_bytes(p.element);
+    const int64_t row = seq.q_start + item.first_row;
+    FastBlock b{};
+    b.q = static_cast<const char*>(p.q) + bytes * offset(p.q_strides, item.batch, row, item.head);
+    b.o = static_cast<char*>(p.o) + bytes * offset(p.o_strides, item.batch, row, item.head);
+    b.k = static_cast<const char*>(p.k) + bytes * offset(p.k_strides, item.batch, seq.k_start, kv_head);
+    b.v = static_cast<const char*>(p.v) + bytes * offset(p.v_strides, item.batch, seq.k_start, kv_head);
+    b.q_row_stride = p.q_strides.seq, b.o_row_stride = p.o_strides.seq;
+    b.k_row_stride = p.k_strides.seq, b.v_row_stride = p.v_strides.seq;
+    b.lse = p.lse ? p.lse + kernels::lse_index(p, seq, item.batch, item.head, item.first_row) : nullptr;
+    b.first_row = item.first_row, b.rows = item.rows, b.len_k = seq.len_k;
+    b.band_first = band.first, b.band_last = band.last;
+    b.alibi_slope = p.alibi_slopes ? p.alibi_slopes[item.head] : 0.0f;
+    b.alibi_offset = kernels::alibi_offset(seq.len_q, seq.len_k);
+    return b;
 }
 
-// Blocks over the longest sequence (seqlen_q is max_seqlen_q for a variable-length batch).
-int64_t row_block_count(const Problem& p) {
-    return p.batch * p.heads_q * ((p.seqlen_q + kRowsPerBlock - 1) / kRowsPerBlock);
-}
-
-// A thread's scratch and the attention of one row block at a time.
-template <Element E>
-class RowBlockAttention {
-    using Stored = typename Format<E>::Stored;
-    using Acc = typename Format<E>::Acc;
-
+// One thread's buffers (fast_block.h), on cache-line boundaries.
+class Scratch {
 public:
-    explicit RowBlockAttention(const Problem& p)
-        : p_(p),
-          dims_(round_up(p.head_dim, kDimPadding)),
-          queries_(size_t(kRowsPerBlock * dims_)),
-          keys_transposed_(size_t(dims_ * kKeysPerTile)),
-          values_(size_t(kKeysPerTile * dims_)),
-          scores_(size_t(kRowsPerBlock * kKeysPerTile)),
-          out_(size_t(kRowsPerBlock * dims_)),
-          row_max_(size_t(kRowsPerBlock)),
-          row_sum_(size_t(kRowsPerBlock)) {}
-
-    void run(const RowBlock& block) {
-        if (block.rows <= 0) return;
-        seq_ = block.seq;
-        band_ = kernels::key_band(p_, seq_.len_q, seq_.len_k);
-        load_queries(block);
-        reset_rows(block.rows);
-        const int64_t block_first_key = first_visible_key(block.first_row);
-        const int64_t block_last_key = last_visible_key(block.first_row + block.rows - 1);
-        for (int64_t first_key = block_first_key; first_key <= block_last_key; first_key += kKeysPerTile) {
-            const int64_t keys = std::min(kKeysPerTile, block_last_key + 1 - first_key);
-            load_key_value_tile(block, first_key, keys);
-            compute_scores(block.rows);
-            for (int64_t r = 0; r < block.rows; ++r) {
-                const int64_t row = block.first_row + r;
-                const int64_t begin = std::max<int64_t>(0, first_visible_key(row) - first_key);
-                const int64_t end = std::min(keys, last_visible_key(row) + 1 - first_key);
-                if (begin >= end) continue;
-                if (kernels::has_score_transform(p_)) transform_scores(block, r, first_key, begin, end);
-                accumulate_row(r, begin, end);
-            }
-        }
-        write_rows(block);
+    explicit Scratch(const FastProblem& f) {
+        const int64_t rows = f.block_rows, ld = f.padded_dims, keys = f.tile_keys;
+        const int64_t float_counts[] = {rows * ld, rows * ld, rows, rows, keys * f.head_dim, (keys + 1) * ld,
+                                        keys, f.group_rows * keys, f.group_rows};
+        const int64_t double_counts[] = {rows, keys};
+        int64_t floats = 0, doubles = 0;
+        for (int64_t n : float_counts) floats += round_up(n, kAlignFloats);
+        for (int64_t n : double_counts) doubles += round_up(n, kAlignFloats);
+        floats_.resize(size_t(floats + kAlignFloats));
+        doubles_.resize(size_t(doubles + kAlignFloats));
+        float* next_float = align(floats_.data());
+        double* next_double = align(doubles_.data());
+        auto take_float = [&](int64_t n) { float* p = next_float; next_float += round_up(n, kAlignFloats); return p; };
+        auto take_double = [&](int64_t n) { double* p = next_double; next_double += round_up(n, kAlignFloats); return p; };
+        buffers_.queries = take_float(float_counts[0]);
+        buffers_.out = take_float(float_counts[1]);
+        buffers_.row_sum = take_float(float_counts[2]);
+        buffers_.query_norm2 = take_float(float_counts[3]);
+        buffers_.keys = take_float(float_counts[4]);
+        buffers_.values = take_float(float_counts[5]);
+        buffers_.key_norm2 = take_float(float_counts[6]);
+        buffers_.scores = take_float(float_counts[7]);
+        buffers_.correction = take_float(float_counts[8]);
+        buffers_.row_max = take_double(double_counts[0]);
+        buffers_.precise = take_double(double_counts[1]);
     }
+    const FastScratch& buffers() const { return buffers_; }
 
 private:
-    // The first and last key row i may see; last < first when it sees none.
-    int64_t first_visible_key(int64_t row) const { return std::max<int64_t>(0, row + band_.first); }
-    int64_t last_visible_key(int64_t row) const { return std::min(seq_.len_k - 1, row + band_.last); }
-
-    // s = softcap·tanh(s / softcap), then s -= slope·|i + len_k - len_q - j|, over keys [begin, end) of the tile.
-    void transform_scores(const RowBlock& block, int64_t r, int64_t first_key, int64_t begin, int64_t end) {
-        Acc* s = &scores_[size_t(r * kKeysPerTile)];
-        if (p_.softcap > 0.0f) {
-            const Acc cap = p_.softcap;
-            for (int64_t j = begin; j < end; ++j) s[j] = cap * std::tanh(s[j] / cap);
-        }
-        if (p_.alibi_slopes != nullptr) {
-            const Acc slope = p_.alibi_slopes[block.head];
-            const int64_t diagonal =
-                block.first_row + r + kernels::alibi_offset(seq_.len_q, seq_.len_k) - first_key;  // tile-relative
-            for (int64_t j = begin; j < end; ++j) s[j] -= slope * Acc(std::llabs(diagonal - j));
-        }
+    template <class T>
+    static T* align(T* p) {
+        const auto address = reinterpret_cast<uintptr_t>(p);
+        const uintptr_t line = kAlignFloats * sizeof(float);
+        return reinterpret_cast<T*>((address + line - 1) / line * line);
     }
-
-    // Q block → queries_ (scaled, so scores need no further multiply), padding zeroed once by the constructor.
-    void load_queries(const RowBlock& block) {
-        const auto* q = static_cast<const Stored*>(p_.q);
-        const Acc scale = p_.scale;
-        for (int64_t r = 0; r < block.rows; ++r) {
-            const Stored* src = q + offset(p_.q_strides, block.batch, seq_.q_start + block.first_row + r, block.head);
-            Acc* dst = &queries_[size_t(r * dims_)];
-            for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = scale * Format<E>::load(src[d]);
-        }
-    }
-
-    void reset_rows(int64_t rows) {
-        std::fill(out_.begin(), out_.begin() + rows * dims_, Acc(0));
-        std::fill(row_max_.begin(), row_max_.begin() + rows, -std::numeric_limits<Acc>::infinity());
-        std::fill(row_sum_.begin(), row_sum_.begin() + rows, Acc(0));
-    }
-
-    // K stored transposed ([dim][key]) so the score loop runs along keys, contiguous and vectorisable.
-    void load_key_value_tile(const RowBlock& block, int64_t first_key, int64_t keys) {
-        const auto* k = static_cast<const Stored*>(p_.k);
-        const auto* v = static_cast<const Stored*>(p_.v);
-        for (int64_t j = 0; j < keys; ++j) {
-            const int64_t key = seq_.k_start + first_key + j;
-            const Stored* k_row = k + offset(p_.k_strides, block.batch, key, block.kv_head);
-            const Stored* v_row = v + offset(p_.v_strides, block.batch, key, block.kv_head);
-            Acc* v_dst = &values_[size_t(j * dims_)];
-            for (int64_t d = 0; d < p_.head_dim; ++d) {
-                keys_transposed_[size_t(d * kKeysPerTile + j)] = Format<E>::load(k_row[d]);
-                v_dst[d] = Format<E>::load(v_row[d]);
-            }
-        }
-    }
-
-    // S = (scale·Q)·Kᵀ for the block's rows and the tile's keys.
-    void compute_scores(int64_t rows) {
-        for (int64_t r = 0; r < rows; ++r) {
-            Acc* s = &scores_[size_t(r * kKeysPerTile)];
-            const Acc* q = &queries_[size_t(r * dims_)];
-            std::fill(s, s + kKeysPerTile, Acc(0));
-            for (int64_t d = 0; d < p_.head_dim; ++d)
-                add_key_products(s, &keys_transposed_[size_t(d * kKeysPerTile)], q[d]);
-        }
-    }
-
-    // Over keys [begin, end) of the tile: m_new = max(m, max_j s_j); O = O·exp(m - m_new) + Σ_j exp(s_j - m_new)·v_j;
-    // l likewise.
-    void accumulate_row(int64_t r, int64_t begin, int64_t end) {
-        const Acc* s = &scores_[size_t(r * kKeysPerTile)];
-        Acc* o = &out_[size_t(r * dims_)];
-        const Acc tile_max = *std::max_element(s + begin, s + end);
-        Acc& m = row_max_[size_t(r)];
-        Acc& l = row_sum_[size_t(r)];
-        if (tile_max > m) {
-            const Acc correction = std::exp(m - tile_max);  // 0 for the first tile, m = -inf
-            l *= correction;
-            scale_row(o, correction, dims_);
-            m = tile_max;
-        }
-        for (int64_t j = begin; j < end; ++j) {
-            const Acc probability = std::exp(s[j] - m);
-            l += probability;
-            add_scaled_row(o, &values_[size_t(j * dims_)], probability, dims_);
-        }
-    }
-
-    // O = acc / l, LSE = m + log(l); a row that saw no key keeps l = 0 and gets O = 0, LSE = -inf.
-    // A row that saw a NaN score has l = NaN, so its O and LSE are NaN (never taken for a row without keys).
-    void write_rows(const RowBlock& block) {
-        auto* o = static_cast<Stored*>(p_.o);
-        for (int64_t r = 0; r < block.rows; ++r) {
-            const int64_t row = block.first_row + r;
-            const Acc l = row_sum_[size_t(r)];
-            const bool saw_keys = l != Acc(0);
-            const Acc* acc = &out_[size_t(r * dims_)];
-            Stored* dst = o + offset(p_.o_strides, block.batch, seq_.q_start + row, block.head);
-            for (int64_t d = 0; d < p_.head_dim; ++d) dst[d] = Format<E>::store(saw_keys ? acc[d] / l : Acc(0));
-            if (p_.lse) {
-                const Acc lse = saw_keys ? row_max_[size_t(r)] + std::log(l) : -std::numeric_limits<Acc>::infinity();
-                p_.lse[kernels::lse_index(p_, seq_, block.batch, block.head, row)] = static_cast<float>(lse);
-            }
-        }
-    }
-
-    const Problem& p_;
-    const int64_t dims_;  // head_dim padded to kDimPadding
-    kernels::Sequence seq_{};  // the current block's sequence
-    kernels::KeyBand band_{};  // and its band
-    std::vector<Acc> queries_;          // [kRowsPerBlock][dims_]
-    std::vector<Acc> keys_transposed_;  // [dims_][kKeysPerTile]
-    std::vector<Acc> values_;           // [kKeysPerTile][dims_]
-    std::vector<Acc> scores_;           // [kRowsPerBlock][kKeysPerTile]
-    std::vector<Acc> out_;              // [kRowsPerBlock][dims_], unnormalised
-    std::vector<Acc> row_max_, row_sum_;
+    std::vector<float> floats_;
+    std::vector<double> doubles_;
+    FastScratch buffers_{};
 };
 
-template <Element E>
-void forward_typed(const Problem& p) {
-    run_on_all_cores(row_block_count(p), [&p](const auto& next) {
-        RowBlockAttention<E> attention(p);
-        for (int64_t item; next(item);) attention.run(row_block(p, item));
+void forward_fast(const Problem& p, Isa isa) {
+    const int64_t threads = thread_count();
+    const FastProblem f = blocking(p, micro_tile(isa), threads);
+    const std::vector<Item> items = work_items(p, f.block_rows);
+    const FastBlockFunction run_block = block_function(isa);
+    run_parallel(int64_t(items.size()), threads, [&](const auto& next) {
+        const Scratch scratch(f);
+        for (int64_t item; next(item);) run_block(f, block_of(p, items[size_t(item)]), scratch.buffers());
     });
 }
 
 }  // namespace
 
+void forward(const Problem& p, Isa isa) {
+    if (isa == Isa::reference) return forward_reference(p);
+    forward_fast(p, isa);
+}
+
 void forward(const Problem& p) {
-    switch (p.element) {
-        case Element::f16: return forward_typed<Element::f16>(p);
-        case Element::bf16: return forward_typed<Element::bf16>(p);
-        case Element::f32: return forward_typed<Element::f32>(p);
-    }
+    Isa isa;
+    const char* unusable = nullptr;
+    if (!chosen_isa(&isa, &unusable)) isa = best_isa();
+    forward(p, isa);
 }
 
 }  // namespace flashsci::cpu

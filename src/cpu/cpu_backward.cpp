@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "cpu/element_format.h"
-#include "cpu/parallel.h"
+#include "cpu/cpu_threads.h"
 
 namespace flashsci::cpu {
 namespace {
@@ -384,11 +384,11 @@ template <Element E>
 void backward_typed(const Problem& p, const Gradients& g) {
     using Acc = typename Format<E>::Acc;
     std::vector<Acc> row_terms(size_t(row_count(p)));
-    run_on_all_cores(p.batch * p.heads_q * blocks(p.seqlen_q, kRowsPerTile), [&](const auto& next) {
+    run_parallel(p.batch * p.heads_q * blocks(p.seqlen_q, kRowsPerTile), thread_count(), [&](const auto& next) {
         QueryGradient<E> pass(p, g, row_terms.data());
         for (int64_t item; next(item);) pass.run(query_block(p, item));
     });
-    run_on_all_cores(p.batch * p.heads_kv * blocks(p.seqlen_k, kKeysPerTile), [&](const auto& next) {
+    run_parallel(p.batch * p.heads_kv * blocks(p.seqlen_k, kKeysPerTile), thread_count(), [&](const auto& next) {
         KeyValueGradient<E> pass(p, g, row_terms.data());
         for (int64_t item; next(item);) pass.run(key_block(p, item));
     });

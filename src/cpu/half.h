@@ -1,4 +1,6 @@
-// fp16 and bf16 <-> fp32 on the host, rounding to nearest even.
+// fp16 and bf16 <-> fp32 on the host, rounding to nearest even. Internal linkage (static): the files built
+// with AVX2 or AVX-512 flags use these too, and a shared inline copy emitted there could be the one the
+// linker keeps for code that runs on any CPU.
 #pragma once
 
 #include <cstdint>
@@ -6,28 +8,28 @@
 
 namespace flashsci::cpu {
 
-inline float bits_to_float(uint32_t bits) {
+static inline float bits_to_float(uint32_t bits) {
     float f;
     std::memcpy(&f, &bits, sizeof f);
     return f;
 }
 
-inline uint32_t float_to_bits(float f) {
+static inline uint32_t float_to_bits(float f) {
     uint32_t bits;
     std::memcpy(&bits, &f, sizeof bits);
     return bits;
 }
 
-inline float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
+static inline float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
 
-inline uint16_t float_to_bf16(float f) {
+static inline uint16_t float_to_bf16(float f) {
     uint32_t bits = float_to_bits(f);
     if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);  // quiet NaN
     uint32_t round_to_even = 0x7fffu + ((bits >> 16) & 1u);
     return uint16_t((bits + round_to_even) >> 16);
 }
 
-inline float fp16_to_float(uint16_t h) {
+static inline float fp16_to_float(uint16_t h) {
     uint32_t sign = uint32_t(h & 0x8000u) << 16;
     uint32_t exponent = (h >> 10) & 0x1fu;
     uint32_t mantissa = h & 0x3ffu;
@@ -40,7 +42,7 @@ inline float fp16_to_float(uint16_t h) {
     return bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
-inline uint16_t float_to_fp16(float f) {
+static inline uint16_t float_to_fp16(float f) {
     uint32_t bits = float_to_bits(f);
     uint16_t sign = uint16_t((bits >> 16) & 0x8000u);
     uint32_t magnitude = bits & 0x7fffffffu;

@@ -1,4 +1,4 @@
-// Work spread over every core of the host, for the CPU backend's passes.
+// The CPU backend's threads: how many, and a parallel loop over work items that no thread outlives.
 #pragma once
 
 #include <algorithm>
@@ -10,11 +10,14 @@
 
 namespace flashsci::cpu {
 
-// Runs drain(next) on every core, the calling thread included; drain takes item numbers from
+// FLASHSCI_NUM_THREADS when it holds a positive integer, else the cores this process may run on.
+int64_t thread_count();
+
+// Runs drain(next) on `threads` threads, the calling thread included; drain takes item numbers from
 // next(item) until it returns false. The first exception stops the handing out of items and is
 // rethrown once every thread is joined, so no thread outlives the call.
 template <class Drain>
-void run_on_all_cores(int64_t item_count, const Drain& drain) {
+void run_parallel(int64_t item_count, int64_t threads, const Drain& drain) {
     std::atomic<int64_t> next_item{0};
     std::atomic<bool> failed{false};
     std::exception_ptr first_error;
@@ -30,8 +33,7 @@ void run_on_all_cores(int64_t item_count, const Drain& drain) {
             if (!failed.exchange(true)) first_error = std::current_exception();
         }
     };
-    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-    const int64_t helper_count = std::min(cores, item_count) - 1;
+    const int64_t helper_count = std::min(std::max<int64_t>(threads, 1), item_count) - 1;
     std::vector<std::thread> helpers;
     helpers.reserve(size_t(std::max<int64_t>(helper_count, 0)));
     for (int64_t t = 0; t < helper_count; ++t) {

@@ -1,0 +1,68 @@
+// 16-lane fp32 vectors on AVX-512F. Include only in files built with that flag.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "cpu/simd_exp.h"
+
+namespace flashsci::cpu::simd {
+namespace {
+
+struct Avx512 {
+    static constexpr int kLanes = 16;
+    static constexpr int kTileRows = 12;  // query rows per register tile (fast_block.h)
+    using F = __m512;
+
+    static F zero() { return _mm512_setzero_ps(); }
+    static F set1(float x) { return _mm512_set1_ps(x); }
+    static F load(const float* p) { return _mm512_loadu_ps(p); }
+    static void store(float* p, F x) { _mm512_storeu_ps(p, x); }
+    static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }  // a·b + c, one rounding
+    static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+    static F add(F a, F b) { return _mm512_add_ps(a, b); }
+    static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+    static F max(F a, F b) { return _mm512_max_ps(a, b); }  // b where either is NaN
+
+    static float reduce_max(F x) {
+        const __m256 half = _mm256_max_ps(_mm512_castps512_ps256(x),
+                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+    }
+    static float reduce_add(F x) {
+        const __m256 half = _mm256_add_ps(_mm512_castps512_ps256(x),
+                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+    }
+
+    static F from_bf16(const uint16_t* p) {
+        const __m512i widened = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(widened, 16));
+    }
+    static F from_fp16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+
+    // e^x (see simd_exp.h).
+    static F exp(F x) {
+        const __mmask16 underflow = _mm512_cmp_ps_mask(x, set1(kExpMin), _CMP_LT_OQ);  // false for NaN
+        x = _mm512_max_ps(set1(kExpMin), _mm512_min_ps(set1(kExpMax), x));       // NaN passes through
+        const F n = _mm512_roundscale_ps(fma(x, set1(kLog2e), set1(0.5f)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const F r = _mm512_fnmadd_ps(n, set1(kLn2Low), _mm512_fnmadd_ps(n, set1(kLn2High), x));
+        F poly = fma(set1(kExpP0), r, set1(kExpP1));
+        poly = fma(poly, r, set1(kExpP2));
+        poly = fma(poly, r, set1(kExpP3));
+        poly = fma(poly, r, set1(kExpP4));
+        poly = fma(poly, r, set1(kExpP5));
+        const F e_r = add(fma(poly, mul(r, r), r), set1(1.0f));
+        const __m512i biased = _mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(kFloatExponentBias));
+        const F two_n = _mm512_castsi512_ps(_mm512_slli_epi32(biased, kFloatMantissaBits));
+        return _mm512_maskz_mov_ps(_mm512_knot(underflow), mul(e_r, two_n));
+    }
+};
+
+}  // namespace
+}  // namespace flashsci::cpu::simd
