@@ -149,6 +149,50 @@
  * it read or write outside the buffers the plan's shape describes, but the
  * output for offsets that break the rules above is unspecified.
  *
+ * @section backward Backward pass
+ *
+ * flashsci_backward() computes the gradients of a loss L with respect to q, k and
+ * v from `dout = dL/dO`, the forward's output `o` and its log-sum-exp `lse` (the
+ * natural-log LSE flashsci_forward() returns for the same inputs and plan). With
+ * S the final scores of one (batch, query head) — scaled, capped and biased as in
+ * @ref features, and −inf where the mask or window hides a key — it evaluates,
+ * one tile at a time and without storing anything of size seqlen_q × seqlen_k:
+ *
+ *     D_i  = Σ_d dO_id · O_id                  D = rowsum(dO ∘ O)
+ *     P    = exp(S − LSE)                      the forward's probabilities, rebuilt from the LSE
+ *     dV   = Pᵀ · dO
+ *     dP   = dO · Vᵀ
+ *     dS   = P ∘ (dP − D)
+ *     dS   = dS ∘ (1 − T²),  T_ij = tanh(scale · q_i·k_j / softcap)   only when a softcap is set
+ *     dQ   = scale · dS · K
+ *     dK   = scale · dSᵀ · Q
+ *
+ * The softcap's line is the chain rule through `softcap · tanh(x / softcap)`,
+ * whose derivative is 1 − T²; the ALiBi bias does not depend on q or k and adds
+ * nothing. With grouped-query attention, dK and dV of a key/value head are the
+ * sums of the contributions of the `heads_q / heads_kv` query heads that read
+ * it. dq, dk and dv are overwritten, not accumulated into: a query row that sees
+ * no key gets dq = 0, and a key that no row sees gets dk = dv = 0. A
+ * variable-length batch (flashsci_backward_varlen()) is differentiated sequence
+ * by sequence; rows of dq, dk and dv outside every sequence are not written.
+ * Dropout is not supported.
+ *
+ * The gradients have the plan's element type and are computed with the same
+ * accumulation as the forward (fp32, fp64 for fp32 inputs on the CPU). The CPU
+ * backend gives bit-identical gradients for identical inputs on every run,
+ * whatever the number of threads. On the CUDA backend,
+ * flashsci_plan_set_deterministic() chooses between that guarantee (1) and a
+ * faster reduction whose last bits may vary from run to run (0, the default). The backward's tensors have their
+ * own strides, set like the forward's with #FLASHSCI_TENSOR_DO,
+ * #FLASHSCI_TENSOR_DQ, #FLASHSCI_TENSOR_DK and #FLASHSCI_TENSOR_DV.
+ *
+ * @code
+ * flashsci_forward(plan, q, k, v, o, lse, NULL, 0, stream);   // lse is needed
+ * size_t bytes;
+ * flashsci_plan_get_backward_workspace_size(plan, &bytes);   // device memory: ws
+ * flashsci_backward(plan, q, k, v, o, dout, lse, dq, dk, dv, ws, bytes, stream);
+ * @endcode
+ *
  * @section usage Usage
  *
  * A plan is created once, described with setters, then used for any number of
@@ -179,6 +223,18 @@
  *   are multiplied in full fp32 precision (no TF32).
  * - AUTO resolves to CUDA when a usable GPU exists, else to CPU.
  *
+ * @section precision Precision of fp32 inputs
+ *
+ * flashsci_plan_set_precision() chooses how a float32 plan multiplies on the
+ * GPU: #FLASHSCI_PRECISION_DEFAULT (fp32-level accuracy by the fastest means the
+ * device has), #FLASHSCI_PRECISION_TF32 (one pass on TF32 tensor cores, about
+ * 1e-3 relative) or #FLASHSCI_PRECISION_IEEE (fp32 FMAs only). The CUDA backend
+ * has no tensor-core engine for fp32 yet: it runs fp32 FMAs (IEEE) in every
+ * mode, forward and backward. The CPU backend computes fp32 inputs exactly in
+ * every mode: products, sums and exponentials in fp64, rounded once to fp32.
+ * fp16 and bf16 plans accept any value and are unaffected by it: they always
+ * multiply their own type and accumulate in fp32.
+ *
  * @section errors Error model
  *
  * Every function returns a #flashsci_status_t (except the few documented
@@ -195,7 +251,8 @@
  *
  * What the library cannot check is the caller's precondition: a plan handle
  * from flashsci_plan_create() that has not been destroyed, and buffers that
- * hold every element the plan's shape and strides reach (q, k, v, o),
+ * hold every element the plan's shape and strides reach (q, k, v, o, and the
+ * backward's dout, dq, dk, dv),
  * batch × heads_q × seqlen_q floats (lse; heads_q × total_q for a
  * variable-length batch) and batch + 1 offsets (cu_seqlens_q, cu_seqlens_k).
  * The CUDA backend asks the driver about each pointer and rejects, with
@@ -205,13 +262,13 @@
  *
  * @section threads Threads
  *
- * One plan may serve concurrent flashsci_forward() calls from many threads
- * (on different streams for the CUDA backend), and each gives the result it
- * would give alone. Setters must not run concurrently with any other call on
- * the same plan, nor flashsci_plan_destroy() with any. Distinct plans are
- * independent, and may be created and destroyed on any threads at once. Error
- * messages are per thread. A workspace must not be shared by forwards that may
- * run at the same time. The CPU backend runs each forward on threads of its
+ * One plan may serve concurrent flashsci_forward() and flashsci_backward()
+ * calls from many threads (on different streams for the CUDA backend), and each
+ * gives the result it would give alone. Setters must not run concurrently with
+ * any other call on the same plan, nor flashsci_plan_destroy() with any.
+ * Distinct plans are independent, and may be created and destroyed on any
+ * threads at once. Error messages are per thread. A workspace must not be shared by calls that may
+ * run at the same time. The CPU backend runs each call on threads of its
  * own, all joined before the call returns.
  *
  * @section nonfinite NaN and infinity
@@ -250,7 +307,8 @@
  * depends on scheduling. A plan created again with the same settings on the
  * same device selects the same kernel and gives the same bits. Different
  * devices, backends or library versions may differ within the documented
- * tolerances.
+ * tolerances. The backward is deterministic in the same way on the CPU backend
+ * always and on the CUDA backend after flashsci_plan_set_deterministic(plan, 1).
  *
  * @section abi ABI
  *
@@ -275,7 +333,7 @@ extern "C" {
 /** @name Version */
 /**@{*/
 #define FLASHSCI_VERSION_MAJOR 0 /**< Incremented on an incompatible ABI change. */
-#define FLASHSCI_VERSION_MINOR 1 /**< Incremented when functions or enumerators are added. */
+#define FLASHSCI_VERSION_MINOR 2 /**< Incremented when functions or enumerators are added. */
 #define FLASHSCI_VERSION_PATCH 0 /**< Incremented for fixes. */
 /** The version of this header as one number: MAJOR*10000 + MINOR*100 + PATCH. */
 #define FLASHSCI_VERSION \
@@ -349,16 +407,28 @@ typedef enum flashsci_mask {
 
 /** Names a tensor for flashsci_plan_set_strides(). */
 typedef enum flashsci_tensor {
-    FLASHSCI_TENSOR_Q = 0,  /**< Queries, [batch, seqlen_q, heads_q, head_dim]. */
-    FLASHSCI_TENSOR_K = 1,  /**< Keys, [batch, seqlen_k, heads_kv, head_dim]. */
-    FLASHSCI_TENSOR_V = 2,  /**< Values, [batch, seqlen_k, heads_kv, head_dim]. */
-    FLASHSCI_TENSOR_O = 3   /**< Output, [batch, seqlen_q, heads_q, head_dim]. */
+    FLASHSCI_TENSOR_Q = 0,   /**< Queries, [batch, seqlen_q, heads_q, head_dim]. */
+    FLASHSCI_TENSOR_K = 1,   /**< Keys, [batch, seqlen_k, heads_kv, head_dim]. */
+    FLASHSCI_TENSOR_V = 2,   /**< Values, [batch, seqlen_k, heads_kv, head_dim]. */
+    FLASHSCI_TENSOR_O = 3,   /**< Output, [batch, seqlen_q, heads_q, head_dim]. */
+    FLASHSCI_TENSOR_DO = 4,  /**< The backward's dout = dL/dO, like O: [batch, seqlen_q, heads_q, head_dim]. */
+    FLASHSCI_TENSOR_DQ = 5,  /**< The backward's dq, like Q: [batch, seqlen_q, heads_q, head_dim]. */
+    FLASHSCI_TENSOR_DK = 6,  /**< The backward's dk, like K: [batch, seqlen_k, heads_kv, head_dim]. */
+    FLASHSCI_TENSOR_DV = 7   /**< The backward's dv, like V: [batch, seqlen_k, heads_kv, head_dim]. */
 } flashsci_tensor_t;
+
+/** How a float32 plan multiplies (see @ref precision); fp16 and bf16 plans accept and ignore it. */
+typedef enum flashsci_precision {
+    FLASHSCI_PRECISION_DEFAULT = 0,  /**< fp32-level accuracy, by the fastest means the device has. */
+    FLASHSCI_PRECISION_TF32 = 1,     /**< fp32 inputs on TF32 tensor cores, one pass: fastest, ~1e-3 relative. */
+    FLASHSCI_PRECISION_IEEE = 2      /**< fp32 inputs with fp32 FMAs only, no tensor cores. */
+} flashsci_precision_t;
 /**@}*/
 
 /** @name Plans */
 /**@{*/
-/** An opaque plan: backend, shape, element type, mask, scale, strides, window, softcap and ALiBi slopes. */
+/** An opaque plan: backend, shape, element type, mask, scale, strides, window, softcap, ALiBi slopes, precision
+ *  and the backward's determinism. */
 typedef struct flashsci_plan_st* flashsci_plan_t;
 
 /** A CUDA stream; the same type as cudaStream_t. NULL is the legacy default stream. */
@@ -521,19 +591,45 @@ FLASHSCI_API flashsci_status_t flashsci_plan_set_alibi_slopes(flashsci_plan_t pl
  * batch_stride must be 0 and seq_stride steps between tokens: k of a packed
  * [total, 3, heads, d] QKV tensor is `(0, 3*heads*d, d)` from its first element.
  * @param plan         a plan with its shape set; must not be NULL.
- * @param tensor       which tensor: a #flashsci_tensor_t value.
+ * @param tensor       which tensor: a #flashsci_tensor_t value (the backward's #FLASHSCI_TENSOR_DO,
+ *                     #FLASHSCI_TENSOR_DQ, #FLASHSCI_TENSOR_DK and #FLASHSCI_TENSOR_DV included).
  * @param batch_stride elements between consecutive sequences, >= 0; 0 on a variable-length plan.
  * @param seq_stride   elements between consecutive rows (tokens) of a sequence, >= 0.
  * @param head_stride  elements between consecutive heads, >= 0.
  * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE for a negative
  *         stride, an unknown tensor, a shape not yet set, a batch_stride other
  *         than 0 on a variable-length plan, strides whose largest offset
- *         overflows 64 bits, or (for O only) strides under which two output
- *         elements overlap.
+ *         overflows 64 bits, or (for the outputs O, DQ, DK and DV only) strides
+ *         under which two output elements overlap.
  */
 FLASHSCI_API flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tensor_t tensor,
                                                          int64_t batch_stride, int64_t seq_stride,
                                                          int64_t head_stride);
+
+/**
+ * Chooses how a float32 plan multiplies (see @ref precision); the default is
+ * #FLASHSCI_PRECISION_DEFAULT. The CPU backend computes fp32 exactly in every mode;
+ * the CUDA backend runs fp32 FMAs (#FLASHSCI_PRECISION_IEEE) in every mode until it
+ * has a tensor-core engine for fp32. fp16 and bf16 plans accept any value and
+ * ignore it.
+ * @param plan      a plan; must not be NULL.
+ * @param precision #FLASHSCI_PRECISION_DEFAULT, #FLASHSCI_PRECISION_TF32 or #FLASHSCI_PRECISION_IEEE.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE (the plan is left unchanged).
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_precision(flashsci_plan_t plan, flashsci_precision_t precision);
+
+/**
+ * Asks for bit-identical gradients from flashsci_backward() and
+ * flashsci_backward_varlen(): with 1, identical inputs give identical dq, dk and dv
+ * on the same device and build, every run; with 0 (the default) the CUDA backend
+ * may sum partial gradients with atomics, in an order that changes the last bits
+ * from run to run. The CPU backend and every forward are deterministic either way.
+ * The setting may change flashsci_plan_get_backward_workspace_size().
+ * @param plan          a plan; must not be NULL.
+ * @param deterministic 0 or 1.
+ * @return #FLASHSCI_STATUS_SUCCESS or #FLASHSCI_STATUS_INVALID_VALUE (the plan is left unchanged).
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_set_deterministic(flashsci_plan_t plan, int deterministic);
 
 /**
  * The size of the scratch memory flashsci_forward() needs for the plan as set.
@@ -553,12 +649,20 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t 
  * `general` (the general CUDA kernel), `decode` (the decoding kernel, which runs
  * fp16/bf16 plans of at most 16 query rows per kv head, (heads_q / heads_kv) ·
  * seqlen_q, on compute capability 8.0 and later, splitting the keys over many
+<<<<<<< HEAD
  * CTAs), `sm90` (the Hopper fast path) or `sm80` (the mma.sync forward of
  * compute capability 8.0 and later, fp16/bf16); a forward the forced kernel
  * cannot run then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it,
  * decoding plans take the decoding kernel, then the Hopper fast path where it
  * runs, then the sm_80 forward where it runs (16-byte aligned tensors with
  * strides in multiples of 8 elements), else the general one.
+=======
+ * CTAs) or `sm90` (the Hopper fast path); a forward the forced kernel cannot run
+ * then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it, decoding plans
+ * take the decoding kernel, then the Hopper fast path where it runs, else the
+ * general one. The backward has one kernel per backend (the CPU's, or the
+ * general CUDA kernel) and ignores `FLASHSCI_KERNEL`.
+>>>>>>> main
  * @param plan a plan with shape and dtype set; must not be NULL.
  * @param name receives a static string such as "cpu", "cuda_general",
  *             "cuda_decode_hd128_bf16", "sm90_hd128_bf16" or "sm80_hd128_bf16"; must
@@ -641,6 +745,102 @@ FLASHSCI_API flashsci_status_t flashsci_forward_varlen(flashsci_plan_t plan, con
                                                        const int32_t* cu_seqlens_q, const int32_t* cu_seqlens_k,
                                                        void* workspace, size_t workspace_bytes,
                                                        flashsci_stream_t stream);
+/**@}*/
+
+/** @name Backward */
+/**@{*/
+/**
+ * The size of the scratch memory flashsci_backward() and flashsci_backward_varlen()
+ * need for the plan as set (its shape, dtype, strides and deterministic setting).
+ * @param plan  a plan with shape and dtype set; must not be NULL.
+ * @param bytes receives the size; 0 means no workspace is needed; must not be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS; #FLASHSCI_STATUS_INVALID_VALUE;
+ *         #FLASHSCI_STATUS_NOT_SUPPORTED when this build cannot run the plan's backward.
+ */
+FLASHSCI_API flashsci_status_t flashsci_plan_get_backward_workspace_size(flashsci_plan_t plan, size_t* bytes);
+
+/**
+ * Computes the gradients dq, dk and dv of attention from dout = dL/dO (see @ref backward).
+ *
+ * q, k, v, o, dout, dq, dk and dv have the plan's dtype; each takes its strides from
+ * the plan (#FLASHSCI_TENSOR_Q ... #FLASHSCI_TENSOR_DV, contiguous by default). Mask,
+ * scale, window, softcap, ALiBi and GQA are those of the plan, which must be the
+ * forward's. Pointers are host memory for the CPU backend and device memory (of the
+ * plan's device) for the CUDA backend, which enqueues the work on `stream` without
+ * synchronisation or allocation (CUDA graphs capture it). Each buffer must hold every
+ * element the plan's shape and strides reach (see @ref errors).
+ * @param plan            a plan with shape and dtype set; must not be NULL.
+ * @param q               queries [batch, seqlen_q, heads_q, head_dim] (or the set strides); not NULL.
+ * @param k               keys [batch, seqlen_k, heads_kv, head_dim]; not NULL.
+ * @param v               values [batch, seqlen_k, heads_kv, head_dim]; not NULL.
+ * @param o               the forward's output for q, k, v: [batch, seqlen_q, heads_q, head_dim]; not NULL.
+ * @param dout            dL/dO, [batch, seqlen_q, heads_q, head_dim]; not NULL.
+ * @param lse             the forward's log-sum-exp for q, k, v: float32 [batch, heads_q, seqlen_q] contiguous,
+ *                        natural log, -inf for a row that sees no key; not NULL.
+ * @param dq              receives dL/dQ, [batch, seqlen_q, heads_q, head_dim]; not NULL.
+ * @param dk              receives dL/dK, [batch, seqlen_k, heads_kv, head_dim] (summed over each group of query
+ *                        heads); not NULL.
+ * @param dv              receives dL/dV, [batch, seqlen_k, heads_kv, head_dim]; not NULL.
+ *                        dq, dk and dv must overlap neither each other nor any input.
+ * @param workspace       scratch of at least flashsci_plan_get_backward_workspace_size() bytes; may be NULL when
+ *                        that is 0. It need not be initialised.
+ * @param workspace_bytes the size of `workspace`.
+ * @param stream          CUDA backend: the stream to enqueue on (NULL: legacy default stream).
+ *                        CPU backend: must be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS (for CUDA: enqueued); #FLASHSCI_STATUS_INVALID_VALUE
+ *         for a NULL or misaligned pointer, an output overlapping an input or another
+ *         output, a missing shape or dtype, a variable-length plan
+ *         (flashsci_backward_varlen() runs those), a small workspace, a stream on the
+ *         CPU backend, or (CUDA) a host pointer or one of another device;
+ *         #FLASHSCI_STATUS_NOT_SUPPORTED when this build cannot run the plan;
+ *         #FLASHSCI_STATUS_DEVICE_ERROR when a launch fails.
+ *         On failure dq, dk and dv are not written.
+ */
+FLASHSCI_API flashsci_status_t flashsci_backward(flashsci_plan_t plan, const void* q, const void* k, const void* v,
+                                                 const void* o, const void* dout, const float* lse, void* dq,
+                                                 void* dk, void* dv, void* workspace, size_t workspace_bytes,
+                                                 flashsci_stream_t stream);
+
+/**
+ * Computes the gradients of attention over each sequence of a variable-length batch
+ * (@ref varlen, @ref backward).
+ *
+ * Like flashsci_backward() in everything else. The CPU backend checks every offset
+ * before it writes; the CUDA backend trusts them, clamped as in
+ * flashsci_forward_varlen(). Rows of dq, dk and dv outside every sequence are not
+ * written.
+ * @param plan            a plan with a variable-length shape (flashsci_plan_set_varlen_shape()) and a dtype; not NULL.
+ * @param q               queries [total_q, heads_q, head_dim] (or the set strides); not NULL.
+ * @param k               keys [total_k, heads_kv, head_dim]; not NULL.
+ * @param v               values [total_k, heads_kv, head_dim]; not NULL.
+ * @param o               the forward's output, [total_q, heads_q, head_dim]; not NULL.
+ * @param dout            dL/dO, [total_q, heads_q, head_dim]; not NULL.
+ * @param lse             the forward's log-sum-exp, float32 [heads_q, total_q] contiguous; not NULL.
+ * @param dq              receives dL/dQ, [total_q, heads_q, head_dim]; not NULL.
+ * @param dk              receives dL/dK, [total_k, heads_kv, head_dim]; not NULL.
+ * @param dv              receives dL/dV, [total_k, heads_kv, head_dim]; not NULL.
+ *                        dq, dk and dv must overlap neither each other nor any input, the offsets included.
+ * @param cu_seqlens_q    int32 [batch + 1], 4-byte aligned, as for flashsci_forward_varlen(); not NULL.
+ * @param cu_seqlens_k    int32 [batch + 1] likewise for k and v; not NULL; may be `cu_seqlens_q` itself.
+ * @param workspace       scratch of at least flashsci_plan_get_backward_workspace_size() bytes; may be NULL when
+ *                        that is 0.
+ * @param workspace_bytes the size of `workspace`.
+ * @param stream          CUDA backend: the stream to enqueue on (NULL: legacy default stream).
+ *                        CPU backend: must be NULL.
+ * @return #FLASHSCI_STATUS_SUCCESS (for CUDA: enqueued); #FLASHSCI_STATUS_INVALID_VALUE
+ *         for everything flashsci_backward() refuses, a dense plan (flashsci_backward()
+ *         runs those), a NULL or misaligned offset array, (CPU) offsets that break the
+ *         rules of flashsci_forward_varlen(), naming the array and the first bad index,
+ *         or (CUDA) offsets in host memory or another device's;
+ *         #FLASHSCI_STATUS_NOT_SUPPORTED; #FLASHSCI_STATUS_DEVICE_ERROR when a launch fails.
+ *         On failure dq, dk and dv are not written.
+ */
+FLASHSCI_API flashsci_status_t flashsci_backward_varlen(flashsci_plan_t plan, const void* q, const void* k,
+                                                        const void* v, const void* o, const void* dout,
+                                                        const float* lse, void* dq, void* dk, void* dv,
+                                                        const int32_t* cu_seqlens_q, const int32_t* cu_seqlens_k,
+                                                        void* workspace, size_t workspace_bytes,
+                                                        flashsci_stream_t stream);
 /**@}*/
 
 #ifdef __cplusplus

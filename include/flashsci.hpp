@@ -22,9 +22,10 @@
  *     .set_dtype(flashsci::Dtype::float32)
  *     .set_mask(flashsci::Mask::causal);
  * plan.forward(q, k, v, o, lse);   // throws flashsci::Error with the status and the library's message
+ * plan.backward(q, k, v, o, dout, lse, dq, dk, dv);   // the gradients, from the forward's o and lse
  * @endcode
  *
- * Threads follow flashsci.h: the const members (forward(), the getters) may run
+ * Threads follow flashsci.h: the const members (forward(), backward(), the getters) may run
  * concurrently on one plan; the setters must not run concurrently with anything else on
  * it. A Plan may be moved to and destroyed on another thread.
  */
@@ -66,7 +67,18 @@ enum class Tensor : int {
     q = FLASHSCI_TENSOR_Q, /**< Queries. */
     k = FLASHSCI_TENSOR_K, /**< Keys. */
     v = FLASHSCI_TENSOR_V, /**< Values. */
-    o = FLASHSCI_TENSOR_O  /**< Output. */
+    o = FLASHSCI_TENSOR_O,   /**< Output. */
+    dout = FLASHSCI_TENSOR_DO, /**< The backward's dL/dO, like o. */
+    dq = FLASHSCI_TENSOR_DQ,   /**< The backward's dL/dQ, like q. */
+    dk = FLASHSCI_TENSOR_DK,   /**< The backward's dL/dK, like k. */
+    dv = FLASHSCI_TENSOR_DV    /**< The backward's dL/dV, like v. */
+};
+
+/** How a float32 plan multiplies (the values of #flashsci_precision_t); fp16/bf16 plans ignore it. */
+enum class Precision : int {
+    automatic = FLASHSCI_PRECISION_DEFAULT, /**< fp32-level accuracy by the fastest means the device has. */
+    tf32 = FLASHSCI_PRECISION_TF32,         /**< One pass on TF32 tensor cores, ~1e-3 relative. */
+    ieee = FLASHSCI_PRECISION_IEEE          /**< fp32 FMAs only. */
 };
 
 /** A failed call: the status and the library's message for it. */
@@ -233,6 +245,18 @@ public:
         return *this;
     }
 
+    /** How a float32 plan multiplies (flashsci_plan_set_precision()). Throws Error. */
+    Plan& set_precision(Precision precision) {
+        check(flashsci_plan_set_precision(plan_, static_cast<flashsci_precision_t>(precision)));
+        return *this;
+    }
+
+    /** Bit-identical gradients run to run, or not (flashsci_plan_set_deterministic()). Throws Error. */
+    Plan& set_deterministic(bool deterministic) {
+        check(flashsci_plan_set_deterministic(plan_, deterministic ? 1 : 0));
+        return *this;
+    }
+
     /** The backend, AUTO resolved (flashsci_plan_get_backend()). Throws Error. */
     Backend backend() const {
         flashsci_backend_t b;
@@ -244,6 +268,13 @@ public:
     std::size_t workspace_size() const {
         std::size_t bytes = 0;
         check(flashsci_plan_get_workspace_size(plan_, &bytes));
+        return bytes;
+    }
+
+    /** Bytes of scratch memory backward() needs (flashsci_plan_get_backward_workspace_size()). Throws Error. */
+    std::size_t backward_workspace_size() const {
+        std::size_t bytes = 0;
+        check(flashsci_plan_get_backward_workspace_size(plan_, &bytes));
         return bytes;
     }
 
@@ -278,6 +309,29 @@ public:
                         flashsci_stream_t stream = nullptr) const {
         check(flashsci_forward_varlen(plan_, q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k, workspace,
                                       workspace_bytes, stream));
+    }
+
+    /**
+     * The gradients dq, dk, dv of attention from dout = dL/dO and the forward's o and lse for q, k, v
+     * (flashsci_backward()); dq, dk and dv are overwritten. Memory and streams as for forward(). Throws Error;
+     * on failure nothing is written.
+     */
+    void backward(const void* q, const void* k, const void* v, const void* o, const void* dout, const float* lse,
+                  void* dq, void* dk, void* dv, void* workspace = nullptr, std::size_t workspace_bytes = 0,
+                  flashsci_stream_t stream = nullptr) const {
+        check(flashsci_backward(plan_, q, k, v, o, dout, lse, dq, dk, dv, workspace, workspace_bytes, stream));
+    }
+
+    /**
+     * The gradients over each sequence of a variable-length batch (flashsci_backward_varlen()); offsets as for
+     * forward_varlen(), rows outside every sequence not written. Throws Error; on failure nothing is written.
+     */
+    void backward_varlen(const void* q, const void* k, const void* v, const void* o, const void* dout,
+                         const float* lse, void* dq, void* dk, void* dv, const std::int32_t* cu_seqlens_q,
+                         const std::int32_t* cu_seqlens_k, void* workspace = nullptr,
+                         std::size_t workspace_bytes = 0, flashsci_stream_t stream = nullptr) const {
+        check(flashsci_backward_varlen(plan_, q, k, v, o, dout, lse, dq, dk, dv, cu_seqlens_q, cu_seqlens_k,
+                                       workspace, workspace_bytes, stream));
     }
 
 private:

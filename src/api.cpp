@@ -78,14 +78,28 @@ kernels::Strides& strides_of(flashsci_plan_st& plan, flashsci_tensor_t tensor) {
         case FLASHSCI_TENSOR_Q: return plan.shape.q_strides;
         case FLASHSCI_TENSOR_K: return plan.shape.k_strides;
         case FLASHSCI_TENSOR_V: return plan.shape.v_strides;
-        case FLASHSCI_TENSOR_O: break;
+        case FLASHSCI_TENSOR_O: return plan.shape.o_strides;
+        case FLASHSCI_TENSOR_DO: return plan.gradients.dout_strides;
+        case FLASHSCI_TENSOR_DQ: return plan.gradients.dq_strides;
+        case FLASHSCI_TENSOR_DK: return plan.gradients.dk_strides;
+        case FLASHSCI_TENSOR_DV: break;
     }
-    return plan.shape.o_strides;
+    return plan.gradients.dv_strides;
+}
+
+bool is_valid_tensor(int value) { return value >= FLASHSCI_TENSOR_Q && value <= FLASHSCI_TENSOR_DV; }
+
+// The tensors a call writes: two of their elements must never share an address.
+bool is_output(flashsci_tensor_t tensor) {
+    return tensor == FLASHSCI_TENSOR_O || tensor == FLASHSCI_TENSOR_DQ || tensor == FLASHSCI_TENSOR_DK ||
+           tensor == FLASHSCI_TENSOR_DV;
 }
 
 // The rows a tensor's strides must reach: [batch, seqlen, heads], or [total, heads] (one "sequence") varlen.
+// K, V and their gradients have the keys' rows and heads; Q, O, dO and dQ the queries'.
 Extent extent_of(const kernels::Problem& s, flashsci_tensor_t tensor) {
-    if (tensor == FLASHSCI_TENSOR_K || tensor == FLASHSCI_TENSOR_V)
+    if (tensor == FLASHSCI_TENSOR_K || tensor == FLASHSCI_TENSOR_V || tensor == FLASHSCI_TENSOR_DK ||
+        tensor == FLASHSCI_TENSOR_DV)
         return s.varlen ? Extent{1, s.total_k, s.heads_kv} : Extent{s.batch, s.seqlen_k, s.heads_kv};
     return s.varlen ? Extent{1, s.total_q, s.heads_q} : Extent{s.batch, s.seqlen_q, s.heads_q};
 }
@@ -96,7 +110,7 @@ int64_t lse_elements(const kernels::Problem& s) {
 }
 
 const char* tensor_name(flashsci_tensor_t tensor) {
-    static constexpr const char* names[] = {"q", "k", "v", "o"};
+    static constexpr const char* names[] = {"q", "k", "v", "o", "dout", "dq", "dk", "dv"};
     return names[tensor];
 }
 
@@ -116,6 +130,15 @@ kernels::Mask mask_of(flashsci_mask_t mask) {
         case FLASHSCI_MASK_NONE: break;
     }
     return kernels::Mask::none;
+}
+
+kernels::Precision precision_of(flashsci_precision_t precision) {
+    switch (precision) {
+        case FLASHSCI_PRECISION_TF32: return kernels::Precision::tf32;
+        case FLASHSCI_PRECISION_IEEE: return kernels::Precision::ieee;
+        case FLASHSCI_PRECISION_DEFAULT: break;
+    }
+    return kernels::Precision::fp32_level;
 }
 
 ForcedKernel forced_kernel_from_environment() {
@@ -147,11 +170,38 @@ flashsci_status_t complete_problem(const char* function, const flashsci_plan_st*
     p->alibi_slopes = plan->alibi_slopes.empty()                  ? nullptr
                       : plan->backend == FLASHSCI_BACKEND_CUDA ? plan->alibi_slopes_device
                                                                : plan->alibi_slopes.data();
+    p->precision = precision_of(plan->precision);
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+// The entry points of one operation: the dense one and the variable-length one.
+struct EntryPoints {
+    const char *dense, *varlen;
+};
+constexpr EntryPoints kForward{"flashsci_forward", "flashsci_forward_varlen"};
+constexpr EntryPoints kBackward{"flashsci_backward", "flashsci_backward_varlen"};
+
+// complete_problem() for a call of `entry`, whose plan must be dense or variable-length as the call is.
+flashsci_status_t complete_call_problem(const char* function, const EntryPoints& entry, bool varlen,
+                                        const flashsci_plan_st* plan, kernels::Problem* p) {
+    flashsci_status_t status =
+        complete_problem(function, plan, p, varlen ? "flashsci_plan_set_varlen_shape" : "flashsci_plan_set_shape");
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
+    if (p->varlen && !varlen)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: the plan has a variable-length shape (flashsci_plan_set_varlen_shape); call %s with its "
+                    "cu_seqlens, or flashsci_plan_set_shape for a dense batch",
+                    function, entry.varlen);
+    if (!p->varlen && varlen)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: the plan has a dense shape (flashsci_plan_set_shape); call %s, or "
+                    "flashsci_plan_set_varlen_shape for a variable-length batch",
+                    function, entry.dense);
     return FLASHSCI_STATUS_SUCCESS;
 }
 
 struct ByteRange {
-    uintptr_t begin, end;  // [begin, end)
+    uintptr_t begin, end;  // [begin, end); empty (never overlapping) for an absent pointer
     bool overlaps(const ByteRange& other) const { return begin < other.end && other.begin < end; }
 };
 
@@ -163,45 +213,82 @@ ByteRange byte_range(const void* base, const Extent& e, const kernels::Strides& 
     return {begin, begin + uintptr_t(last + 1) * uintptr_t(element_bytes)};
 }
 
-flashsci_status_t check_tensor_pointer(const char* function, const char* name, const void* pointer,
-                                       int64_t alignment) {
-    if (pointer == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s must not be NULL", function, name);
-    if (reinterpret_cast<uintptr_t>(pointer) % uintptr_t(alignment) != 0)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s (%p) must be aligned to its %lld-byte element type",
-                    function, name, pointer, static_cast<long long>(alignment));
-    return FLASHSCI_STATUS_SUCCESS;
-}
-
 ByteRange flat_range(const void* base, int64_t count, int64_t element_bytes) {
     auto begin = reinterpret_cast<uintptr_t>(base);
-    return {begin, begin + uintptr_t(count) * uintptr_t(element_bytes)};
+    return {begin, begin + uintptr_t(base == nullptr ? 0 : count) * uintptr_t(element_bytes)};
 }
 
-// O and LSE must not overlap any input (q, k, v, and a varlen problem's cu_seqlens), nor each other.
-flashsci_status_t check_no_aliasing(const char* function, const kernels::Problem& p) {
-    const int64_t bytes = kernels::element_bytes(p.element);
-    const ByteRange inputs[] = {
-        byte_range(p.q, extent_of(p, FLASHSCI_TENSOR_Q), p.q_strides, p.head_dim, bytes),
-        byte_range(p.k, extent_of(p, FLASHSCI_TENSOR_K), p.k_strides, p.head_dim, bytes),
-        byte_range(p.v, extent_of(p, FLASHSCI_TENSOR_V), p.v_strides, p.head_dim, bytes),
-        flat_range(p.cu_seqlens_q, p.varlen ? p.batch + 1 : 0, kOffsetBytes),
-        flat_range(p.cu_seqlens_k, p.varlen ? p.batch + 1 : 0, kOffsetBytes)};
-    const char* input_names[] = {"q", "k", "v", "cu_seqlens_q", "cu_seqlens_k"};
-    const ByteRange out = byte_range(p.o, extent_of(p, FLASHSCI_TENSOR_O), p.o_strides, p.head_dim, bytes);
-    for (size_t i = 0; i < std::size(inputs); ++i)
-        if (out.overlaps(inputs[i]))
-            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: o overlaps %s; the output needs its own memory",
-                        function, input_names[i]);
-    if (p.lse == nullptr) return FLASHSCI_STATUS_SUCCESS;
-    const ByteRange lse = flat_range(p.lse, lse_elements(p), kLseBytes);
-    if (lse.overlaps(out)) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: lse overlaps o", function);
-    for (size_t i = 0; i < std::size(inputs); ++i)
-        if (lse.overlaps(inputs[i]))
-            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: lse overlaps %s", function, input_names[i]);
+// The bytes one of p's tensors reaches from `base` under `strides`.
+ByteRange tensor_range(const kernels::Problem& p, flashsci_tensor_t tensor, const void* base,
+                       const kernels::Strides& strides) {
+    return byte_range(base, extent_of(p, tensor), strides, p.head_dim, kernels::element_bytes(p.element));
+}
+
+// The offsets of a varlen problem; nothing for a dense one.
+ByteRange offsets_range(const kernels::Problem& p, const int32_t* cu_seqlens) {
+    return flat_range(cu_seqlens, p.varlen ? p.batch + 1 : 0, kOffsetBytes);
+}
+
+struct NamedRange {
+    const char* name;
+    ByteRange range;
+};
+
+// Each output must overlap no input and no other output: what a call writes must not change what it reads.
+template <size_t Outputs, size_t Inputs>
+flashsci_status_t check_outputs_apart(const char* function, const NamedRange (&outputs)[Outputs],
+                                      const NamedRange (&inputs)[Inputs]) {
+    for (size_t o = 0; o < Outputs; ++o) {
+        for (size_t earlier = 0; earlier < o; ++earlier)
+            if (outputs[o].range.overlaps(outputs[earlier].range))
+                return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s overlaps %s; each output needs its own memory",
+                            function, outputs[o].name, outputs[earlier].name);
+        for (const NamedRange& input : inputs)
+            if (outputs[o].range.overlaps(input.range))
+                return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s overlaps %s; the output needs its own memory",
+                            function, outputs[o].name, input.name);
+    }
     return FLASHSCI_STATUS_SUCCESS;
 }
 
-// Host offsets of a varlen forward on the CPU, all read before anything is written: name[0] == 0, then for each
+struct TensorPointer {
+    const char* name;
+    const void* pointer;
+    int64_t alignment;  // bytes: the element's size
+    bool may_be_null;
+};
+
+// Each pointer not NULL (unless it may be) and aligned to its element.
+flashsci_status_t check_pointers(const char* function, const TensorPointer* pointers, size_t count) {
+    for (size_t i = 0; i < count; ++i) {
+        const TensorPointer& t = pointers[i];
+        if (t.pointer == nullptr && t.may_be_null) continue;
+        if (t.pointer == nullptr)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s must not be NULL", function, t.name);
+        if (reinterpret_cast<uintptr_t>(t.pointer) % uintptr_t(t.alignment) != 0)
+            return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s (%p) must be aligned to its %lld-byte element type",
+                        function, t.name, t.pointer, static_cast<long long>(t.alignment));
+    }
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t check_cpu_stream(const char* function, const flashsci_plan_st& plan, flashsci_stream_t stream) {
+    if (plan.backend == FLASHSCI_BACKEND_CPU && stream != nullptr)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: stream (%p) must be NULL on the CPU backend", function,
+                    static_cast<void*>(stream));
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+// The caller's workspace against what the selected kernel needs; `size_function` tells that size.
+flashsci_status_t check_workspace(const char* function, const flashsci::KernelSelection& selection, void* workspace,
+                                  size_t workspace_bytes, const char* size_function) {
+    if (selection.workspace_bytes > 0 && (workspace == nullptr || workspace_bytes < selection.workspace_bytes))
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: workspace (%p, %zu bytes) must hold at least %zu bytes (%s)",
+                    function, workspace, workspace_bytes, selection.workspace_bytes, size_function);
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+// Host offsets of a varlen call on the CPU, all read before anything is written: name[0] == 0, then for each
 // index in order, nondecreasing, at most `total` and at most `max_seqlen` past the previous one.
 flashsci_status_t check_host_offsets(const char* function, const char* name, const int32_t* cu, int64_t batch,
                                      const char* total_name, int64_t total, const char* max_name,
@@ -274,6 +361,28 @@ void apply_shape(flashsci_plan_st& plan, int64_t batch, int64_t seqlen_q, int64_
     plan.has_shape = true;
 }
 
+// Where a call's memory must be. CUDA: every pointer on the plan's device, as far as the driver can tell
+// (`pointers` lists them, NULL ones skipped). CPU: a varlen problem's offsets, all read here before anything is
+// written, since the CPU backend reads them where it runs.
+flashsci_status_t check_placement(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
+                                  const flashsci::NamedPointer* pointers, int count) {
+    if (plan.backend == FLASHSCI_BACKEND_CUDA)
+        return flashsci::check_device_pointers(function, pointers, count, plan.device);
+    if (!p.varlen) return FLASHSCI_STATUS_SUCCESS;
+    flashsci_status_t status = check_host_offsets(function, "cu_seqlens_q", p.cu_seqlens_q, p.batch, "total_q",
+                                                  p.total_q, "max_seqlen_q", p.seqlen_q);
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
+    return check_host_offsets(function, "cu_seqlens_k", p.cu_seqlens_k, p.batch, "total_k", p.total_k,
+                              "max_seqlen_k", p.seqlen_k);
+}
+
+// dO and dQ laid out as the queries, dK and dV as the keys: the new shape's default (contiguous) strides.
+void set_gradient_strides_like_inputs(flashsci_plan_st& plan) {
+    kernels::Gradients& g = plan.gradients;
+    g.dout_strides = g.dq_strides = plan.shape.q_strides;
+    g.dk_strides = g.dv_strides = plan.shape.k_strides;
+}
+
 // The pointers of one forward: q, k, v, o, lse, and a varlen forward's offsets.
 struct ForwardArgs {
     const void *q, *k, *v;
@@ -286,72 +395,116 @@ struct ForwardArgs {
 flashsci_status_t forward(const char* fn, bool varlen, flashsci_plan_t plan, const ForwardArgs& a, void* workspace,
                           size_t workspace_bytes, flashsci_stream_t stream) {
     kernels::Problem p;
-    flashsci_status_t status =
-        complete_problem(fn, plan, &p, varlen ? "flashsci_plan_set_varlen_shape" : "flashsci_plan_set_shape");
+    flashsci_status_t status = complete_call_problem(fn, kForward, varlen, plan, &p);
     if (status != FLASHSCI_STATUS_SUCCESS) return status;
-    if (p.varlen && !varlen)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: the plan has a variable-length shape (flashsci_plan_set_varlen_shape); call "
-                    "flashsci_forward_varlen with its cu_seqlens, or flashsci_plan_set_shape for a dense batch",
-                    fn);
-    if (!p.varlen && varlen)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: the plan has a dense shape (flashsci_plan_set_shape); call flashsci_forward, or "
-                    "flashsci_plan_set_varlen_shape for a variable-length batch",
-                    fn);
     const int64_t bytes = kernels::element_bytes(p.element);
-    const struct {
-        const char* name;
-        const void* pointer;
-        int64_t alignment;
-    } pointers[] = {{"q", a.q, bytes},
-                    {"k", a.k, bytes},
-                    {"v", a.v, bytes},
-                    {"o", a.o, bytes},
-                    {"cu_seqlens_q", a.cu_seqlens_q, kOffsetBytes},  // the last two: varlen only
-                    {"cu_seqlens_k", a.cu_seqlens_k, kOffsetBytes}};
-    const size_t checked_pointers = std::size(pointers) - (varlen ? 0 : 2);
-    for (size_t i = 0; i < checked_pointers; ++i)
-        if ((status = check_tensor_pointer(fn, pointers[i].name, pointers[i].pointer, pointers[i].alignment)) !=
-            FLASHSCI_STATUS_SUCCESS)
-            return status;
-    if (a.lse != nullptr && (status = check_tensor_pointer(fn, "lse", a.lse, kLseBytes)) != FLASHSCI_STATUS_SUCCESS)
+    const TensorPointer pointers[] = {{"q", a.q, bytes, false},
+                                      {"k", a.k, bytes, false},
+                                      {"v", a.v, bytes, false},
+                                      {"o", a.o, bytes, false},
+                                      {"lse", a.lse, kLseBytes, true},
+                                      {"cu_seqlens_q", a.cu_seqlens_q, kOffsetBytes, false},  // the last two: varlen
+                                      {"cu_seqlens_k", a.cu_seqlens_k, kOffsetBytes, false}};
+    if ((status = check_pointers(fn, pointers, std::size(pointers) - (varlen ? 0 : 2))) != FLASHSCI_STATUS_SUCCESS)
         return status;
     p.q = a.q, p.k = a.k, p.v = a.v, p.o = a.o, p.lse = a.lse;
     p.cu_seqlens_q = a.cu_seqlens_q, p.cu_seqlens_k = a.cu_seqlens_k;
-    if ((status = check_no_aliasing(fn, p)) != FLASHSCI_STATUS_SUCCESS) return status;
-    if (plan->backend == FLASHSCI_BACKEND_CPU && stream != nullptr)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: stream (%p) must be NULL on the CPU backend", fn,
-                    static_cast<void*>(stream));
+    const NamedRange outputs[] = {{"o", tensor_range(p, FLASHSCI_TENSOR_O, p.o, p.o_strides)},
+                                  {"lse", flat_range(p.lse, lse_elements(p), kLseBytes)}};
+    const NamedRange inputs[] = {{"q", tensor_range(p, FLASHSCI_TENSOR_Q, p.q, p.q_strides)},
+                                 {"k", tensor_range(p, FLASHSCI_TENSOR_K, p.k, p.k_strides)},
+                                 {"v", tensor_range(p, FLASHSCI_TENSOR_V, p.v, p.v_strides)},
+                                 {"cu_seqlens_q", offsets_range(p, p.cu_seqlens_q)},
+                                 {"cu_seqlens_k", offsets_range(p, p.cu_seqlens_k)}};
+    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
+        return status;
     flashsci::KernelSelection selection;
-    if ((status = flashsci::select_kernel(fn, *plan, p, &selection)) != FLASHSCI_STATUS_SUCCESS) return status;
-    if (selection.workspace_bytes > 0 && (workspace == nullptr || workspace_bytes < selection.workspace_bytes))
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: workspace (%p, %zu bytes) must hold at least %zu bytes "
-                    "(flashsci_plan_get_workspace_size)",
-                    fn, workspace, workspace_bytes, selection.workspace_bytes);
-    if (plan->backend == FLASHSCI_BACKEND_CUDA) {
-        const flashsci::NamedPointer device_pointers[] = {
-            {"q", a.q},
-            {"k", a.k},
-            {"v", a.v},
-            {"o", a.o},
-            {"lse", a.lse},
-            {"cu_seqlens_q", a.cu_seqlens_q},
-            {"cu_seqlens_k", a.cu_seqlens_k},
-            {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
-        if ((status = flashsci::check_device_pointers(fn, device_pointers, int(std::size(device_pointers)),
-                                                      plan->device)) != FLASHSCI_STATUS_SUCCESS)
-            return status;
-    } else if (varlen) {
-        // The CPU backend reads the offsets where it runs: all of them are checked before anything is written.
-        if ((status = check_host_offsets(fn, "cu_seqlens_q", a.cu_seqlens_q, p.batch, "total_q", p.total_q,
-                                         "max_seqlen_q", p.seqlen_q)) != FLASHSCI_STATUS_SUCCESS ||
-            (status = check_host_offsets(fn, "cu_seqlens_k", a.cu_seqlens_k, p.batch, "total_k", p.total_k,
-                                         "max_seqlen_k", p.seqlen_k)) != FLASHSCI_STATUS_SUCCESS)
-            return status;
-    }
+    if ((status = flashsci::select_kernel(fn, *plan, p, &selection)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_workspace(fn, selection, workspace, workspace_bytes, "flashsci_plan_get_workspace_size")) !=
+            FLASHSCI_STATUS_SUCCESS)
+        return status;
+    const flashsci::NamedPointer placed[] = {{"q", a.q},
+                                             {"k", a.k},
+                                             {"v", a.v},
+                                             {"o", a.o},
+                                             {"lse", a.lse},
+                                             {"cu_seqlens_q", a.cu_seqlens_q},
+                                             {"cu_seqlens_k", a.cu_seqlens_k},
+                                             {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
+    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
+        return status;
     return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream);
+}
+
+// The pointers of one backward: the inputs q, k, v, o, dout, lse, the gradients dq, dk, dv, and a varlen
+// backward's offsets.
+struct BackwardArgs {
+    const void *q, *k, *v, *o, *dout;
+    const float* lse;
+    void *dq, *dk, *dv;
+    const int32_t *cu_seqlens_q, *cu_seqlens_k;
+};
+
+// flashsci_backward and flashsci_backward_varlen: the forward's checks for the backward's tensors, then the kernel.
+flashsci_status_t backward(const char* fn, bool varlen, flashsci_plan_t plan, const BackwardArgs& a,
+                           void* workspace, size_t workspace_bytes, flashsci_stream_t stream) {
+    kernels::Problem p;
+    flashsci_status_t status = complete_call_problem(fn, kBackward, varlen, plan, &p);
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
+    const int64_t bytes = kernels::element_bytes(p.element);
+    const TensorPointer pointers[] = {{"q", a.q, bytes, false},
+                                      {"k", a.k, bytes, false},
+                                      {"v", a.v, bytes, false},
+                                      {"o", a.o, bytes, false},
+                                      {"dout", a.dout, bytes, false},
+                                      {"lse", a.lse, kLseBytes, false},
+                                      {"dq", a.dq, bytes, false},
+                                      {"dk", a.dk, bytes, false},
+                                      {"dv", a.dv, bytes, false},
+                                      {"cu_seqlens_q", a.cu_seqlens_q, kOffsetBytes, false},  // the last two: varlen
+                                      {"cu_seqlens_k", a.cu_seqlens_k, kOffsetBytes, false}};
+    if ((status = check_pointers(fn, pointers, std::size(pointers) - (varlen ? 0 : 2))) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    // The forward's outputs are the backward's inputs: the kernels read o and lse and never write them.
+    p.q = a.q, p.k = a.k, p.v = a.v, p.o = const_cast<void*>(a.o), p.lse = const_cast<float*>(a.lse);
+    p.cu_seqlens_q = a.cu_seqlens_q, p.cu_seqlens_k = a.cu_seqlens_k;
+    kernels::Gradients g = plan->gradients;
+    g.dout = a.dout, g.dq = a.dq, g.dk = a.dk, g.dv = a.dv;
+    const NamedRange outputs[] = {{"dq", tensor_range(p, FLASHSCI_TENSOR_DQ, g.dq, g.dq_strides)},
+                                  {"dk", tensor_range(p, FLASHSCI_TENSOR_DK, g.dk, g.dk_strides)},
+                                  {"dv", tensor_range(p, FLASHSCI_TENSOR_DV, g.dv, g.dv_strides)}};
+    const NamedRange inputs[] = {{"q", tensor_range(p, FLASHSCI_TENSOR_Q, p.q, p.q_strides)},
+                                 {"k", tensor_range(p, FLASHSCI_TENSOR_K, p.k, p.k_strides)},
+                                 {"v", tensor_range(p, FLASHSCI_TENSOR_V, p.v, p.v_strides)},
+                                 {"o", tensor_range(p, FLASHSCI_TENSOR_O, p.o, p.o_strides)},
+                                 {"dout", tensor_range(p, FLASHSCI_TENSOR_DO, g.dout, g.dout_strides)},
+                                 {"lse", flat_range(p.lse, lse_elements(p), kLseBytes)},
+                                 {"cu_seqlens_q", offsets_range(p, p.cu_seqlens_q)},
+                                 {"cu_seqlens_k", offsets_range(p, p.cu_seqlens_k)}};
+    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    flashsci::KernelSelection selection;
+    if ((status = flashsci::select_kernel(fn, *plan, p, &selection, &g)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_workspace(fn, selection, workspace, workspace_bytes,
+                                  "flashsci_plan_get_backward_workspace_size")) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    const flashsci::NamedPointer placed[] = {{"q", a.q},
+                                             {"k", a.k},
+                                             {"v", a.v},
+                                             {"o", a.o},
+                                             {"dout", a.dout},
+                                             {"lse", a.lse},
+                                             {"dq", a.dq},
+                                             {"dk", a.dk},
+                                             {"dv", a.dv},
+                                             {"cu_seqlens_q", a.cu_seqlens_q},
+                                             {"cu_seqlens_k", a.cu_seqlens_k},
+                                             {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
+    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream, &g);
 }
 
 }  // namespace
@@ -420,6 +573,7 @@ flashsci_status_t flashsci_plan_set_shape(flashsci_plan_t plan, int64_t batch, i
     kernels::Problem& s = plan->shape;
     s.q_strides = s.o_strides = contiguous_strides(seqlen_q, heads_q, head_dim);
     s.k_strides = s.v_strides = contiguous_strides(seqlen_k, heads_kv, head_dim);
+    set_gradient_strides_like_inputs(*plan);
     return FLASHSCI_STATUS_SUCCESS;
 }
 
@@ -464,6 +618,7 @@ flashsci_status_t flashsci_plan_set_varlen_shape(flashsci_plan_t plan, int64_t b
     s.varlen = true, s.total_q = total_q, s.total_k = total_k;
     s.q_strides = s.o_strides = {0, heads_q * head_dim, head_dim};
     s.k_strides = s.v_strides = {0, heads_kv * head_dim, head_dim};
+    set_gradient_strides_like_inputs(*plan);
     return FLASHSCI_STATUS_SUCCESS;
 }
 
@@ -564,10 +719,11 @@ flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tenso
     static constexpr const char* fn = "flashsci_plan_set_strides";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
     const int value = flashsci::passed_value(which);
-    if (value != FLASHSCI_TENSOR_Q && value != FLASHSCI_TENSOR_K && value != FLASHSCI_TENSOR_V &&
-        value != FLASHSCI_TENSOR_O)
+    if (!is_valid_tensor(value))
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: tensor (%d) must be FLASHSCI_TENSOR_Q (0), _K (1), _V (2) or _O (3)", fn, value);
+                    "%s: tensor (%d) must be FLASHSCI_TENSOR_Q (0), _K (1), _V (2), _O (3), _DO (4), _DQ (5), "
+                    "_DK (6) or _DV (7)",
+                    fn, value);
     const auto tensor = static_cast<flashsci_tensor_t>(value);
     if (!plan->has_shape)
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
@@ -594,13 +750,35 @@ flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, flashsci_tenso
         return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: the strides of %s (%lld, %lld, %lld) overflow a 64-bit offset",
                     fn, tensor_name(tensor), static_cast<long long>(batch_stride),
                     static_cast<long long>(seq_stride), static_cast<long long>(head_stride));
-    if (tensor == FLASHSCI_TENSOR_O && strides_overlap(extent, candidate, plan->shape.head_dim))
+    if (is_output(tensor) && strides_overlap(extent, candidate, plan->shape.head_dim))
         return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: the strides of o (%lld, %lld, %lld) make output elements overlap; each (batch, row, head, "
+                    "%s: the strides of %s (%lld, %lld, %lld) make output elements overlap; each (batch, row, head, "
                     "feature) needs its own element",
-                    fn, static_cast<long long>(batch_stride), static_cast<long long>(seq_stride),
+                    fn, tensor_name(tensor), static_cast<long long>(batch_stride), static_cast<long long>(seq_stride),
                     static_cast<long long>(head_stride));
     strides_of(*plan, tensor) = candidate;
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_precision(flashsci_plan_t plan, flashsci_precision_t precision) {
+    static constexpr const char* fn = "flashsci_plan_set_precision";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    const int value = flashsci::passed_value(precision);
+    if (value != FLASHSCI_PRECISION_DEFAULT && value != FLASHSCI_PRECISION_TF32 && value != FLASHSCI_PRECISION_IEEE)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE,
+                    "%s: precision (%d) must be FLASHSCI_PRECISION_DEFAULT (0), FLASHSCI_PRECISION_TF32 (1) or "
+                    "FLASHSCI_PRECISION_IEEE (2)",
+                    fn, value);
+    plan->precision = static_cast<flashsci_precision_t>(value);
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
+flashsci_status_t flashsci_plan_set_deterministic(flashsci_plan_t plan, int deterministic) {
+    static constexpr const char* fn = "flashsci_plan_set_deterministic";
+    if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
+    if (deterministic != 0 && deterministic != 1)
+        return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: deterministic (%d) must be 0 or 1", fn, deterministic);
+    plan->gradients.deterministic = deterministic == 1;
     return FLASHSCI_STATUS_SUCCESS;
 }
 
@@ -613,6 +791,21 @@ flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t plan, size_t*
         if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
         flashsci::KernelSelection selection;
         status = flashsci::select_kernel(fn, *plan, p, &selection);
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        *bytes = selection.workspace_bytes;
+        return FLASHSCI_STATUS_SUCCESS;
+    });
+}
+
+flashsci_status_t flashsci_plan_get_backward_workspace_size(flashsci_plan_t plan, size_t* bytes) {
+    static constexpr const char* fn = "flashsci_plan_get_backward_workspace_size";
+    return guarded(fn, [&] {
+        kernels::Problem p;
+        flashsci_status_t status = complete_problem(fn, plan, &p);
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
+        if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
+        flashsci::KernelSelection selection;
+        status = flashsci::select_kernel(fn, *plan, p, &selection, &plan->gradients);
         if (status != FLASHSCI_STATUS_SUCCESS) return status;
         *bytes = selection.workspace_bytes;
         return FLASHSCI_STATUS_SUCCESS;
@@ -649,6 +842,27 @@ flashsci_status_t flashsci_forward_varlen(flashsci_plan_t plan, const void* q, c
     return guarded(fn, [&] {
         return forward(fn, true, plan, {q, k, v, o, lse, cu_seqlens_q, cu_seqlens_k}, workspace, workspace_bytes,
                        stream);
+    });
+}
+
+flashsci_status_t flashsci_backward(flashsci_plan_t plan, const void* q, const void* k, const void* v, const void* o,
+                                    const void* dout, const float* lse, void* dq, void* dk, void* dv, void* workspace,
+                                    size_t workspace_bytes, flashsci_stream_t stream) {
+    static constexpr const char* fn = "flashsci_backward";
+    return guarded(fn, [&] {
+        return backward(fn, false, plan, {q, k, v, o, dout, lse, dq, dk, dv, nullptr, nullptr}, workspace,
+                        workspace_bytes, stream);
+    });
+}
+
+flashsci_status_t flashsci_backward_varlen(flashsci_plan_t plan, const void* q, const void* k, const void* v,
+                                           const void* o, const void* dout, const float* lse, void* dq, void* dk,
+                                           void* dv, const int32_t* cu_seqlens_q, const int32_t* cu_seqlens_k,
+                                           void* workspace, size_t workspace_bytes, flashsci_stream_t stream) {
+    static constexpr const char* fn = "flashsci_backward_varlen";
+    return guarded(fn, [&] {
+        return backward(fn, true, plan, {q, k, v, o, dout, lse, dq, dk, dv, cu_seqlens_q, cu_seqlens_k}, workspace,
+                        workspace_bytes, stream);
     });
 }
 

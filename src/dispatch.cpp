@@ -1,6 +1,7 @@
 #include "dispatch.h"
 
 #include "cpu/cpu_attention.h"
+#include "cpu/cpu_backward.h"
 #include "cuda_device.h"
 #include "error.h"
 
@@ -24,6 +25,8 @@ namespace {
 
 constexpr const char* kCpuName = "cpu";
 constexpr const char* kGeneralName = "cuda_general";
+constexpr const char* kCpuBackwardName = "cpu_backward";
+constexpr const char* kGeneralBackwardName = "cuda_general_backward";
 
 #ifdef FLASHSCI_HAVE_CUDA
 // The decoding kernel exists where some built architecture has sm_80's instructions (CMakeLists.txt).
@@ -63,13 +66,24 @@ bool sm80_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 }  // namespace
 
 flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
-                                KernelSelection* selection) {
+                                KernelSelection* selection, const kernels::Gradients* backward) {
     if (plan.backend == FLASHSCI_BACKEND_CPU) {
-        *selection = {KernelKind::cpu, kCpuName, 0};
+        *selection = backward ? KernelSelection{KernelKind::cpu_backward, kCpuBackwardName, 0}
+                              : KernelSelection{KernelKind::cpu, kCpuName, 0};
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
+<<<<<<< HEAD
     const bool fast = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm80 && sm90_runs(plan, p);
+=======
+    // The backward has one CUDA kernel, the general path's, whatever FLASHSCI_KERNEL forces for forwards.
+    if (backward != nullptr) {
+        *selection = {KernelKind::cuda_general_backward, kGeneralBackwardName,
+                      kernels::general::backward_workspace_bytes(p, *backward, plan.num_sms)};
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+    const bool fast = plan.forced != ForcedKernel::general && sm90_runs(plan, p);
+>>>>>>> main
     if (plan.forced == ForcedKernel::sm90 && !fast)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=sm90 forces the Hopper path, which cannot run this problem (it needs "
@@ -122,15 +136,20 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
     *selection = {KernelKind::cuda_general, kGeneralName, 0};
     return FLASHSCI_STATUS_SUCCESS;
 #else
-    (void)p;
+    (void)p, (void)backward;
     return fail(FLASHSCI_STATUS_NOT_SUPPORTED, "%s: this build of libflashsci has no CUDA backend", function);
 #endif
 }
 
 flashsci_status_t run_kernel(const char* function, const KernelSelection& selection, const flashsci_plan_st& plan,
-                             const kernels::Problem& p, void* workspace, flashsci_stream_t stream) {
+                             const kernels::Problem& p, void* workspace, flashsci_stream_t stream,
+                             const kernels::Gradients* backward) {
     if (selection.kind == KernelKind::cpu) {
         cpu::forward(p);
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+    if (selection.kind == KernelKind::cpu_backward) {
+        cpu::backward(p, *backward);
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
@@ -142,6 +161,9 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
     cudaError_t err = cudaSuccess;
     switch (selection.kind) {
         case KernelKind::cuda_general: err = kernels::general::launch(p, cuda_stream); break;
+        case KernelKind::cuda_general_backward:
+            err = kernels::general::launch_backward(p, *backward, workspace, plan.num_sms, cuda_stream);
+            break;
 #ifdef FLASHSCI_HAVE_DECODE
         case KernelKind::decode: err = kernels::decode::launch(p, workspace, plan.num_sms, cuda_stream); break;
 #endif
@@ -172,7 +194,7 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
                     cudaGetErrorString(err));
     return FLASHSCI_STATUS_SUCCESS;
 #else
-    (void)plan, (void)workspace, (void)stream;
+    (void)plan, (void)workspace, (void)stream, (void)backward;
     return fail(FLASHSCI_STATUS_INTERNAL_ERROR, "%s: selected kernel %s is not in this build", function,
                 selection.name);
 #endif

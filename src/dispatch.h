@@ -10,7 +10,11 @@
 
 namespace flashsci {
 
+<<<<<<< HEAD
 enum class KernelKind { cpu, cuda_general, decode, sm90, sm80 };
+=======
+enum class KernelKind { cpu, cuda_general, decode, sm90, cpu_backward, cuda_general_backward };
+>>>>>>> main
 
 struct KernelSelection {
     KernelKind kind;
@@ -18,12 +22,15 @@ struct KernelSelection {
     size_t workspace_bytes;  // device scratch the kernel needs
 };
 
-// Picks the kernel for p on plan's backend and device: NOT_SUPPORTED (message set) when none can run it.
+// Picks the kernel for p's forward, or, given the backward's gradients, for its backward, on plan's backend and
+// device: NOT_SUPPORTED (message set) when none can run it.
 flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
-                                KernelSelection* selection);
+                                KernelSelection* selection, const kernels::Gradients* backward = nullptr);
 
-// Runs the selected kernel: synchronously on the CPU, enqueued on `stream` on CUDA.
+// Runs the selected kernel (a backward one with the gradients it was selected for): synchronously on the CPU,
+// enqueued on `stream` on CUDA.
 flashsci_status_t run_kernel(const char* function, const KernelSelection& selection, const flashsci_plan_st& plan,
-                             const kernels::Problem& p, void* workspace, flashsci_stream_t stream);
+                             const kernels::Problem& p, void* workspace, flashsci_stream_t stream,
+                             const kernels::Gradients* backward = nullptr);
 
 }  // namespace flashsci

@@ -24,10 +24,13 @@ struct flashsci_plan_st {
     float softcap = 0.0f;                          // 0: off
     std::vector<float> alibi_slopes;               // [heads_q], or empty: off
     float* alibi_slopes_device = nullptr;          // CUDA plans: a copy on `device`, owned
+    flashsci_precision_t precision = FLASHSCI_PRECISION_DEFAULT;
     flashsci_plan_st() = default;
     flashsci_plan_st(const flashsci_plan_st&) = delete;
     flashsci_plan_st& operator=(const flashsci_plan_st&) = delete;
     ~flashsci_plan_st() { flashsci::free_on_device(device, alibi_slopes_device); }
     // Shape and strides; pointers, scale, mask and element are filled per forward.
     flashsci::kernels::Problem shape{};
+    // The backward's strides and determinism; its pointers are filled per backward.
+    flashsci::kernels::Gradients gradients{};
 };

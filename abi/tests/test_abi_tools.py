@@ -58,7 +58,7 @@ def test_bindings_match_the_header():
     ("pub fn flashsci_last_error() -> *const c_char;", ""),
     ("pub fn flashsci_last_error() -> *const c_char;", "pub fn flashsci_last_error() -> *const c_char;\n    pub fn flashsci_extra();"),
     ("pub type flashsci_plan_t = *mut flashsci_plan_st;", "pub type flashsci_plan_t = *mut c_void;"),
-    ("pub const FLASHSCI_VERSION_MINOR: c_int = 1;", "pub const FLASHSCI_VERSION_MINOR: c_int = 9;"),
+    ("pub const FLASHSCI_VERSION_MINOR: c_int = 2;", "pub const FLASHSCI_VERSION_MINOR: c_int = 9;"),
     ("batch_stride: i64,\n        seq_stride", "seq_stride: i64,\n        batch_stride"),
 ])
 def test_a_changed_rust_declaration_fails(tmp_path, old, new, capsys):
@@ -130,7 +130,7 @@ def test_additions_pass_and_are_reported(tmp_path, capsys):
 
 @pytest.mark.parametrize("old,new", [
     ("FLASHSCI_DTYPE_FLOAT32 = 3", "FLASHSCI_DTYPE_FLOAT32 = 4"),                 # a value moved
-    ("FLASHSCI_TENSOR_O = 3   /**< Output", "FLASHSCI_TENSOR_OUT = 3   /**< Output"),  # an enumerator renamed
+    ("FLASHSCI_TENSOR_O = 3,   /**< Output", "FLASHSCI_TENSOR_OUT = 3,   /**< Output"),  # an enumerator renamed
     ("float scale);", "double scale);"),                                          # a parameter type
     ("int64_t head_dim);", "int64_t head_dim, int flags);"),                       # an added parameter
 ])

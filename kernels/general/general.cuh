@@ -7,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "general/backward_schedule.h"
 #include "problem.h"
 
 namespace flashsci::kernels::general {
@@ -31,5 +32,30 @@ extern template cudaError_t launch_bucket<__nv_bfloat16, 256>(const Problem&, co
 extern template cudaError_t launch_bucket<float, 64>(const Problem&, const int*, int64_t, cudaStream_t);
 extern template cudaError_t launch_bucket<float, 128>(const Problem&, const int*, int64_t, cudaStream_t);
 extern template cudaError_t launch_bucket<float, 256>(const Problem&, const int*, int64_t, cudaStream_t);
+
+// The backward of p (element type T, head_dim <= kHeadDim) and g on stream, with schedule s (backward_schedule() for
+// this bucket's keys per block) and its workspace; num_sms sizes the row passes' grids. Returns the launch's error.
+template <typename T, int kHeadDim>
+cudaError_t launch_backward_bucket(const Problem& p, const Gradients& g, const BackwardSchedule& s, void* workspace,
+                                   int num_sms, cudaStream_t stream);
+
+extern template cudaError_t launch_backward_bucket<__half, 64>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<__half, 128>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<__half, 256>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<__nv_bfloat16, 64>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<__nv_bfloat16, 128>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<__nv_bfloat16, 256>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<float, 64>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<float, 128>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
+extern template cudaError_t launch_backward_bucket<float, 256>(const Problem&, const Gradients&,
+                                                         const BackwardSchedule&, void*, int, cudaStream_t);
 
 }  // namespace flashsci::kernels::general

@@ -5,16 +5,14 @@
 #include "cpu/cpu_attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstdint>
-#include <exception>
 #include <limits>
-#include <thread>
 #include <vector>
 
-#include "cpu/half.h"
+#include "cpu/element_format.h"
+#include "cpu/parallel.h"
 
 namespace flashsci::cpu {
 namespace {
@@ -30,34 +28,6 @@ constexpr int64_t kKeysPerTile = 64;
 // Rows of the scratch buffers are padded to a multiple of this many values, zero-filled,
 // so the inner loops over head_dim have a trip count the compiler can vectorise without a tail.
 constexpr int64_t kDimPadding = 8;
-
-// How an element type is stored and in which type it is accumulated.
-template <Element E>
-struct Format;
-
-template <>
-struct Format<Element::f16> {
-    using Stored = uint16_t;
-    using Acc = float;
-    static Acc load(Stored x) { return fp16_to_float(x); }
-    static Stored store(Acc x) { return float_to_fp16(x); }
-};
-
-template <>
-struct Format<Element::bf16> {
-    using Stored = uint16_t;
-    using Acc = float;
-    static Acc load(Stored x) { return bf16_to_float(x); }
-    static Stored store(Acc x) { return float_to_bf16(x); }
-};
-
-template <>
-struct Format<Element::f32> {
-    using Stored = float;
-    using Acc = double;
-    static Acc load(Stored x) { return x; }
-    static Stored store(Acc x) { return static_cast<float>(x); }  // rounds to nearest even
-};
 
 // The three inner loops, as free functions whose __restrict__ parameters let GCC vectorise
 // them even at -O2 (it ignores __restrict__ on local pointers); their trip counts are
@@ -269,42 +239,6 @@ private:
     std::vector<Acc> out_;              // [kRowsPerBlock][dims_], unnormalised
     std::vector<Acc> row_max_, row_sum_;
 };
-
-// Runs drain(next) on every core, the calling thread included; drain takes item numbers from
-// next(item) until it returns false. The first exception stops the handing out of items and is
-// rethrown once every thread is joined, so no thread outlives the call.
-template <class Drain>
-void run_on_all_cores(int64_t item_count, const Drain& drain) {
-    std::atomic<int64_t> next_item{0};
-    std::atomic<bool> failed{false};
-    std::exception_ptr first_error;
-    auto next = [&](int64_t& item) {
-        item = next_item.fetch_add(1);
-        return item < item_count;
-    };
-    auto drain_guarded = [&]() noexcept {
-        try {
-            drain(next);
-        } catch (...) {
-            next_item.store(item_count);
-            if (!failed.exchange(true)) first_error = std::current_exception();
-        }
-    };
-    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-    const int64_t helper_count = std::min(cores, item_count) - 1;
-    std::vector<std::thread> helpers;
-    helpers.reserve(size_t(std::max<int64_t>(helper_count, 0)));
-    for (int64_t t = 0; t < helper_count; ++t) {
-        try {
-            helpers.emplace_back(drain_guarded);
-        } catch (...) {
-            break;  // fewer threads still finish every item
-        }
-    }
-    drain_guarded();
-    for (std::thread& helper : helpers) helper.join();
-    if (failed) std::rethrow_exception(first_error);
-}
 
 template <Element E>
 void forward_typed(const Problem& p) {

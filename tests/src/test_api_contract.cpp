@@ -239,8 +239,8 @@ TEST_CASE("set_strides validates tensor, order, sign, overflow and output overla
     require_failure(flashsci_plan_set_strides(f.plan, FLASHSCI_TENSOR_Q, 1, 1, 1), FLASHSCI_STATUS_INVALID_VALUE,
                     "call flashsci_plan_set_shape before setting strides");
     f.set_valid_problem();
-    require_failure(flashsci_plan_set_strides(f.plan, static_cast<flashsci_tensor_t>(4), 1, 1, 1),
-                    FLASHSCI_STATUS_INVALID_VALUE, "tensor (4)");
+    require_failure(flashsci_plan_set_strides(f.plan, static_cast<flashsci_tensor_t>(8), 1, 1, 1),
+                    FLASHSCI_STATUS_INVALID_VALUE, "tensor (8)");
     require_failure(flashsci_plan_set_strides(f.plan, FLASHSCI_TENSOR_K, -1, 16, 16), FLASHSCI_STATUS_INVALID_VALUE,
                     "batch_stride of k (-1) must be at least 0");
     require_failure(flashsci_plan_set_strides(f.plan, FLASHSCI_TENSOR_V, 1, -16, 16), FLASHSCI_STATUS_INVALID_VALUE,

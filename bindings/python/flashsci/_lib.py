@@ -32,6 +32,8 @@ DTYPE_FLOAT16, DTYPE_BFLOAT16, DTYPE_FLOAT32 = 1, 2, 3
 BACKEND_AUTO, BACKEND_CUDA, BACKEND_CPU = 0, 1, 2
 MASK_NONE, MASK_CAUSAL, MASK_CAUSAL_BOTTOM_RIGHT = 0, 1, 2
 TENSOR_Q, TENSOR_K, TENSOR_V, TENSOR_O = 0, 1, 2, 3
+TENSOR_DO, TENSOR_DQ, TENSOR_DK, TENSOR_DV = 4, 5, 6, 7
+PRECISION_DEFAULT, PRECISION_TF32, PRECISION_IEEE = 0, 1, 2
 
 _status = ctypes.c_int
 _plan = ctypes.c_void_p
@@ -60,6 +62,14 @@ SIGNATURES = {
     "flashsci_forward": (_status, [_plan, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p]),
     "flashsci_plan_set_varlen_shape": (_status, [_plan, _i64, _i64, _i64, _i64, _i64, _i64, _i64, _i64]),
     "flashsci_forward_varlen": (_status, [_plan, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p]),
+    "flashsci_plan_set_precision": (_status, [_plan, ctypes.c_int]),
+    "flashsci_plan_set_deterministic": (_status, [_plan, ctypes.c_int]),
+    "flashsci_plan_get_backward_workspace_size": (_status, [_plan, ctypes.POINTER(ctypes.c_size_t)]),
+    "flashsci_backward": (_status, [_plan, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p]),
+    "flashsci_backward_varlen": (
+        _status,
+        [_plan, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p, ctypes.c_size_t, _p],
+    ),
 }
 
 _PACKAGE_DIR = Path(__file__).resolve().parent

@@ -220,3 +220,160 @@ def test_varlen_offsets_must_be_int32_on_the_device():
     cpu = torch.tensor([0, 10], dtype=torch.int32)
     with pytest.raises(ValueError, match="cu_seqlens_q is in cpu memory"):
         flashsci.forward_varlen(q, q, q, cpu, cpu.cuda(), 10, 10)
+
+
+# ---- Backward: autograd, flashsci.backward() and the flash-attn drop-in on CUDA ---------------------------------
+
+from torch_reference import attention_reference, varlen_reference  # noqa: E402
+
+
+def within_twice_torch_error(name, got, ref64, ref_same_dtype):
+    """got's largest error against fp64 at most twice that of torch's own math in the inputs' dtype (as
+    FlashAttention-2's tests check), plus a floor for where torch is exact."""
+    err = (got.double() - ref64).abs().max().item()
+    torch_err = (ref_same_dtype.double() - ref64).abs().max().item()
+    floor = 1e-5 * max(ref64.abs().max().item(), 1.0)
+    assert err <= 2 * torch_err + floor, f"{name}: max error {err:.3g}, torch's in that dtype {torch_err:.3g}"
+
+
+def reference_pair(tensors, dout, reference, *args, **features):
+    """(out, grads) of `reference` in fp64 and in the tensors' own dtype (fp32 for fp32), through torch autograd."""
+    results = []
+    for dtype in (torch.float64, tensors[0].dtype):
+        leaves = [t.detach().to(dtype).requires_grad_() for t in tensors]
+        out = reference(*leaves, *args, dtype=dtype, **features)[0]
+        out.backward(dout.to(dtype))
+        results.append((out.detach(), [t.grad for t in leaves]))
+    return results
+
+
+BWD_CASES = [(torch.bfloat16, 17, 129, 64), (torch.float16, 129, 17, 128), (torch.bfloat16, 256, 256, 128),
+             (torch.float32, 129, 129, 64), (torch.float32, 1, 300, 256)]
+
+
+@pytest.mark.parametrize("mask", ["none", "top_left", "bottom_right"])
+@pytest.mark.parametrize("dtype,seqlen_q,seqlen_k,head_dim", BWD_CASES, ids=lambda x: str(x).replace("torch.", ""))
+def test_autograd_gradients_on_cuda(dtype, seqlen_q, seqlen_k, head_dim, mask):
+    g = torch.Generator(device="cuda").manual_seed(seqlen_q + seqlen_k + head_dim)
+    q = torch.randn(2, seqlen_q, 8, head_dim, device="cuda", dtype=dtype, generator=g, requires_grad=True)
+    k, v = (torch.randn(2, seqlen_k, 2, head_dim, device="cuda", dtype=dtype, generator=g, requires_grad=True)
+            for _ in range(2))
+    dout = torch.randn(2, seqlen_q, 8, head_dim, device="cuda", dtype=dtype, generator=g)
+    causal = mask != "none"
+    alignment = mask if causal else "top_left"
+    out = flashsci.attention(q, k, v, causal=causal, causal_alignment=alignment)
+    out.backward(dout)
+    torch.cuda.synchronize()
+    (ref_out, ref_grads), (low_out, low_grads) = reference_pair((q, k, v), dout, attention_reference, causal=causal,
+                                                                alignment=alignment)
+    within_twice_torch_error("out", out, ref_out, low_out)
+    for name, got, ref, low in zip(("dq", "dk", "dv"), (q.grad, k.grad, v.grad), ref_grads, low_grads):
+        assert got.dtype == dtype and got.shape == ref.shape
+        within_twice_torch_error(name, got, ref, low)
+
+
+def test_window_softcap_alibi_gradients_on_cuda():
+    g = torch.Generator(device="cuda").manual_seed(2)
+    q = torch.randn(2, 200, 4, 64, device="cuda", dtype=torch.bfloat16, generator=g, requires_grad=True)
+    k, v = (torch.randn(2, 150, 2, 64, device="cuda", dtype=torch.bfloat16, generator=g, requires_grad=True)
+            for _ in range(2))
+    dout = torch.randn(2, 200, 4, 64, device="cuda", dtype=torch.bfloat16, generator=g)
+    features = dict(window=(40, 7), softcap=5.0, alibi_slopes=[0.5, 0.25, 0.125, 0.0625])
+    out = flashsci.attention(q, k, v, causal=True, causal_alignment="bottom_right", **features)
+    out.backward(dout)
+    (ref_out, ref_grads), (low_out, low_grads) = reference_pair((q, k, v), dout, attention_reference, causal=True,
+                                                                alignment="bottom_right", **features)
+    within_twice_torch_error("out", out, ref_out, low_out)
+    for name, got, ref, low in zip(("dq", "dk", "dv"), (q.grad, k.grad, v.grad), ref_grads, low_grads):
+        within_twice_torch_error(name, got, ref, low)
+
+
+def test_backward_runs_on_torch_current_stream_with_a_device_workspace():
+    q = torch.randn(1, 256, 4, 64, device="cuda", dtype=torch.bfloat16)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out, lse = flashsci.attention(q, q, q, causal=True, return_lse=True)
+        bwd = flashsci.prepare_backward(q, q, q, out, torch.ones_like(out), lse, causal=True)
+        assert bwd.args[-1] == side.cuda_stream
+        if bwd.workspace is not None:
+            assert bwd.workspace.device == q.device and bwd.workspace.dtype == torch.uint8
+        assert bwd() == 0
+    side.synchronize()
+    qd = q.detach().double().requires_grad_()
+    ref, _ = attention_reference(qd, qd, qd, causal=True)
+    ref.sum().backward()
+    got = bwd.dq.double() + bwd.dk.double() + bwd.dv.double()  # q is q, k and v: its gradient is the sum
+    torch.testing.assert_close(got, qd.grad, atol=3e-2 * qd.grad.abs().max().item(), rtol=3e-2)
+
+
+def test_deterministic_gradients_on_cuda_repeat_bit_for_bit():
+    g = torch.Generator(device="cuda").manual_seed(3)
+    q = torch.randn(2, 1000, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g, requires_grad=True)
+    k, v = (torch.randn(2, 1000, 2, 128, device="cuda", dtype=torch.bfloat16, generator=g, requires_grad=True)
+            for _ in range(2))
+    dout = torch.randn(2, 1000, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    from flashsci.flash_attn_interface import flash_attn_func
+
+    runs = [torch.autograd.grad(flash_attn_func(q, k, v, causal=True, deterministic=True), (q, k, v), dout)
+            for _ in range(3)]
+    for name, first, *others in zip(("dq", "dk", "dv"), *runs):
+        assert all(torch.equal(first, other) for other in others), name
+
+
+def test_flash_attn_func_matches_sdpa_backward():
+    from flashsci.flash_attn_interface import flash_attn_func, flash_attn_qkvpacked_func
+
+    g = torch.Generator(device="cuda").manual_seed(4)
+    qkv = torch.randn(2, 512, 3, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g, requires_grad=True)
+    dout = torch.randn(2, 512, 8, 128, device="cuda", dtype=torch.bfloat16, generator=g)
+    out, lse, probs = flash_attn_qkvpacked_func(qkv, causal=True, return_attn_probs=True)
+    assert lse.shape == (2, 8, 512) and lse.dtype == torch.float32 and probs is None
+    out.backward(dout)
+    assert qkv.grad.shape == qkv.shape
+    ref_qkv = qkv.detach().requires_grad_()
+    ref = sdpa(ref_qkv[:, :, 0], ref_qkv[:, :, 1], ref_qkv[:, :, 2], True)
+    ref.backward(dout)
+    torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=1e-2)
+    scale = ref_qkv.grad.abs().max().item()
+    torch.testing.assert_close(qkv.grad.float(), ref_qkv.grad.float(), atol=2e-2 * scale, rtol=2e-2)
+    q, k, v = (qkv.detach()[:, :, i].clone().requires_grad_() for i in range(3))  # contiguous, unpacked
+    flash_attn_func(q, k, v, causal=True).backward(dout)
+    torch.testing.assert_close(torch.stack([q.grad, k.grad, v.grad], dim=2).float(), qkv.grad.float(),
+                               atol=1e-2 * scale, rtol=1e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_varlen_gradients_on_cuda_with_an_empty_sequence(dtype):
+    from flashsci.flash_attn_interface import flash_attn_varlen_func
+
+    lens_q, lens_k = [1, 17, 0, 127, 129, 300], [17, 1, 5, 127, 200, 300]
+    starts_q, starts_k = cumulative(lens_q), cumulative(lens_k)
+    g = torch.Generator(device="cuda").manual_seed(5)
+    q = torch.randn(starts_q[-1], 8, 64, device="cuda", dtype=dtype, generator=g, requires_grad=True)
+    k, v = (torch.randn(starts_k[-1], 2, 64, device="cuda", dtype=dtype, generator=g, requires_grad=True)
+            for _ in range(2))
+    dout = torch.randn(q.shape, device="cuda", dtype=dtype, generator=g)
+    cu_q, cu_k = (torch.tensor(s, dtype=torch.int32, device="cuda") for s in (starts_q, starts_k))
+    out = flash_attn_varlen_func(q, k, v, cu_q, cu_k, max(lens_q), max(lens_k), causal=True)
+    out.backward(dout)
+    torch.cuda.synchronize()
+    (ref_out, ref_grads), (low_out, low_grads) = reference_pair((q, k, v), dout, varlen_reference, starts_q, starts_k,
+                                                                causal=True, alignment="bottom_right")
+    within_twice_torch_error("out", out, ref_out, low_out)
+    for name, got, ref, low in zip(("dq", "dk", "dv"), (q.grad, k.grad, v.grad), ref_grads, low_grads):
+        within_twice_torch_error(name, got, ref, low)
+
+
+def test_plan_backward_on_cuda_against_the_cpu_backend():
+    q, k, v, dout = (torch.randn(2, 128, 4, 64, device="cuda", dtype=torch.float16) for _ in range(4))
+    plan = flashsci.Plan("cuda").set_shape(2, 128, 128, 4, 4, 64).set_dtype("float16").set_mask("causal")
+    out, lse = torch.empty_like(q), torch.empty(2, 4, 128, device="cuda")
+    plan.forward(q, k, v, out, lse)
+    dq, dk, dv = (torch.full_like(x, float("nan")) for x in (q, k, v))
+    plan.backward(q, k, v, out, dout, lse, dq, dk, dv)  # the workspace, if any, allocated by torch
+    torch.cuda.synchronize()
+    want = flashsci.backward(q.cpu().float(), k.cpu().float(), v.cpu().float(), out.cpu().float(),
+                             dout.cpu().float(), lse.cpu(), causal=True)
+    for got, ref in zip((dq, dk, dv), want):
+        torch.testing.assert_close(got.cpu().float(), ref, atol=2e-2 * max(ref.abs().max().item(), 1.0), rtol=2e-2)

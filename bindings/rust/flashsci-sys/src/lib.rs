@@ -16,7 +16,7 @@ use std::os::raw::{c_char, c_float, c_int, c_uint};
 /// Incremented on an incompatible ABI change.
 pub const FLASHSCI_VERSION_MAJOR: c_int = 0;
 /// Incremented when functions or enumerators are added.
-pub const FLASHSCI_VERSION_MINOR: c_int = 1;
+pub const FLASHSCI_VERSION_MINOR: c_int = 2;
 /// Incremented for fixes.
 pub const FLASHSCI_VERSION_PATCH: c_int = 0;
 /// The header's version as one number: MAJOR*10000 + MINOR*100 + PATCH.
@@ -77,6 +77,23 @@ pub const FLASHSCI_TENSOR_K: flashsci_tensor_t = 1;
 pub const FLASHSCI_TENSOR_V: flashsci_tensor_t = 2;
 /// Output, [batch, seqlen_q, heads_q, head_dim].
 pub const FLASHSCI_TENSOR_O: flashsci_tensor_t = 3;
+/// The backward's dout = dL/dO, like O.
+pub const FLASHSCI_TENSOR_DO: flashsci_tensor_t = 4;
+/// The backward's dq, like Q.
+pub const FLASHSCI_TENSOR_DQ: flashsci_tensor_t = 5;
+/// The backward's dk, like K.
+pub const FLASHSCI_TENSOR_DK: flashsci_tensor_t = 6;
+/// The backward's dv, like V.
+pub const FLASHSCI_TENSOR_DV: flashsci_tensor_t = 7;
+
+/// `enum flashsci_precision`: how a float32 plan multiplies; fp16/bf16 plans accept and ignore it.
+pub type flashsci_precision_t = c_uint;
+/// fp32-level accuracy, by the fastest means the device has.
+pub const FLASHSCI_PRECISION_DEFAULT: flashsci_precision_t = 0;
+/// fp32 inputs on TF32 tensor cores, one pass: fastest, ~1e-3 relative.
+pub const FLASHSCI_PRECISION_TF32: flashsci_precision_t = 1;
+/// fp32 inputs with fp32 FMAs only, no tensor cores.
+pub const FLASHSCI_PRECISION_IEEE: flashsci_precision_t = 2;
 
 /// The opaque plan object (`struct flashsci_plan_st`); only ever behind a pointer.
 #[repr(C)]
@@ -84,7 +101,8 @@ pub struct flashsci_plan_st {
     _opaque: [u8; 0],
     _marker: PhantomData<(*mut u8, PhantomPinned)>,
 }
-/// An opaque plan: backend, shape, element type, mask, scale and strides.
+/// An opaque plan: backend, shape, element type, mask, scale, strides, window, softcap, ALiBi slopes, precision
+/// and the backward's determinism.
 pub type flashsci_plan_t = *mut flashsci_plan_st;
 
 /// The CUDA runtime's stream object (`struct CUstream_st`); only ever behind a pointer.
@@ -155,6 +173,10 @@ extern "C" {
         seq_stride: i64,
         head_stride: i64,
     ) -> flashsci_status_t;
+    /// How a float32 plan multiplies (`FLASHSCI_PRECISION_*`); the CPU backend computes fp32 exactly in every mode.
+    pub fn flashsci_plan_set_precision(plan: flashsci_plan_t, precision: flashsci_precision_t) -> flashsci_status_t;
+    /// 1: bit-identical gradients run to run; 0 (the default): the CUDA backward may use atomics.
+    pub fn flashsci_plan_set_deterministic(plan: flashsci_plan_t, deterministic: c_int) -> flashsci_status_t;
     /// The scratch size `flashsci_forward` needs for the plan as set.
     pub fn flashsci_plan_get_workspace_size(plan: flashsci_plan_t, bytes: *mut usize) -> flashsci_status_t;
     /// Names the kernel `flashsci_forward` runs for the plan as set (a static string).
@@ -180,6 +202,44 @@ extern "C" {
         v: *const c_void,
         o: *mut c_void,
         lse: *mut c_float,
+        cu_seqlens_q: *const i32,
+        cu_seqlens_k: *const i32,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: flashsci_stream_t,
+    ) -> flashsci_status_t;
+    /// The scratch size `flashsci_backward` and `flashsci_backward_varlen` need for the plan as set.
+    pub fn flashsci_plan_get_backward_workspace_size(plan: flashsci_plan_t, bytes: *mut usize) -> flashsci_status_t;
+    /// The gradients dq, dk, dv (overwritten) from `dout` = dL/dO and the forward's `o` and `lse`
+    /// (`f32 [batch, heads_q, seqlen_q]`, required) for q, k, v.
+    pub fn flashsci_backward(
+        plan: flashsci_plan_t,
+        q: *const c_void,
+        k: *const c_void,
+        v: *const c_void,
+        o: *const c_void,
+        dout: *const c_void,
+        lse: *const c_float,
+        dq: *mut c_void,
+        dk: *mut c_void,
+        dv: *mut c_void,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: flashsci_stream_t,
+    ) -> flashsci_status_t;
+    /// The gradients over each sequence of a variable-length batch; `lse` is `f32 [heads_q, total_q]`;
+    /// rows outside every sequence are not written.
+    pub fn flashsci_backward_varlen(
+        plan: flashsci_plan_t,
+        q: *const c_void,
+        k: *const c_void,
+        v: *const c_void,
+        o: *const c_void,
+        dout: *const c_void,
+        lse: *const c_float,
+        dq: *mut c_void,
+        dk: *mut c_void,
+        dv: *mut c_void,
         cu_seqlens_q: *const i32,
         cu_seqlens_k: *const i32,
         workspace: *mut c_void,

@@ -33,6 +33,11 @@
 //! head_dim]`, `k`, `v` `[total_k, heads_kv, head_dim]`, `i32` offsets `cu_seqlens_q`,
 //! `cu_seqlens_k` of `batch + 1` entries, and the LSE `f32 [heads_q, total_q]`.
 //!
+//! # Backward
+//! [`Plan::backward`] computes the gradients `dq`, `dk`, `dv` from `dout` = dL/dO and the
+//! forward's `o` and `lse` ([`BackwardSlices`]); the backward's tensors have their own
+//! strides ([`Tensor::DO`], [`Tensor::DQ`], [`Tensor::DK`], [`Tensor::DV`]).
+//!
 //! # Host slices and device memory
 //! [`Plan::forward`] takes host slices and runs on a CPU plan; it checks that every
 //! slice covers its tensor as the plan describes it, so it cannot read or write out of
@@ -44,8 +49,8 @@
 //! A [`Plan`] is [`Send`]: it is a heap object of the library bound to no thread
 //! (a CUDA plan is bound to the *device* that was current when it was created, not to a
 //! thread). It is also [`Sync`]: the header allows one plan to serve concurrent
-//! `flashsci_forward` calls from many threads, and every `&self` method
-//! ([`Plan::forward`], [`Plan::forward_raw`], [`Plan::workspace_size`],
+//! `flashsci_forward` and `flashsci_backward` calls from many threads, and every `&self`
+//! method ([`Plan::forward`], [`Plan::backward`], their `_raw` forms, [`Plan::workspace_size`],
 //! [`Plan::kernel_name`], [`Plan::backend`]) only reads the plan. The setters, which
 //! the header forbids to run concurrently with any other call on the plan, take
 //! `&mut self`, so the borrow checker enforces that rule; [`Drop`] needs ownership, so
@@ -270,10 +275,43 @@ pub enum Tensor {
     V,
     /// Output, `[batch, seqlen_q, heads_q, head_dim]`.
     O,
+    /// The backward's `dout` = dL/dO, like `o`.
+    DO,
+    /// The backward's `dq`, like `q`.
+    DQ,
+    /// The backward's `dk`, like `k`.
+    DK,
+    /// The backward's `dv`, like `v`.
+    DV,
+}
+
+/// How a float32 plan multiplies (`flashsci_precision_t`); fp16 and bf16 plans accept and ignore it. The CPU
+/// backend computes fp32 exactly in every mode; the CUDA backend runs fp32 FMAs in every mode until it has a
+/// tensor-core engine for fp32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// fp32-level accuracy, by the fastest means the device has (the default).
+    #[default]
+    Default,
+    /// fp32 inputs on TF32 tensor cores, one pass: fastest, ~1e-3 relative.
+    Tf32,
+    /// fp32 inputs with fp32 FMAs only, no tensor cores.
+    Ieee,
+}
+
+impl Precision {
+    fn raw(self) -> sys::flashsci_precision_t {
+        match self {
+            Precision::Default => sys::FLASHSCI_PRECISION_DEFAULT,
+            Precision::Tf32 => sys::FLASHSCI_PRECISION_TF32,
+            Precision::Ieee => sys::FLASHSCI_PRECISION_IEEE,
+        }
+    }
 }
 
 impl Tensor {
-    const ALL: [Tensor; 4] = [Tensor::Q, Tensor::K, Tensor::V, Tensor::O];
+    const ALL: [Tensor; 8] =
+        [Tensor::Q, Tensor::K, Tensor::V, Tensor::O, Tensor::DO, Tensor::DQ, Tensor::DK, Tensor::DV];
 
     fn raw(self) -> sys::flashsci_tensor_t {
         match self {
@@ -281,7 +319,16 @@ impl Tensor {
             Tensor::K => sys::FLASHSCI_TENSOR_K,
             Tensor::V => sys::FLASHSCI_TENSOR_V,
             Tensor::O => sys::FLASHSCI_TENSOR_O,
+            Tensor::DO => sys::FLASHSCI_TENSOR_DO,
+            Tensor::DQ => sys::FLASHSCI_TENSOR_DQ,
+            Tensor::DK => sys::FLASHSCI_TENSOR_DK,
+            Tensor::DV => sys::FLASHSCI_TENSOR_DV,
         }
+    }
+
+    /// Whether the tensor has the keys' rows and heads (k, v and their gradients) rather than the queries'.
+    fn has_key_rows(self) -> bool {
+        matches!(self, Tensor::K | Tensor::V | Tensor::DK | Tensor::DV)
     }
 
     fn index(self) -> usize {
@@ -328,9 +375,10 @@ impl Shape {
     }
 
     fn dims(&self, tensor: Tensor) -> (i64, i64, i64) {
-        match tensor {
-            Tensor::Q | Tensor::O => (self.batch, self.seqlen_q, self.heads_q),
-            Tensor::K | Tensor::V => (self.batch, self.seqlen_k, self.heads_kv),
+        if tensor.has_key_rows() {
+            (self.batch, self.seqlen_k, self.heads_kv)
+        } else {
+            (self.batch, self.seqlen_q, self.heads_q)
         }
     }
 
@@ -401,9 +449,10 @@ impl VarlenShape {
 
     /// (sequences, rows, heads) a tensor's strides reach: all tokens as one sequence.
     fn dims(&self, tensor: Tensor) -> (i64, i64, i64) {
-        match tensor {
-            Tensor::Q | Tensor::O => (1, self.total_q, self.heads_q),
-            Tensor::K | Tensor::V => (1, self.total_k, self.heads_kv),
+        if tensor.has_key_rows() {
+            (1, self.total_k, self.heads_kv)
+        } else {
+            (1, self.total_q, self.heads_q)
         }
     }
 
@@ -449,6 +498,58 @@ impl Element for u16 {
     }
 }
 
+/// The forward's host slices by name, tensor and length.
+fn forward_slices<'a, T>(q: &[T], k: &[T], v: &[T], o: &[T]) -> [(&'a str, Tensor, usize); 4] {
+    [("q", Tensor::Q, q.len()), ("k", Tensor::K, k.len()), ("v", Tensor::V, v.len()), ("o", Tensor::O, o.len())]
+}
+
+/// The backward's host slices by name, tensor and length.
+#[allow(clippy::too_many_arguments)]
+fn backward_slices<'a, T>(
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    o: &[T],
+    dout: &[T],
+    dq: &[T],
+    dk: &[T],
+    dv: &[T],
+) -> [(&'a str, Tensor, usize); 8] {
+    [
+        ("q", Tensor::Q, q.len()),
+        ("k", Tensor::K, k.len()),
+        ("v", Tensor::V, v.len()),
+        ("o", Tensor::O, o.len()),
+        ("dout", Tensor::DO, dout.len()),
+        ("dq", Tensor::DQ, dq.len()),
+        ("dk", Tensor::DK, dk.len()),
+        ("dv", Tensor::DV, dv.len()),
+    ]
+}
+
+/// The backward's tensors on host slices: the inputs (q, k, v, the forward's o and lse, dout = dL/dO) and the
+/// gradients written (dq, dk, dv), each in the plan's [`Dtype`] but lse (`f32`).
+pub struct BackwardSlices<'a, T> {
+    /// Queries.
+    pub q: &'a [T],
+    /// Keys.
+    pub k: &'a [T],
+    /// Values.
+    pub v: &'a [T],
+    /// The forward's output for q, k, v.
+    pub o: &'a [T],
+    /// dL/dO, laid out like `o`.
+    pub dout: &'a [T],
+    /// The forward's log-sum-exp for q, k, v.
+    pub lse: &'a [f32],
+    /// Receives dL/dQ, laid out like `q`.
+    pub dq: &'a mut [T],
+    /// Receives dL/dK, laid out like `k` (summed over the query heads of each group).
+    pub dk: &'a mut [T],
+    /// Receives dL/dV, laid out like `v`.
+    pub dv: &'a mut [T],
+}
+
 /// An owned `flashsci_plan_t`, destroyed on drop.
 ///
 /// Setters take `&mut self` and return `&mut Self`, so they chain:
@@ -460,7 +561,7 @@ pub struct Plan {
     shape: Option<Shape>,
     varlen: Option<VarlenShape>,
     dtype: Option<Dtype>,
-    strides: [Strides; 4],
+    strides: [Strides; 8],
 }
 
 // SAFETY: see "Threads" in the crate documentation: the plan is a library heap object
@@ -485,7 +586,7 @@ impl Plan {
         // SAFETY: a live plan and a valid out-pointer.
         let got = check(unsafe { sys::flashsci_plan_get_backend(raw.as_ptr(), &mut resolved) });
         let mut plan =
-            Plan { raw, backend: Backend::Cpu, shape: None, varlen: None, dtype: None, strides: [Strides::default(); 4] };
+            Plan { raw, backend: Backend::Cpu, shape: None, varlen: None, dtype: None, strides: [Strides::default(); 8] };
         got?; // on failure `plan` is dropped, destroying the handle
         plan.backend = if resolved == sys::FLASHSCI_BACKEND_CUDA { Backend::Cuda } else { Backend::Cpu };
         Ok(plan)
@@ -635,6 +736,30 @@ impl Plan {
         Ok(self)
     }
 
+    /// How a float32 plan multiplies (default [`Precision::Default`]); see [`Precision`].
+    pub fn set_precision(&mut self, precision: Precision) -> Result<&mut Self> {
+        // SAFETY: a live plan, exclusively borrowed.
+        check(unsafe { sys::flashsci_plan_set_precision(self.as_raw(), precision.raw()) })?;
+        Ok(self)
+    }
+
+    /// `true`: bit-identical gradients from every backward on the same device and build; `false` (the default):
+    /// the CUDA backward may sum with atomics (last-bit differences). The CPU backend is deterministic either way.
+    pub fn set_deterministic(&mut self, deterministic: bool) -> Result<&mut Self> {
+        // SAFETY: a live plan, exclusively borrowed.
+        check(unsafe { sys::flashsci_plan_set_deterministic(self.as_raw(), i32::from(deterministic)) })?;
+        Ok(self)
+    }
+
+    /// Bytes of scratch memory a backward needs (0: none). [`Plan::backward`] allocates it itself;
+    /// [`Plan::backward_raw`] takes it from the caller.
+    pub fn backward_workspace_size(&self) -> Result<usize> {
+        let mut bytes = 0usize;
+        // SAFETY: a live plan and a valid out-pointer; a getter may run beside forwards and backwards.
+        check(unsafe { sys::flashsci_plan_get_backward_workspace_size(self.as_raw(), &mut bytes) })?;
+        Ok(bytes)
+    }
+
     /// Bytes of scratch memory a forward needs (0: none). [`Plan::forward`] allocates it
     /// itself; [`Plan::forward_raw`] takes it from the caller.
     pub fn workspace_size(&self) -> Result<usize> {
@@ -664,23 +789,19 @@ impl Plan {
         usize::try_from(last).map_err(|_| Error::new(Status::InvalidValue, "tensor extent overflows usize"))
     }
 
-    /// The checks of the host-slice forwards: a CPU plan, a dtype the element type holds, and slices that
-    /// cover their tensors (`dims` of each, `head_dim`).
-    #[allow(clippy::too_many_arguments)]
+    /// The checks of the host-slice calls: a CPU plan, a dtype the element type holds, and slices that
+    /// cover their tensors (`dims` of each, `head_dim`); `slices` names each with its tensor and length.
     fn check_host_slices<T: Element>(
         &self,
         function: &str,
         dims: impl Fn(Tensor) -> (i64, i64, i64),
         head_dim: i64,
-        q: &[T],
-        k: &[T],
-        v: &[T],
-        o: &[T],
+        slices: &[(&str, Tensor, usize)],
     ) -> Result<()> {
         if self.backend != Backend::Cpu {
             return Err(Error::new(
                 Status::InvalidValue,
-                format!("{function}: host slices need a CPU plan, this one runs on {:?}; use forward_raw or forward_varlen_raw with device memory", self.backend),
+                format!("{function}: host slices need a CPU plan, this one runs on {:?}; use the _raw calls with device memory", self.backend),
             ));
         }
         let dtype = self
@@ -692,7 +813,7 @@ impl Plan {
                 format!("{function}: slices of {} cannot hold {dtype:?} (f32 for F32, u16 for F16 and BF16)", std::any::type_name::<T>()),
             ));
         }
-        for (name, tensor, len) in [("q", Tensor::Q, q.len()), ("k", Tensor::K, k.len()), ("v", Tensor::V, v.len()), ("o", Tensor::O, o.len())] {
+        for &(name, tensor, len) in slices {
             let need = self.extent(dims(tensor), head_dim, tensor)?;
             if len < need {
                 return Err(Error::new(
@@ -716,6 +837,209 @@ impl Plan {
         }
     }
 
+    /// The checks of the host-slice backwards, and the workspace they need.
+    fn prepare_host_backward<T: Element>(
+        &self,
+        function: &str,
+        dims: impl Fn(Tensor) -> (i64, i64, i64),
+        head_dim: i64,
+        lse_len: usize,
+        lse_layout: &str,
+        t: &BackwardSlices<'_, T>,
+    ) -> Result<Vec<u8>> {
+        let slices = backward_slices(t.q, t.k, t.v, t.o, t.dout, t.dq, t.dk, t.dv);
+        self.check_host_slices::<T>(function, dims, head_dim, &slices)?;
+        if t.lse.len() < lse_len {
+            return Err(Error::new(
+                Status::InvalidValue,
+                format!("{function}: lse has {} elements, {lse_layout} needs {lse_len}", t.lse.len()),
+            ));
+        }
+        Ok(vec![0u8; self.backward_workspace_size()?])
+    }
+
+    /// Runs the backward of a CPU plan on host slices: `t.dq`, `t.dk` and `t.dv` receive the gradients of
+    /// attention for dL/dO = `t.dout`, from the forward's `t.o` and `t.lse` (`batch·heads_q·seqlen_q` floats)
+    /// for `t.q`, `t.k`, `t.v`.
+    ///
+    /// Every tensor holds the plan's [`Dtype`] laid out as its shape and strides say (the strides of
+    /// [`Tensor::DO`], [`Tensor::DQ`], [`Tensor::DK`] and [`Tensor::DV`] included). Errors (with nothing
+    /// written): as [`Plan::forward`], for these slices; any error of `flashsci_backward`.
+    pub fn backward<T: Element>(&self, t: BackwardSlices<'_, T>) -> Result<()> {
+        const FN: &str = "flashsci::Plan::backward";
+        if self.varlen.is_some() {
+            return Err(Error::new(
+                Status::InvalidValue,
+                format!("{FN}: the plan has a variable-length shape (set_varlen_shape); call backward_varlen"),
+            ));
+        }
+        let shape = self
+            .shape
+            .ok_or_else(|| Error::new(Status::InvalidValue, format!("{FN}: set the shape and the dtype first")))?;
+        let mut workspace = self.prepare_host_backward(
+            FN,
+            |x| shape.dims(x),
+            shape.head_dim,
+            shape.lse_len(),
+            "[batch, heads_q, seqlen_q]",
+            &t,
+        )?;
+        let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
+        // SAFETY: a CPU plan; every slice covers its tensor as the plan describes it and lse holds its floats
+        // (checked above); dq, dk and dv are exclusive borrows, so they overlap no input nor each other (the
+        // library rejects self-overlapping output strides); the workspace has the size asked for.
+        unsafe {
+            self.backward_raw(
+                t.q.as_ptr().cast(),
+                t.k.as_ptr().cast(),
+                t.v.as_ptr().cast(),
+                t.o.as_ptr().cast(),
+                t.dout.as_ptr().cast(),
+                t.lse.as_ptr(),
+                t.dq.as_mut_ptr().cast(),
+                t.dk.as_mut_ptr().cast(),
+                t.dv.as_mut_ptr().cast(),
+                workspace_ptr,
+                workspace.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// The backward of a CPU plan with a variable-length shape on host slices; `t.lse` is `[heads_q, total_q]`,
+    /// the offsets as for [`Plan::forward_varlen`]; rows outside every sequence are not written. Errors (with
+    /// nothing written): as [`Plan::forward_varlen`], for these slices; any error of `flashsci_backward_varlen`.
+    pub fn backward_varlen<T: Element>(
+        &self,
+        t: BackwardSlices<'_, T>,
+        cu_seqlens_q: &[i32],
+        cu_seqlens_k: &[i32],
+    ) -> Result<()> {
+        const FN: &str = "flashsci::Plan::backward_varlen";
+        let shape = self.varlen.ok_or_else(|| {
+            Error::new(
+                Status::InvalidValue,
+                format!("{FN}: the plan needs a variable-length shape (set_varlen_shape) and a dtype; backward runs dense plans"),
+            )
+        })?;
+        let mut workspace =
+            self.prepare_host_backward(FN, |x| shape.dims(x), shape.head_dim, shape.lse_len(), "[heads_q, total_q]", &t)?;
+        for (name, offsets) in [("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)] {
+            if offsets.len() < shape.offsets_len() {
+                return Err(Error::new(
+                    Status::InvalidValue,
+                    format!("{FN}: {name} has {} offsets, batch + 1 = {} are needed", offsets.len(), shape.offsets_len()),
+                ));
+            }
+        }
+        let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
+        // SAFETY: as in `backward`, and both offset slices hold batch + 1 entries (the library checks their values
+        // before writing).
+        unsafe {
+            self.backward_varlen_raw(
+                t.q.as_ptr().cast(),
+                t.k.as_ptr().cast(),
+                t.v.as_ptr().cast(),
+                t.o.as_ptr().cast(),
+                t.dout.as_ptr().cast(),
+                t.lse.as_ptr(),
+                t.dq.as_mut_ptr().cast(),
+                t.dk.as_mut_ptr().cast(),
+                t.dv.as_mut_ptr().cast(),
+                cu_seqlens_q.as_ptr(),
+                cu_seqlens_k.as_ptr(),
+                workspace_ptr,
+                workspace.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    }
+
+    /// `flashsci_backward` with raw pointers: device memory and a CUDA stream for a CUDA plan (enqueued, no host
+    /// synchronisation), host memory and a null stream for a CPU plan.
+    ///
+    /// # Safety
+    /// Every pointer must point to memory of the plan's backend covering its tensor as the plan's shape, dtype
+    /// and strides describe it (`lse`: `batch·heads_q·seqlen_q` floats); dq, dk and dv must overlap neither each
+    /// other nor any input; `workspace` is null (when [`Plan::backward_workspace_size`] is 0) or holds
+    /// `workspace_bytes` bytes; all of it stays valid, and dq/dk/dv/workspace are not used by anyone else, until
+    /// the backward has finished (on `stream`, for CUDA).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn backward_raw(
+        &self,
+        q: *const c_void,
+        k: *const c_void,
+        v: *const c_void,
+        o: *const c_void,
+        dout: *const c_void,
+        lse: *const f32,
+        dq: *mut c_void,
+        dk: *mut c_void,
+        dv: *mut c_void,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: sys::flashsci_stream_t,
+    ) -> Result<()> {
+        check(sys::flashsci_backward(
+            self.as_raw(),
+            q,
+            k,
+            v,
+            o,
+            dout,
+            lse,
+            dq,
+            dk,
+            dv,
+            workspace,
+            workspace_bytes,
+            stream,
+        ))
+    }
+
+    /// `flashsci_backward_varlen` with raw pointers, as [`Plan::backward_raw`] for a variable-length plan.
+    ///
+    /// # Safety
+    /// As [`Plan::backward_raw`], for the variable-length layout (`lse`: `heads_q·total_q` floats), with
+    /// `cu_seqlens_q`, `cu_seqlens_k` pointing to `batch + 1` `i32`s in the backend's memory, as for
+    /// [`Plan::forward_varlen_raw`].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn backward_varlen_raw(
+        &self,
+        q: *const c_void,
+        k: *const c_void,
+        v: *const c_void,
+        o: *const c_void,
+        dout: *const c_void,
+        lse: *const f32,
+        dq: *mut c_void,
+        dk: *mut c_void,
+        dv: *mut c_void,
+        cu_seqlens_q: *const i32,
+        cu_seqlens_k: *const i32,
+        workspace: *mut c_void,
+        workspace_bytes: usize,
+        stream: sys::flashsci_stream_t,
+    ) -> Result<()> {
+        check(sys::flashsci_backward_varlen(
+            self.as_raw(),
+            q,
+            k,
+            v,
+            o,
+            dout,
+            lse,
+            dq,
+            dk,
+            dv,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            workspace,
+            workspace_bytes,
+            stream,
+        ))
+    }
+
     /// Runs a CPU plan on host slices: `o` (and `lse`, if given) receive the result.
     ///
     /// q, k, v and o hold the plan's [`Dtype`] (`f32`, or `u16` bit patterns of fp16 or
@@ -736,7 +1060,7 @@ impl Plan {
         let shape = self
             .shape
             .ok_or_else(|| Error::new(Status::InvalidValue, format!("{FN}: set the shape and the dtype first")))?;
-        self.check_host_slices(FN, |t| shape.dims(t), shape.head_dim, q, k, v, o)?;
+        self.check_host_slices::<T>(FN, |t| shape.dims(t), shape.head_dim, &forward_slices(q, k, v, o))?;
         let lse_ptr = Self::lse_pointer(FN, lse, shape.lse_len(), "[batch, heads_q, seqlen_q]")?;
         let mut workspace = vec![0u8; self.workspace_size()?];
         let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
@@ -784,7 +1108,7 @@ impl Plan {
                 format!("{FN}: the plan needs a variable-length shape (set_varlen_shape) and a dtype; forward runs dense plans"),
             )
         })?;
-        self.check_host_slices(FN, |t| shape.dims(t), shape.head_dim, q, k, v, o)?;
+        self.check_host_slices::<T>(FN, |t| shape.dims(t), shape.head_dim, &forward_slices(q, k, v, o))?;
         for (name, offsets) in [("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)] {
             if offsets.len() < shape.offsets_len() {
                 return Err(Error::new(
