@@ -10,11 +10,7 @@
 
 namespace flashsci {
 
-<<<<<<< HEAD
-enum class KernelKind { cpu, cuda_general, decode, sm90, sm80 };
-=======
-enum class KernelKind { cpu, cuda_general, decode, sm90, cpu_backward, cuda_general_backward };
->>>>>>> main
+enum class KernelKind { cpu, cuda_general, decode, sm90, sm80, cpu_backward, cuda_general_backward, sm80_backward };
 
 struct KernelSelection {
     KernelKind kind;
