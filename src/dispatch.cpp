@@ -1,5 +1,7 @@
 #include "dispatch.h"
 
+#include <algorithm>
+
 #include "cpu/cpu_attention.h"
 #include "cpu/cpu_backward.h"
 #include "cuda_device.h"
@@ -71,9 +73,12 @@ flashsci_status_t select_backward(const char* function, const flashsci_plan_st& 
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
                     "%s: FLASHSCI_KERNEL=sm80 forces the sm_80 backward, which cannot run this problem (it needs %s)",
                     function, kernels::sm80::backward_requirements());
+    // The workspace fits the general backward too: a plan's size is queried before its pointers are known, and a
+    // call whose pointers turn out misaligned runs the general one with that workspace.
     if (sm80) {
         *selection = {KernelKind::sm80_backward, kernels::sm80::backward_kernel_name(p),
-                      kernels::sm80::backward_workspace_bytes(p, g, plan.num_sms)};
+                      std::max(kernels::sm80::backward_workspace_bytes(p, g, plan.num_sms),
+                               kernels::general::backward_workspace_bytes(p, g, plan.num_sms))};
         return FLASHSCI_STATUS_SUCCESS;
     }
 #else

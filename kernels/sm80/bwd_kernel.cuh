@@ -278,32 +278,36 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
                         lane_addresses<T, kChunks>(q_tile, row_major, 0, col0 / kChunkElems), kM / kMmaK);
                 }
 
-                // dQ += scale·dS·K
-                float dq_acc[Dq::m_tiles][Dq::n_tiles][4] = {};
-                warp_gemm<T, Dq::m_tiles, Dq::n_tiles, kN / kMmaK, false, kPChunks, true, kChunks>(
-                    dq_acc, lane_addresses<T, kPChunks>(ds_tile, row_major, Dq::row0(warp), 0),
-                    lane_addresses<T, kChunks>(k_tile, row_major, 0, Dq::col0(warp) / kChunkElems), kN / kMmaK);
+                // dQ += scale·dS·K, in column passes
+#pragma unroll 1
+                for (int pass = 0; pass < Shape::dq_passes; ++pass) {
+                    const int col0 = pass * (kD / Shape::dq_passes) + Dq::col0(warp);
+                    float dq_acc[Dq::m_tiles][Dq::n_tiles][4] = {};
+                    warp_gemm<T, Dq::m_tiles, Dq::n_tiles, kN / kMmaK, false, kPChunks, true, kChunks>(
+                        dq_acc, lane_addresses<T, kPChunks>(ds_tile, row_major, Dq::row0(warp), 0),
+                        lane_addresses<T, kChunks>(k_tile, row_major, 0, col0 / kChunkElems), kN / kMmaK);
 #pragma unroll
-                for (int mt = 0; mt < Dq::m_tiles; ++mt)
+                    for (int mt = 0; mt < Dq::m_tiles; ++mt)
 #pragma unroll
-                    for (int half = 0; half < 2; ++half) {
-                        const int64_t row = q0 + Dq::row0(warp) + mt * kMmaM + quad_row + 8 * half;
-                        if (row >= seq.len_q) continue;
-                        float* const dq = dq_accum + general::dq_accum_index(p, s, seq, slice, b, st.head, row);
+                        for (int half = 0; half < 2; ++half) {
+                            const int64_t row = q0 + Dq::row0(warp) + mt * kMmaM + quad_row + 8 * half;
+                            if (row >= seq.len_q) continue;
+                            float* const dq = dq_accum + general::dq_accum_index(p, s, seq, slice, b, st.head, row);
 #pragma unroll
-                        for (int nt = 0; nt < Dq::n_tiles; ++nt) {
-                            const int col = Dq::col0(warp) + nt * kMmaN + quad_col;
-                            if (col >= head_dim) continue;
+                            for (int nt = 0; nt < Dq::n_tiles; ++nt) {
+                                const int col = col0 + nt * kMmaN + quad_col;
+                                if (col >= head_dim) continue;
 #pragma unroll
-                            for (int j = 0; j < 2; ++j) {
-                                const float add = dq_acc[mt][nt][2 * half + j] * p.scale;
-                                if (g.deterministic)
-                                    dq[col + j] += add;  // this slice's rows of this head are the CTA's alone
-                                else
-                                    atomicAdd(dq + col + j, add);
+                                for (int j = 0; j < 2; ++j) {
+                                    const float add = dq_acc[mt][nt][2 * half + j] * p.scale;
+                                    if (g.deterministic)
+                                        dq[col + j] += add;  // this slice's rows of this head are the CTA's alone
+                                    else
+                                        atomicAdd(dq + col + j, add);
+                                }
                             }
                         }
-                    }
+                }
 
                 if (!Shape::double_buffer && t + 1 < steps) {
                     __syncthreads();  // every warp is done with Q and dO

@@ -17,7 +17,8 @@ constexpr int kNarrowChunks = 4;  // a 32-column tile (4 chunks) swizzles in 64-
 // the step are staged for the transposed GEMMs. Shared memory = 2 bytes · [(2 or 4)·block_m·head_dim (Q, dO) +
 // 2·block_n·head_dim (K, V) + 2·block_m·block_n (P, dS)].
 // Warp grids: S and dP (block_m × block_n) have sdp_warps_m warps along the rows; dK and dV (block_n × head_dim)
-// dkv_warps_n along the keys; dQ (block_m × head_dim) dq_warps_m along the rows; the other warps split the columns.
+// dkv_warps_n along the keys; dQ (block_m × head_dim / dq passes) dq_warps_m along the rows; the other warps split
+// the columns.
 // The shapes follow FlashAttention-2's backward (ENGINE-NOTES §A2) with dK and dV kept to 64 accumulators per
 // thread: hd64 64×128; hd128 64×64; hd256 64×32 (32×32 on 99 KB parts).
 struct BackwardTileConfig {
@@ -47,6 +48,14 @@ constexpr size_t backward_smem_bytes(int head_dim, int block_m, int block_n, boo
     return element * (q_do + 2 * size_t(block_n) * size_t(head_dim) + 2 * size_t(block_m) * size_t(block_n));
 }
 
+// dQ = dS·K runs in column passes of head_dim / passes columns, so that its accumulators (a step's partial dQ, added to
+// the workspace at once) stay at kMaxDqRegisters per thread beside dK's and dV's.
+constexpr int kMaxDqRegisters = 16;
+constexpr int backward_dq_passes(int head_dim, int block_m) {
+    const int registers = block_m * head_dim / kBackwardThreads;
+    return registers > kMaxDqRegisters ? registers / kMaxDqRegisters : 1;
+}
+
 // A GEMM's warp grid: warps_m × (kBackwardWarps / warps_m) warps over a rows × cols output, each warp
 // m_tiles × n_tiles m16n8 tiles.
 template <int Rows, int Cols, int WarpsM>
@@ -73,7 +82,8 @@ struct BackwardShape {
     static constexpr size_t smem = backward_smem_bytes(HeadDim, BlockM, BlockN, DoubleBuffer);
     using Sdp = WarpGrid<BlockM, BlockN, SdpWarpsM>;        // S = Q·Kᵀ, dP = dO·Vᵀ
     using Dkv = WarpGrid<BlockN, HeadDim, DkvWarpsN>;       // dV += Pᵀ·dO, dK += dSᵀ·Q
-    using Dq = WarpGrid<BlockM, HeadDim, DqWarpsM>;         // dQ = dS·K
+    static constexpr int dq_passes = backward_dq_passes(HeadDim, BlockM);
+    using Dq = WarpGrid<BlockM, HeadDim / dq_passes, DqWarpsM>;  // dQ = dS·K, one column pass
     static constexpr int dkv_registers = 2 * Dkv::m_tiles * Dkv::n_tiles * 4;
     static constexpr int sdp_registers = 2 * Sdp::m_tiles * Sdp::n_tiles * 4;
     static constexpr int dq_registers = Dq::m_tiles * Dq::n_tiles * 4;
@@ -82,6 +92,7 @@ struct BackwardShape {
     static_assert(chunks % kSwizzleRows == 0, "Q, dO, K and V rows swizzle in groups of 8 chunks");
     static_assert(p_chunks % kSwizzleRows == 0 || p_chunks == kNarrowChunks, "P and dS rows swizzle");
     static_assert(Dkv::n_tiles % 2 == 0 && Dq::n_tiles % 2 == 0, "dO, Q and K load as B in n16 pairs");
+    static_assert(HeadDim % (dq_passes * Dq::warps_n * 2 * kMmaN) == 0, "dQ passes split head_dim evenly");
     static_assert(dkv_registers + (sdp_registers > dq_registers ? sdp_registers : dq_registers) <= 160,
                   "accumulators leave registers for fragments and addresses");
 };

@@ -246,8 +246,11 @@ TEST_CASE("sm80 backward index: every GEMM of every tile loads the m16n8k16 frag
     for (const BackwardTileConfig& t : kBackwardTiles) {
         INFO("head_dim " << t.head_dim << " family " << int(t.family) << " tile " << t.block_m << "x" << t.block_n);
         const int chunks = t.head_dim / kChunkElems, p_chunks = t.block_n / kChunkElems;
+        const int dq_passes = backward_dq_passes(t.head_dim, t.block_m), dq_cols = t.head_dim / dq_passes;
         const Grid sdp{t.block_m, t.block_n, t.sdp_warps_m}, dkv{t.block_n, t.head_dim, t.dkv_warps_n},
-            dq{t.block_m, t.head_dim, t.dq_warps_m};
+            dq{t.block_m, dq_cols, t.dq_warps_m};
+        CHECK(dq_passes * dq_cols == t.head_dim);
+        CHECK(dq.m_tiles() * dq.n_tiles() * 4 <= kMaxDqRegisters);
         check_coverage(sdp), check_coverage(dkv), check_coverage(dq);
         for (int warp = 0; warp < kBackwardWarps; ++warp) {
             // S = Q·Kᵀ (dP = dO·Vᵀ loads the same way)
@@ -256,9 +259,10 @@ TEST_CASE("sm80 backward index: every GEMM of every tile loads the m16n8k16 frag
             // dV += Pᵀ·dO (dK += dSᵀ·Q loads the same way)
             check_gemm({"dV", t.block_m, p_chunks, true, t.block_m, chunks, true, dkv.m_tiles(), dkv.n_tiles(),
                         t.block_m / kMmaK, dkv.row0(warp), dkv.col0(warp)});
-            // dQ = dS·K
-            check_gemm({"dQ", t.block_m, p_chunks, false, t.block_n, chunks, true, dq.m_tiles(), dq.n_tiles(),
-                        t.block_n / kMmaK, dq.row0(warp), dq.col0(warp)});
+            // dQ = dS·K, each column pass
+            for (int pass = 0; pass < dq_passes; ++pass)
+                check_gemm({"dQ", t.block_m, p_chunks, false, t.block_n, chunks, true, dq.m_tiles(), dq.n_tiles(),
+                            t.block_n / kMmaK, dq.row0(warp), pass * dq_cols + dq.col0(warp)});
         }
     }
 }
