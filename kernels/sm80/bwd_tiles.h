@@ -29,8 +29,8 @@ struct BackwardTileConfig {
     int sdp_warps_m, dkv_warps_n, dq_warps_m;
 };
 constexpr BackwardTileConfig kBackwardTiles[] = {
-    {64, Family::small, 64, 128, true, 4, 8, 4},   {64, Family::medium, 64, 128, true, 4, 8, 4},
-    {64, Family::large, 64, 128, true, 4, 8, 4},   {128, Family::small, 64, 64, false, 4, 4, 4},
+    {64, Family::small, 64, 128, true, 2, 4, 4},   {64, Family::medium, 64, 128, true, 2, 4, 4},
+    {64, Family::large, 64, 128, true, 2, 4, 4},   {128, Family::small, 64, 64, false, 4, 4, 4},
     {128, Family::medium, 64, 64, true, 4, 4, 4},  {128, Family::large, 64, 64, true, 4, 4, 4},
     {256, Family::small, 32, 32, false, 2, 2, 2},  {256, Family::medium, 64, 32, false, 4, 2, 4},
     {256, Family::large, 64, 32, true, 4, 2, 4},

@@ -1,7 +1,8 @@
-// The general CUDA backward (forced with FLASHSCI_KERNEL=general) against the CPU backend's backward on the same fresh random inputs, with
-// O and LSE from the CPU forward, through the public API only: poisoned gradients, every element checked finite
-// and close, rows that see no key (dq) and keys no row sees (dk, dv) exactly 0, padding and tokens outside every
-// sequence never written; deterministic runs bitwise identical; a backward captured in a CUDA graph.
+// The general CUDA backward (forced with FLASHSCI_KERNEL=general) against the CPU backend's backward on the same
+// fresh random inputs, with O and LSE from the CPU forward, through the public API only (tests/common/
+// backward_cases.h): poisoned gradients, every element checked finite and close, rows that see no key (dq) and keys
+// no row sees (dk, dv) exactly 0, padding and tokens outside every sequence never written; deterministic runs bitwise
+// identical; a backward captured in a CUDA graph.
 #include "backward_cases.h"
 
 using namespace flashsci::test;
