@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
                 __syncthreads();  // P and dS are whole: the transposed GEMMs read them by columns
 
                 // dV += Pᵀ·dO, dK += dSᵀ·Q (rows past the sequence's end add zeros: their P, dS, Q and dO are 0)
-                {
+                if (Dkv::col0(warp) < head_dim) {  // a warp whose columns are all padding skips its GEMMs
                     const int row0 = Dkv::row0(warp), col0 = Dkv::col0(warp);
                     warp_gemm<T, Dkv::m_tiles, Dkv::n_tiles, kM / kMmaK, true, kPChunks, true, kChunks>(
                         dv_acc, lane_addresses<T, kPChunks>(p_tile, pair_major, 0, row0 / kChunkElems),
@@ -282,6 +282,7 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
 #pragma unroll 1
                 for (int pass = 0; pass < Shape::dq_passes; ++pass) {
                     const int col0 = pass * (kD / Shape::dq_passes) + Dq::col0(warp);
+                    if (col0 >= head_dim) continue;  // padding columns only
                     float dq_acc[Dq::m_tiles][Dq::n_tiles][4] = {};
                     warp_gemm<T, Dq::m_tiles, Dq::n_tiles, kN / kMmaK, false, kPChunks, true, kChunks>(
                         dq_acc, lane_addresses<T, kPChunks>(ds_tile, row_major, Dq::row0(warp), 0),
