@@ -282,7 +282,8 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
 #pragma unroll 1
                 for (int pass = 0; pass < Shape::dq_passes; ++pass) {
                     const int col0 = pass * (kD / Shape::dq_passes) + Dq::col0(warp);
-                    if (col0 >= head_dim) continue;  // padding columns only
+                    if constexpr (Shape::dq_passes > 1)
+                        if (col0 >= head_dim) continue;  // padding columns only
                     float dq_acc[Dq::m_tiles][Dq::n_tiles][4] = {};
                     warp_gemm<T, Dq::m_tiles, Dq::n_tiles, kN / kMmaK, false, kPChunks, true, kChunks>(
                         dq_acc, lane_addresses<T, kPChunks>(ds_tile, row_major, Dq::row0(warp), 0),
