@@ -64,15 +64,16 @@ FLASHSCI_HOST_DEVICE constexpr int lane_pair(int chunks, int chunk) {
     return chunks >= kSwizzleRows ? (chunk % kSwizzleRows) / 2 : chunk / 2;
 }
 FLASHSCI_HOST_DEVICE constexpr int block_offset(int chunks, int row, int chunk) {
-    return row * chunks * kChunkElems + (chunks >= kSwizzleRows ? (chunk / kSwizzleRows) * kSwizzleRows * kChunkElems : 0);
+    return row * chunks * kChunkElems +
+           (chunks >= kSwizzleRows ? (chunk / kSwizzleRows) * kSwizzleRows * kChunkElems : 0);
 }
 
 // ---- masking ------------------------------------------------------------------------------------------------------
 // Whether the tile of query rows [q0, q0 + block_m) and keys [k0, k0 + block_n) needs the per-element mask: the
 // band cuts it, or its keys run past the sequence's end (rows past the end need none: their Q and dO are zero and
 // their P is zero through an LSE of +inf).
-FLASHSCI_HOST_DEVICE inline bool tile_needs_mask(const KeyBand& band, int64_t q0, int block_m, int64_t k0,
-                                                 int block_n, int64_t len_q, int64_t len_k) {
+FLASHSCI_HOST_DEVICE inline bool tile_needs_mask(const KeyBand& band, int64_t q0, int block_m, int64_t k0, int block_n,
+                                                 int64_t len_q, int64_t len_k) {
     return k0 + block_n > len_k || !general::tile_inside_band(band, q0, block_m, k0, block_n, len_q, len_k);
 }
 

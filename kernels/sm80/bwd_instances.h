@@ -21,12 +21,11 @@ cudaError_t launch_backward_tile(const Problem& p, const Gradients& g, const gen
 
 }  // namespace flashsci::kernels::sm80
 
-#define FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, F)                                                                    \
-    EXTERN template cudaError_t launch_backward_tile<T, D, F>(const Problem&, const Gradients&,                    \
-                                                              const general::BackwardSchedule&, const float*, float*, \
-                                                              cudaStream_t);
+#define FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, F)                \
+    EXTERN template cudaError_t launch_backward_tile<T, D, F>( \
+        const Problem&, const Gradients&, const general::BackwardSchedule&, const float*, float*, cudaStream_t);
 
-#define FLASHSCI_SM80_BWD_INSTANCES(EXTERN, T, D)          \
+#define FLASHSCI_SM80_BWD_INSTANCES(EXTERN, T, D)        \
     FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, Family::small)  \
     FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, Family::medium) \
     FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, Family::large)

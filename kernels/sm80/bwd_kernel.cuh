@@ -42,8 +42,8 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t stride,
         const int e = it * kBackwardThreads + int(threadIdx.x);
         const int row = e / kChunks, chunk = e % kChunks;
         const bool valid = row < valid_rows && chunk < valid_chunks;
-        copy_async(tile + tile_chunk_offset(kChunks, row, chunk), valid ? src + row * stride + chunk * kChunkElems : fallback,
-                   valid);
+        copy_async(tile + tile_chunk_offset(kChunks, row, chunk),
+                   valid ? src + row * stride + chunk * kChunkElems : fallback, valid);
     }
 }
 
@@ -120,9 +120,9 @@ __device__ __forceinline__ void warp_gemm(float (&acc)[MT][NT][4], const LaneAdd
 // A thread's C fragments: tile (mt, nt) element e is (row0 + 16·mt + g + 8·(e / 2), col0 + 8·nt + 2c + e % 2), with
 // g = lane / 4 and c = lane % 4 (index.h: c_element).
 template <typename T, typename Shape>
-__global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Problem p, const Gradients g,
-                                                                     const general::BackwardSchedule s,
-                                                                     const float* row_dot, float* dq_accum) {
+__global__ void __launch_bounds__(kBackwardThreads)
+    backward_kernel(const Problem p, const Gradients g, const general::BackwardSchedule s, const float* row_dot,
+                    float* dq_accum) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     constexpr int kM = Shape::block_m, kN = Shape::block_n, kD = Shape::head_dim;
     constexpr int kChunks = Shape::chunks, kPChunks = Shape::p_chunks;
@@ -130,11 +130,11 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
     using Dkv = typename Shape::Dkv;
     using Dq = typename Shape::Dq;
     extern __shared__ __align__(128) unsigned char shared[];
-    T* const sK = reinterpret_cast<T*>(shared);  // [kN][kD], swizzled (bwd_index.h)
-    T* const sV = sK + kN * kD;                  // [kN][kD]
-    T* const sP = sV + kN * kD;                  // [kM][kN]
-    T* const sdS = sP + kM * kN;                 // [kM][kN]: P∘(dP − D), × (1 − t²) with a softcap
-    T* const sQ = sdS + kM * kN;                 // [stages][kM][kD]
+    T* const sK = reinterpret_cast<T*>(shared);   // [kN][kD], swizzled (bwd_index.h)
+    T* const sV = sK + kN * kD;                   // [kN][kD]
+    T* const sP = sV + kN * kD;                   // [kM][kN]
+    T* const sdS = sP + kM * kN;                  // [kM][kN]: P∘(dP − D), × (1 − t²) with a softcap
+    T* const sQ = sdS + kM * kN;                  // [stages][kM][kD]
     T* const sdO = sQ + Shape::stages * kM * kD;  // [stages][kM][kD]
 
     const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
@@ -159,6 +159,7 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
         const int64_t slice = g.deterministic ? split : 0;
         const Sequence seq = sequence(p, b);  // varlen offsets clamped into the packed tensors
         const KeyBand band = key_band(p, seq.len_q, seq.len_k);
+        const Band<int64_t> visible{band.first, band.last};  // index.h's per-element test
         const int64_t alibi = alibi_offset(seq.len_q, seq.len_k);
         // the sequence's row 0 (a varlen batch has batch stride 0 and locates it by its first row)
         const T* const k = k_base + b * p.k_strides.batch + seq.k_start * p.k_strides.seq + kv_head * p.k_strides.head;
@@ -177,19 +178,22 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
                 const BackwardStep st = backward_step(t, kv_head * group, blocks.first, per_head);
                 const int64_t q0 = st.q_block * kM;
                 const int64_t row = seq.q_start + q0;
-                load_tile<kChunks, kM>(sQ + stage * kM * kD,
-                                       q_base + b * p.q_strides.batch + row * p.q_strides.seq + st.head * p.q_strides.head,
-                                       p.q_strides.seq, seq.len_q - q0, valid_chunks, q_base);
-                load_tile<kChunks, kM>(sdO + stage * kM * kD,
-                                       do_base + b * g.dout_strides.batch + row * g.dout_strides.seq +
-                                           st.head * g.dout_strides.head,
-                                       g.dout_strides.seq, seq.len_q - q0, valid_chunks, do_base);
+                load_tile<kChunks, kM>(
+                    sQ + stage * kM * kD,
+                    q_base + b * p.q_strides.batch + row * p.q_strides.seq + st.head * p.q_strides.head,
+                    p.q_strides.seq, seq.len_q - q0, valid_chunks, q_base);
+                load_tile<kChunks, kM>(
+                    sdO + stage * kM * kD,
+                    do_base + b * g.dout_strides.batch + row * g.dout_strides.seq + st.head * g.dout_strides.head,
+                    g.dout_strides.seq, seq.len_q - q0, valid_chunks, do_base);
             };
 
             __syncthreads();  // every warp is done with the previous key block's tiles
             if (steps > 0) {
-                load_tile<kChunks, kN>(sK, k + k0 * p.k_strides.seq, p.k_strides.seq, seq.len_k - k0, valid_chunks, k_base);
-                load_tile<kChunks, kN>(sV, v + k0 * p.v_strides.seq, p.v_strides.seq, seq.len_k - k0, valid_chunks, v_base);
+                load_tile<kChunks, kN>(sK, k + k0 * p.k_strides.seq, p.k_strides.seq, seq.len_k - k0, valid_chunks,
+                                       k_base);
+                load_tile<kChunks, kN>(sV, v + k0 * p.v_strides.seq, p.v_strides.seq, seq.len_k - k0, valid_chunks,
+                                       v_base);
                 load_step(0, 0);
                 commit_copies();
             }
@@ -257,10 +261,12 @@ __global__ void __launch_bounds__(kBackwardThreads) backward_kernel(const Proble
                                 if (p.alibi_slopes != nullptr)
                                     score = fmaf(-slope, float(llabs(row + alibi - key)), score);
                                 prob[j] = exp2_approx(fmaf(score, kLog2e, -base));
-                                if (masked && !(in_sequence && key_visible(band, row, key, seq.len_k))) prob[j] = 0.0f;
+                                if (masked && !(in_sequence && key_visible(visible, row, key, seq.len_k)))
+                                    prob[j] = 0.0f;
                                 ds[j] = prob[j] * (dp_acc[mt][nt][2 * half + j] - dot) * dtanh;
                             }
-                            const int at_element = tile_element_offset(kPChunks, local_row, Sdp::col0(warp) + nt * kMmaN + quad_col);
+                            const int at_element =
+                                tile_element_offset(kPChunks, local_row, Sdp::col0(warp) + nt * kMmaN + quad_col);
                             *reinterpret_cast<uint32_t*>(sP + at_element) = pack<T>(prob[0], prob[1]);
                             *reinterpret_cast<uint32_t*>(sdS + at_element) = pack<T>(ds[0], ds[1]);
                         }
@@ -348,8 +354,8 @@ template <typename T, int HeadDim, Family F>
 cudaError_t launch_backward_tile(const Problem& p, const Gradients& g, const general::BackwardSchedule& s,
                                  const float* row_dot, float* dq_accum, cudaStream_t stream) {
     constexpr BackwardTileConfig t = backward_tile_config(HeadDim, F);
-    using Shape = BackwardShape<HeadDim, t.block_m, t.block_n, t.double_buffer, t.sdp_warps_m, t.dkv_warps_n,
-                                t.dq_warps_m>;
+    using Shape =
+        BackwardShape<HeadDim, t.block_m, t.block_n, t.double_buffer, t.sdp_warps_m, t.dkv_warps_n, t.dq_warps_m>;
     const auto kernel = backward::backward_kernel<T, Shape>;
     const cudaError_t attribute =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Shape::smem));

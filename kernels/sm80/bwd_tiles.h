@@ -29,10 +29,10 @@ struct BackwardTileConfig {
     int sdp_warps_m, dkv_warps_n, dq_warps_m;
 };
 constexpr BackwardTileConfig kBackwardTiles[] = {
-    {64, Family::small, 64, 128, true, 2, 4, 4},   {64, Family::medium, 64, 128, true, 2, 4, 4},
-    {64, Family::large, 64, 128, true, 2, 4, 4},   {128, Family::small, 64, 64, false, 4, 4, 4},
-    {128, Family::medium, 64, 64, true, 4, 4, 4},  {128, Family::large, 64, 64, true, 4, 4, 4},
-    {256, Family::small, 32, 32, false, 2, 2, 2},  {256, Family::medium, 64, 32, false, 4, 2, 4},
+    {64, Family::small, 64, 128, true, 2, 4, 4},  {64, Family::medium, 64, 128, true, 2, 4, 4},
+    {64, Family::large, 64, 128, true, 2, 4, 4},  {128, Family::small, 64, 64, false, 4, 4, 4},
+    {128, Family::medium, 64, 64, true, 4, 4, 4}, {128, Family::large, 64, 64, true, 4, 4, 4},
+    {256, Family::small, 32, 32, false, 2, 2, 2}, {256, Family::medium, 64, 32, false, 4, 2, 4},
     {256, Family::large, 64, 32, true, 4, 2, 4},
 };
 
@@ -77,11 +77,11 @@ struct BackwardShape {
     static constexpr bool double_buffer = DoubleBuffer;
     static constexpr int stages = DoubleBuffer ? 2 : 1;
     static constexpr int threads = kBackwardThreads;
-    static constexpr int chunks = HeadDim / kChunkElems;    // 16-byte chunks of a Q, dO, K or V row
-    static constexpr int p_chunks = BlockN / kChunkElems;   // of a P or dS row
+    static constexpr int chunks = HeadDim / kChunkElems;   // 16-byte chunks of a Q, dO, K or V row
+    static constexpr int p_chunks = BlockN / kChunkElems;  // of a P or dS row
     static constexpr size_t smem = backward_smem_bytes(HeadDim, BlockM, BlockN, DoubleBuffer);
-    using Sdp = WarpGrid<BlockM, BlockN, SdpWarpsM>;        // S = Q·Kᵀ, dP = dO·Vᵀ
-    using Dkv = WarpGrid<BlockN, HeadDim, DkvWarpsN>;       // dV += Pᵀ·dO, dK += dSᵀ·Q
+    using Sdp = WarpGrid<BlockM, BlockN, SdpWarpsM>;   // S = Q·Kᵀ, dP = dO·Vᵀ
+    using Dkv = WarpGrid<BlockN, HeadDim, DkvWarpsN>;  // dV += Pᵀ·dO, dK += dSᵀ·Q
     static constexpr int dq_passes = backward_dq_passes(HeadDim, BlockM);
     using Dq = WarpGrid<BlockM, HeadDim / dq_passes, DqWarpsM>;  // dQ = dS·K, one column pass
     static constexpr int dkv_registers = 2 * Dkv::m_tiles * Dkv::n_tiles * 4;

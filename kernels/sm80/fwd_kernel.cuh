@@ -30,7 +30,7 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t stride,
                                           const T* fallback) {
     constexpr LoadAssignment kAssign = load_assignment(Shape::threads, Shape::chunks);
     static_assert(kRows % kAssign.row_step == 0);
-    const RowCol first = load_first(Shape::threads, Shape::chunks, int(threadIdx.x));
+    const RowCol first = load_first(Shape::threads, Shape::chunks, opaque(int(threadIdx.x)));  // made here, not held
     const int shared_first = swizzled_offset(Shape::chunks, first.row, first.col);
     const T* from = src + first.row * stride + first.col * kChunkElems;
     const int64_t step = kAssign.row_step * stride;
@@ -46,6 +46,13 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t stride,
     }
 }
 
+// tanh(x) = 1 − 2 / (e^(2x) + 1): one EX2 and one reciprocal, ±1 where e^(2x) overflows or vanishes, NaN for NaN.
+// Its absolute error (~1e-7) is what the softcapped logit softcap·tanh(·) carries into the softmax, far under the
+// rounding of the inputs; tanhf's branches and polynomial cost registers the hd256 tiles do not have.
+__device__ __forceinline__ float tanh_by_exp(float x) {
+    return 1.0f - __fdividef(2.0f, exp2_approx(2.0f * kLog2e * x) + 1.0f);
+}
+
 // max and sum over the 4 lanes (a quad) that share a fragment row
 __device__ __forceinline__ float quad_max(float x) {
     x = fmaxf(x, __shfl_xor_sync(kFullWarp, x, 1));
@@ -56,10 +63,12 @@ __device__ __forceinline__ float quad_sum(float x) {
     return x + __shfl_xor_sync(kFullWarp, x, 2);
 }
 
+// kTransformed: the scores get a softcap or an ALiBi bias (has_score_transform(p)); the plain kernel, without that
+// code, keeps its registers for the accumulators.
 // A thread holds fragment rows g and g + 8 (its halves h = 0, 1) of its warp's 16 and column pairs 2c, 2c + 1 of
 // every 8-column block: S as s[key block][4], O as o[head_dim block][4] (index.h: c_element).
-template <typename T, typename Shape>
-__global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p, int* const redo) {
+template <typename T, typename Shape, bool kTransformed>
+__global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Problem p, int* const redo) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     constexpr int kN = Shape::block_n, kM = Shape::block_m, kD = Shape::head_dim;
     constexpr int kKeyBlocks = kN / kMmaN, kDimBlocks = kD / kMmaN;
@@ -73,10 +82,8 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
     const int head_dim = int(p.head_dim);
     const int valid_chunks = head_dim / kChunkElems;
     // Scores s are raw q·k, or with a softcap or ALiBi the final logits: exp(score_scale·s) = exp2(scale_log2·s).
-    const bool transform = has_score_transform(p);
-    const float score_scale = transform ? 1.0f : p.scale;
+    const float score_scale = kTransformed ? 1.0f : p.scale;
     const float scale_log2 = score_scale * kLog2e;
-    const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;  // tanh's argument is scale·q·k / softcap
     const int64_t q_tiles = (p.seqlen_q + kM - 1) / kM;
     const int64_t work = q_tiles * p.heads_q * p.batch;
     const int64_t group = p.heads_q / p.heads_kv;
@@ -84,35 +91,34 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
     // flag such rows for the exact redo (sm80.h: redo_flags). Keys past a sequence's end are zero-filled instead.
     const bool guard_v = redo != nullptr;
 
-    // This lane's ldmatrix addresses (index.h). Every row it names has row % 8 == lane % 8, so chunk pair 2i, 2i + 1
-    // of an 8-chunk group (i = k16 step % 4) lies at one of 4 per-lane columns; the group and the 16-row block are
-    // immediates. Bytes in the shared window.
+    // This lane's ldmatrix addresses (index.h), bytes in the shared window. Every row it names has row % 8 ==
+    // lane % 8, so chunk pair 2i, 2i + 1 of an 8-chunk group (i = k16 step % 4) lies at one of 4 per-lane columns;
+    // the group and the 16-row block are immediates. Made from an opaque() lane where they are used, so that Q's and
+    // K's are not held through P·V, nor V's through Q·Kᵀ.
     constexpr int kBytes = sizeof(T);
     constexpr int kPairsPerGroup = kSwizzleRows / 2;
     constexpr int kGroupBytes = kSwizzleRows * kChunkElems * kBytes;
     constexpr int kBlockRowBytes = kMmaM * Shape::chunks * kChunkElems * kBytes;  // a 16-row block
-    const RowCol q_at = q_address(lane), k_at = k_address(lane), v_at = v_address(lane);
-    uint32_t q_addr[kPairsPerGroup], k_addr[kPairsPerGroup], v_addr[kPairsPerGroup];
+    const auto lane_addresses = [&](uint32_t (&addr)[kPairsPerGroup], const T* tile, int first_row, RowCol (*at)(int)) {
+        const int l = opaque(lane);
+        const RowCol a = at(l);
 #pragma unroll
-    for (int i = 0; i < kPairsPerGroup; ++i) {
-        q_addr[i] = shared_address(sQ) +
-                    kBytes * (row_offset(Shape::chunks, warp * kMmaM + q_at.row) + group_column(2 * i + q_at.col, lane % 8));
-        k_addr[i] = shared_address(sK) + kBytes * (row_offset(Shape::chunks, k_at.row) + group_column(2 * i + k_at.col, lane % 8));
-        v_addr[i] = shared_address(sV) + kBytes * (row_offset(Shape::chunks, v_at.row) + group_column(2 * i + v_at.col, lane % 8));
-    }
+        for (int i = 0; i < kPairsPerGroup; ++i)
+            addr[i] = shared_address(tile) +
+                      kBytes * (row_offset(Shape::chunks, first_row + a.row) + group_column(2 * i + a.col, l % 8));
+    };
 
     for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
-        const int64_t q_tile = q_tiles - 1 - w % q_tiles;  // a head's last (longest causal) tile first
-        const int64_t h = w / q_tiles % p.heads_q;
-        const int64_t b = w / q_tiles / p.heads_q;
-        const int64_t q0 = q_tile * kM;
+        const int q_tile = int(q_tiles - 1 - w % q_tiles);  // a head's last (longest causal) tile first
+        const int h = int(w / q_tiles % p.heads_q);
+        const int b = int(w / q_tiles / p.heads_q);
         const Sequence seq = sequence(p, b);  // varlen offsets clamped into the packed tensors
-        if (q0 >= seq.len_q) continue;        // past this sequence's end: the whole CTA moves on
-        const KeyBand band = key_band(p, seq.len_q, seq.len_k);
-        const int64_t rows = min(int64_t{kM}, seq.len_q - q0);
-        const TileRange tiles = key_tiles(band, q0, rows, seq.len_k, kN);
-        const int64_t alibi = alibi_offset(seq.len_q, seq.len_k);
-        const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[h] : 0.0f;
+        if (int64_t{q_tile} * kM >= seq.len_q) continue;  // past this sequence's end: the whole CTA moves on
+        // In-sequence rows and keys in 32 bits: lengths are under 2^30 (supports()), the band clamped to them.
+        const int len_q = int(seq.len_q), len_k = int(seq.len_k), q0 = q_tile * kM;
+        const Band<int> band = clamp_band(key_band(p, seq.len_q, seq.len_k), seq.len_q, seq.len_k);
+        const int rows = min(kM, len_q - q0);
+        const TileRange<int> tiles = key_tiles(band, q0, rows, len_k, kN);
 
         // the sequence's row 0 (a varlen batch has batch stride 0 and locates it by its first row)
         const T* const q_base = static_cast<const T*>(p.q);
@@ -123,29 +129,31 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
             k_base + b * p.k_strides.batch + seq.k_start * p.k_strides.seq + h / group * p.k_strides.head;
         const T* const v =
             v_base + b * p.v_strides.batch + seq.k_start * p.v_strides.seq + h / group * p.v_strides.head;
-        T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + seq.q_start * p.o_strides.seq + h * p.o_strides.head;
 
         __syncthreads();  // the previous work item is done with shared memory
         load_tile<Shape, kM>(sQ, q + q0 * p.q_strides.seq, p.q_strides.seq, rows, valid_chunks, q_base);
         if (tiles.end > tiles.first) {
-            const int64_t k0 = (tiles.end - 1) * kN;
-            load_tile<Shape, kN>(sK, k + k0 * p.k_strides.seq, p.k_strides.seq, seq.len_k - k0, valid_chunks, k_base);
+            const int k0 = (tiles.end - 1) * kN;
+            load_tile<Shape, kN>(sK, k + k0 * p.k_strides.seq, p.k_strides.seq, len_k - k0, valid_chunks, k_base);
         }
         commit_copies();
 
         float o_acc[kDimBlocks][4] = {};  // O·l, unnormalised
         float m[2] = {-INFINITY, -INFINITY};  // running max of the scores s per half
         float l[2] = {0.0f, 0.0f};            // running Σ exp(score_scale·(s − m)) over this thread's keys
-        const int64_t row0 = q0 + warp * kMmaM + g;  // the row of half 0 (half 1: row0 + 8)
+        const int row0 = q0 + warp * kMmaM + g;  // the row of half 0 (half 1: row0 + 8)
 
-        for (int64_t kt = tiles.end - 1; kt >= tiles.first; --kt) {
-            const int64_t k0 = kt * kN;
+        for (int kt = tiles.end - 1; kt >= tiles.first; --kt) {
+            const int k0 = kt * kN;
             wait_copies<0>();
             __syncthreads();  // K(kt) (and Q) landed; every warp is done with V(kt + 1)
-            load_tile<Shape, kN>(sV, v + k0 * p.v_strides.seq, p.v_strides.seq, seq.len_k - k0, valid_chunks, v_base);
+            load_tile<Shape, kN>(sV, v + k0 * p.v_strides.seq, p.v_strides.seq, len_k - k0, valid_chunks, v_base);
             commit_copies();
 
             // S = Q·Kᵀ (k16 steps past head_dim are all zero: skipped)
+            uint32_t q_addr[kPairsPerGroup], k_addr[kPairsPerGroup];
+            lane_addresses(q_addr, sQ, warp * kMmaM, q_address);
+            lane_addresses(k_addr, sK, 0, k_address);
             float s[kKeyBlocks][4] = {};
 #pragma unroll
             for (int kk = 0; kk < kD / kMmaK; ++kk) {
@@ -166,30 +174,34 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
             wait_copies<0>();
             __syncthreads();  // V(kt) landed; every warp is done with K(kt)
             if (kt > tiles.first) {
-                const int64_t next = k0 - kN;
-                load_tile<Shape, kN>(sK, k + next * p.k_strides.seq, p.k_strides.seq, seq.len_k - next, valid_chunks,
-                                     k_base);
+                const int next = k0 - kN;
+                load_tile<Shape, kN>(sK, k + next * p.k_strides.seq, p.k_strides.seq, len_k - next, valid_chunks, k_base);
             }
             commit_copies();
 
-            // s = softcap·tanh(scale·s / softcap) (or scale·s); s −= slope·|i + len_k − len_q − j|
-            if (transform) {
+            // s = softcap·tanh(scale·s / softcap) (or scale·s); s −= slope·|i + len_k − len_q − j|. The constants are
+            // made here from an opaque() head, not held through the tile loop.
+            if constexpr (kTransformed) {
+                const int head = opaque(h);
+                const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[head] : 0.0f;
+                const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;  // tanh's argument: scale·s / softcap
+                const int alibi = len_k - len_q;  // alibi_offset()
 #pragma unroll
                 for (int j = 0; j < kKeyBlocks; ++j)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
-                        const float scaled = p.softcap > 0.0f ? p.softcap * tanhf(s[j][e] * cap_scale) : s[j][e] * p.scale;
-                        const int64_t row = row0 + (e / 2) * 8, key = k0 + j * kMmaN + 2 * c + e % 2;
-                        s[j][e] = fmaf(-slope, float(llabs(row + alibi - key)), scaled);
+                        const float scaled = p.softcap > 0.0f ? p.softcap * tanh_by_exp(s[j][e] * cap_scale) : s[j][e] * p.scale;
+                        const int row = row0 + (e / 2) * 8, key = k0 + j * kMmaN + 2 * c + e % 2;
+                        s[j][e] = fmaf(-slope, float(abs(row + alibi - key)), scaled);
                     }
             }
             // S = −inf outside each row's visible keys, on tiles the band or the sequence's end cuts
-            if (!tile_unmasked(band, q0, rows, k0, kN, seq.len_k)) {
+            if (!tile_unmasked(band, q0, rows, k0, kN, len_k)) {
 #pragma unroll
                 for (int j = 0; j < kKeyBlocks; ++j)
 #pragma unroll
                     for (int e = 0; e < 4; ++e)
-                        if (!key_visible(band, row0 + (e / 2) * 8, k0 + j * kMmaN + 2 * c + e % 2, seq.len_k))
+                        if (!key_visible(band, row0 + (e / 2) * 8, k0 + j * kMmaN + 2 * c + e % 2, len_k))
                             s[j][e] = -INFINITY;
             }
 
@@ -223,6 +235,8 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
                 }
 
             // O += P·V: P's C fragments are the A fragments of k slab j (index.h: p_block)
+            uint32_t v_addr[kPairsPerGroup];
+            lane_addresses(v_addr, sV, 0, v_address);
 #pragma unroll
             for (int slab = 0; slab < kN / kMmaK; ++slab) {
                 uint32_t a[4];
@@ -250,7 +264,7 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
             const float l_row = quad_sum(l[half]);
-            const int64_t row = row0 + half * 8;
+            const int row = row0 + half * 8;
             const bool empty = l_row == 0.0f;
             inv[half] = empty ? 0.0f : 1.0f / l_row;
             if (guard_v) {  // o·0 is NaN exactly where o is a NaN or an infinity
@@ -258,9 +272,9 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
 #pragma unroll
                 for (int d = 0; d < kDimBlocks; ++d)
                     probe = fmaf(o_acc[d][2 * half], 0.0f, fmaf(o_acc[d][2 * half + 1], 0.0f, probe));
-                flag |= probe != probe && l_row == l_row && !empty && row < seq.len_q;
+                flag |= probe != probe && l_row == l_row && !empty && row < len_q;
             }
-            if (c == 0 && p.lse != nullptr && row < seq.len_q)
+            if (c == 0 && p.lse != nullptr && row < len_q)
                 p.lse[lse_index(p, seq, b, h, row)] = empty ? -INFINITY : fmaf(score_scale, m[half], logf(l_row));
         }
         if (guard_v && __any_sync(kFullWarp, flag) && lane == 0) {
@@ -285,14 +299,15 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
                                              group_column(d % kSwizzleRows, g) + 2 * c) = pair;
             }
         __syncwarp();
+        T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + seq.q_start * p.o_strides.seq + h * p.o_strides.head;
         constexpr int kWarpChunks = kMmaM * Shape::chunks;
         static_assert(kWarpChunks % kWarpSize == 0);
 #pragma unroll 1  // unrolled, its addresses would be hoisted out of the work loop and held in registers throughout
         for (int it = 0; it < kWarpChunks / kWarpSize; ++it) {
             const int e = it * kWarpSize + lane;
             const int r = e / Shape::chunks, chunk = e % Shape::chunks;
-            const int64_t row = q0 + warp * kMmaM + r;
-            if (row < seq.len_q && chunk < valid_chunks)
+            const int row = q0 + warp * kMmaM + r;
+            if (row < len_q && chunk < valid_chunks)
                 *reinterpret_cast<uint4*>(o + row * p.o_strides.seq + chunk * kChunkElems) =
                     *reinterpret_cast<const uint4*>(sQ + swizzled_offset(Shape::chunks, warp * kMmaM + r, chunk));
         }
@@ -305,7 +320,7 @@ __global__ void __launch_bounds__(Shape::threads) forward_kernel(const Problem p
 template <typename T, int HeadDim, int BlockM, int BlockN>
 cudaError_t launch_tile(const Problem& p, int* redo, cudaStream_t stream) {
     using Shape = TileShape<HeadDim, BlockM, BlockN>;
-    const auto kernel = forward_kernel<T, Shape>;
+    const auto kernel = has_score_transform(p) ? forward_kernel<T, Shape, true> : forward_kernel<T, Shape, false>;
     const cudaError_t attribute =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Shape::smem));
     if (attribute != cudaSuccess) return attribute;

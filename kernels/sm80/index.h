@@ -76,29 +76,45 @@ FLASHSCI_HOST_DEVICE constexpr int p_block(int slab, int r) { return 2 * slab + 
 FLASHSCI_HOST_DEVICE constexpr int p_element(int r) { return 2 * (r % 2); }
 
 // ---- tile schedule ------------------------------------------------------------------------------------------------
+// In the integer type Int: the kernel's is int (sequences under 2^30 and the band clamped by clamp_band()), the tests'
+// int64_t. Row i sees key j iff i + first <= j <= i + last and 0 <= j < len_k (problem.h: key_band()).
+template <typename Int>
+struct Band {
+    Int first, last;
+};
+
+// The band of a sequence with len_q queries and len_k keys, clamped to [−len_q, len_k]: a bound past that holds for
+// every row and key alike, so the clamped band selects the same keys, and row + bound stays within ±2^31 when both
+// lengths are under 2^30.
+FLASHSCI_HOST_DEVICE inline Band<int> clamp_band(const KeyBand& band, int64_t len_q, int64_t len_k) {
+    return {int(band.first < -len_q ? -len_q : band.first), int(band.last > len_k ? len_k : band.last)};
+}
+
 // Key tiles [first, end) of block_n keys that rows q0 .. q0 + rows - 1 see under `band` with len_k keys; first ==
 // end when they see none.
+template <typename Int>
 struct TileRange {
-    int64_t first, end;
+    Int first, end;
 };
-FLASHSCI_HOST_DEVICE inline TileRange key_tiles(const KeyBand& band, int64_t q0, int64_t rows, int64_t len_k,
-                                                int block_n) {
-    const int64_t first_key = q0 + band.first > 0 ? q0 + band.first : 0;
-    const int64_t last_key_band = q0 + rows - 1 + band.last;
-    const int64_t last_key = last_key_band < len_k - 1 ? last_key_band : len_k - 1;
+template <typename Int>
+FLASHSCI_HOST_DEVICE inline TileRange<Int> key_tiles(const Band<Int>& band, Int q0, Int rows, Int len_k, int block_n) {
+    const Int first_key = q0 + band.first > 0 ? q0 + band.first : 0;
+    const Int last_key_band = q0 + rows - 1 + band.last;
+    const Int last_key = last_key_band < len_k - 1 ? last_key_band : len_k - 1;
     if (rows <= 0 || last_key < first_key) return {0, 0};
     return {first_key / block_n, last_key / block_n + 1};
 }
 
 // Whether each of rows q0 .. q0 + rows - 1 sees every key of tile [k0, k0 + block_n): no mask needed there.
-FLASHSCI_HOST_DEVICE inline bool tile_unmasked(const KeyBand& band, int64_t q0, int64_t rows, int64_t k0,
-                                               int block_n, int64_t len_k) {
-    const int64_t last_key = k0 + block_n - 1;
+template <typename Int>
+FLASHSCI_HOST_DEVICE inline bool tile_unmasked(const Band<Int>& band, Int q0, Int rows, Int k0, int block_n, Int len_k) {
+    const Int last_key = k0 + block_n - 1;
     return last_key < len_k && k0 >= q0 + rows - 1 + band.first && last_key <= q0 + band.last;
 }
 
-// Whether row `row` sees key `key` (the band and the key count; rows are checked against len_q by the caller).
-FLASHSCI_HOST_DEVICE inline bool key_visible(const KeyBand& band, int64_t row, int64_t key, int64_t len_k) {
+// Whether row `row` sees key `key` >= 0 (the band and the key count; rows are checked against len_q by the caller).
+template <typename Int>
+FLASHSCI_HOST_DEVICE inline bool key_visible(const Band<Int>& band, Int row, Int key, Int len_k) {
     return key < len_k && key >= row + band.first && key <= row + band.last;
 }
 

@@ -71,10 +71,15 @@ __device__ __forceinline__ float exp2_approx(float x) {
 }
 
 // x, which the compiler can no longer see through: a pointer stepped through opaque() is not rewritten as the start
-// plus loop-invariant offsets, which it would hoist out of the key loop and keep in registers for the whole kernel.
+// plus loop-invariant offsets, and values derived from an opaque() copy inside a loop are recomputed there, not
+// hoisted out of it and kept in registers for the whole kernel.
 template <typename U>
 __device__ __forceinline__ U* opaque(U* x) {
     asm volatile("" : "+l"(x));
+    return x;
+}
+__device__ __forceinline__ int opaque(int x) {
+    asm volatile("" : "+r"(x));
     return x;
 }
 

@@ -30,8 +30,8 @@ constexpr int kMaxHeadDim = 256;
 // block_m query rows (block_m / 16 warps) and block_n keys per tile. Shared memory holds one Q, one K and one V
 // tile: V(n) loads during Q·Kᵀ(n), K(n−1) during the softmax and P·V(n) (FlashAttention-2's pipeline), so it is
 // 2·head_dim·(block_m + 2·block_n) bytes. The shapes are FlashAttention-2's: hd64 128×128; hd128 128×64 (on 99 KB
-// parts 64×64: two CTAs per SM); hd256 128×64 on eight warps where 163 KB allow it, else 64×64 on four (Hopper's
-// choice: 96 KB, two CTAs per SM of 227 KB).
+// parts 64×64: two CTAs per SM); hd256 128×64 where 163 KB allow it, else 64×64 (Hopper's choice: 96 KB, two CTAs
+// per SM of 227 KB). A warp owns 16 rows: 128-row tiles run 8 warps, 64-row tiles 4.
 struct TileConfig {
     int head_dim;
     Family family;

@@ -349,7 +349,8 @@ inline void compare_tensor(const char* name, flashsci_dtype_t dtype, const HostT
 }
 
 // dq, dk and dv against the CPU backend's.
-inline void compare(const BackwardCase& c, const Extent& e, const Placement& pl, const Gradients& got, const Gradients& want) {
+inline void compare(const BackwardCase& c, const Extent& e, const Placement& pl, const Gradients& got,
+                    const Gradients& want) {
     const Shape& s = e.shape;
     Owned dq{std::vector<char>(pl.q.count), std::vector<char>(pl.q.count)};
     Owned dkv{std::vector<char>(pl.k.count), std::vector<char>(pl.k.count)};

@@ -34,7 +34,8 @@ flashsci_status_t workspace_status(const char* force, const BackwardCase& c) {
 
 }  // namespace
 
-TEST_CASE("sm80 backward: every bucket, dtype and mask at odd seqlens matches the CPU backend", "[gpu][sm80][backward]") {
+TEST_CASE("sm80 backward: every bucket, dtype and mask at odd seqlens matches the CPU backend",
+          "[gpu][sm80][backward]") {
     if (!sm80_available()) return;
     for (const int64_t head_dim : kBuckets)
         for (const flashsci_dtype_t dtype : kHalfDtypes)
@@ -57,7 +58,8 @@ TEST_CASE("sm80 backward: seqlen_q != seqlen_k under both causal alignments, eve
     for (const int64_t head_dim : kBuckets)
         for (const flashsci_dtype_t dtype : kHalfDtypes)
             for (const auto& [seqlen_q, seqlen_k] : seqlens)
-                for (const flashsci_mask_t mask : kMasks) check_sm80({dtype, {2, seqlen_q, seqlen_k, 2, 2, head_dim}, mask});
+                for (const flashsci_mask_t mask : kMasks)
+                    check_sm80({dtype, {2, seqlen_q, seqlen_k, 2, 2, head_dim}, mask});
 }
 
 TEST_CASE("sm80 backward: GQA 4:1, MQA and 5:1 sum dk and dv over the group", "[gpu][sm80][backward]") {
@@ -82,8 +84,15 @@ TEST_CASE("sm80 backward: windows, softcap and ALiBi", "[gpu][sm80][backward]") 
             }
     for (const flashsci_dtype_t dtype : kHalfDtypes)
         for (const int64_t head_dim : {40, 128, 256})
-            check_sm80({dtype, {1, 129, 100, 2, 1, head_dim}, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT, Layouts::contiguous,
-                        true, 30, 2, 2.0f, true});
+            check_sm80({dtype,
+                        {1, 129, 100, 2, 1, head_dim},
+                        FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT,
+                        Layouts::contiguous,
+                        true,
+                        30,
+                        2,
+                        2.0f,
+                        true});
 }
 
 TEST_CASE("sm80 backward: BHSD and 16-byte aligned padded strides on every tensor", "[gpu][sm80][backward]") {
@@ -137,8 +146,11 @@ TEST_CASE("sm80 backward: varlen batches with empty sequences", "[gpu][sm80][bac
 TEST_CASE("sm80 backward: deterministic runs are bitwise identical", "[gpu][sm80][backward]") {
     if (!sm80_available()) return;
     for (const int64_t head_dim : kBuckets)
-        check_sm80({FLASHSCI_DTYPE_BFLOAT16, {2, 300, 500, 8, 2, head_dim}, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT,
-                    Layouts::contiguous, true},
+        check_sm80({FLASHSCI_DTYPE_BFLOAT16,
+                    {2, 300, 500, 8, 2, head_dim},
+                    FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT,
+                    Layouts::contiguous,
+                    true},
                    Launch::stream, kDeterministicRuns);
     check_sm80({FLASHSCI_DTYPE_FLOAT16, {1, 1000, 1000, 1, 1, 64}, FLASHSCI_MASK_NONE, Layouts::contiguous, true},
                Launch::stream, kDeterministicRuns);
@@ -151,23 +163,45 @@ TEST_CASE("sm80 backward: deterministic runs are bitwise identical", "[gpu][sm80
 TEST_CASE("sm80 backward: every feature at once on a small problem", "[gpu][sm80][backward][quick]") {
     if (!sm80_available()) return;
     for (const bool deterministic : {false, true}) {
-        check_sm80({FLASHSCI_DTYPE_BFLOAT16, {2, 70, 90, 4, 2, 40}, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT,
-                    Layouts::aligned, deterministic, 20, 5, 3.0f, true});
-        check_sm80({FLASHSCI_DTYPE_FLOAT16, {1, 33, 20, 3, 1, 256}, FLASHSCI_MASK_CAUSAL, Layouts::bhsd, deterministic,
-                    -1, -1, 0.0f, true});
-        check_sm80({FLASHSCI_DTYPE_FLOAT16, {1, 20, 40, 2, 2, 128}, FLASHSCI_MASK_NONE, Layouts::contiguous,
-                    deterministic, 4, 4});
+        check_sm80({FLASHSCI_DTYPE_BFLOAT16,
+                    {2, 70, 90, 4, 2, 40},
+                    FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT,
+                    Layouts::aligned,
+                    deterministic,
+                    20,
+                    5,
+                    3.0f,
+                    true});
+        check_sm80({FLASHSCI_DTYPE_FLOAT16,
+                    {1, 33, 20, 3, 1, 256},
+                    FLASHSCI_MASK_CAUSAL,
+                    Layouts::bhsd,
+                    deterministic,
+                    -1,
+                    -1,
+                    0.0f,
+                    true});
+        check_sm80({FLASHSCI_DTYPE_FLOAT16,
+                    {1, 20, 40, 2, 2, 128},
+                    FLASHSCI_MASK_NONE,
+                    Layouts::contiguous,
+                    deterministic,
+                    4,
+                    4});
     }
 }
 
 TEST_CASE("sm80 backward: captured in a CUDA graph and replayed", "[gpu][sm80][backward][quick]") {
     if (!sm80_available()) return;
     for (const bool deterministic : {false, true}) {
-        check_sm80({FLASHSCI_DTYPE_BFLOAT16, {2, 129, 129, 4, 2, 64}, FLASHSCI_MASK_CAUSAL, Layouts::contiguous,
+        check_sm80({FLASHSCI_DTYPE_BFLOAT16,
+                    {2, 129, 129, 4, 2, 64},
+                    FLASHSCI_MASK_CAUSAL,
+                    Layouts::contiguous,
                     deterministic},
                    Launch::graph, 3);
-        BackwardCase c{FLASHSCI_DTYPE_FLOAT16, {0, 0, 0, 4, 2, 128}, FLASHSCI_MASK_NONE, Layouts::contiguous,
-                       deterministic};
+        BackwardCase c{
+            FLASHSCI_DTYPE_FLOAT16, {0, 0, 0, 4, 2, 128}, FLASHSCI_MASK_NONE, Layouts::contiguous, deterministic};
         c.lens_q = {33, 0, 100}, c.lens_k = {40, 5, 77};
         check_sm80(c, Launch::graph, 3);
     }

@@ -4,7 +4,6 @@
 // the m16n8k16 fragments they must produce; the warp grids' coverage of each output; the mask test against a brute
 // force of the visible keys; the step walk.
 #include <catch2/catch.hpp>
-
 #include <cstdint>
 #include <random>
 #include <set>
@@ -29,9 +28,11 @@ constexpr int kCode = 1024;     // a stored element's code: row·kCode + column
 struct StoredTile {
     int rows, chunks;
     std::vector<int> memory;
-    StoredTile(int rows_, int chunks_) : rows(rows_), chunks(chunks_), memory(size_t(rows_ * chunks_ * kChunkElems), -1) {
+    StoredTile(int rows_, int chunks_)
+        : rows(rows_), chunks(chunks_), memory(size_t(rows_ * chunks_ * kChunkElems), -1) {
         for (int r = 0; r < rows; ++r)
-            for (int c = 0; c < chunks * kChunkElems; ++c) memory[size_t(tile_element_offset(chunks, r, c))] = r * kCode + c;
+            for (int c = 0; c < chunks * kChunkElems; ++c)
+                memory[size_t(tile_element_offset(chunks, r, c))] = r * kCode + c;
     }
     int at(int offset) const { return offset >= 0 && offset < int(memory.size()) ? memory[size_t(offset)] : -1; }
 };
@@ -63,9 +64,9 @@ struct GemmCase {
     int a_rows, a_chunks;  // the stored A tile
     bool a_trans;          // A stored [k][row] (ldmatrix.trans, pair-major lanes), else [row][k] (row-major lanes)
     int b_rows, b_chunks;
-    bool b_trans;          // B stored [k][n] (ldmatrix.trans, row-major lanes), else [n][k] (pair-major lanes)
+    bool b_trans;  // B stored [k][n] (ldmatrix.trans, row-major lanes), else [n][k] (pair-major lanes)
     int m_tiles, n_tiles, k_steps;
-    int row0, col0;        // the warp's output origin
+    int row0, col0;  // the warp's output origin
 };
 
 // The operand's logical coordinates {row or k, k or n} of a stored code.
@@ -228,15 +229,15 @@ TEST_CASE("sm80 backward index: lane pair addresses plus block offsets name the 
                             for (int chunk = 0; chunk0 + chunk + 1 < chunks; chunk += 2) {
                                 const int got = lane_pair_offset(chunks, at, row0, chunk0, lane_pair(chunks, chunk)) +
                                                 block_offset(chunks, row, chunk);
-                                bad.expect(lane_pair(chunks, chunk) < lane_pairs(chunks) &&
-                                               got == tile_chunk_offset(chunks, row0 + row + at.row,
-                                                                        chunk0 + chunk + at.col),
-                                           [&] {
-                                               std::ostringstream out;
-                                               out << "chunks " << chunks << " lane " << lane << " origin " << row0
-                                                   << "," << chunk0 << " block " << row << "," << chunk;
-                                               return out.str();
-                                           });
+                                bad.expect(
+                                    lane_pair(chunks, chunk) < lane_pairs(chunks) &&
+                                        got == tile_chunk_offset(chunks, row0 + row + at.row, chunk0 + chunk + at.col),
+                                    [&] {
+                                        std::ostringstream out;
+                                        out << "chunks " << chunks << " lane " << lane << " origin " << row0 << ","
+                                            << chunk0 << " block " << row << "," << chunk;
+                                        return out.str();
+                                    });
                             }
     INFO(bad.count << " wrong addresses; first: " << bad.first);
     CHECK(bad.count == 0);
@@ -295,7 +296,7 @@ TEST_CASE("sm80 backward index: tiles needing the mask against a brute force of 
         const int64_t left = window(rng), right = window(rng);
         const int block_m = coin(rng) < 2 ? 32 : 64, block_n = coin(rng) < 2 ? 32 : 128;
         Problem p{};
-        p.mask = mask == FLASHSCI_MASK_CAUSAL ? Mask::causal_top_left
+        p.mask = mask == FLASHSCI_MASK_CAUSAL                ? Mask::causal_top_left
                  : mask == FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT ? Mask::causal_bottom_right
                                                              : Mask::none;
         p.window_left = left, p.window_right = right;

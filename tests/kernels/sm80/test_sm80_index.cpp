@@ -184,14 +184,19 @@ TEST_CASE("sm80 index: key tiles and unmasked tiles against a brute force of the
                  : mask == FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT ? Mask::causal_bottom_right
                                                              : Mask::none;
         p.window_left = left, p.window_right = right;
-        const KeyBand band = key_band(p, len_q, len_k);
+        const KeyBand full = key_band(p, len_q, len_k);
+        const Band<int64_t> band{full.first, full.last};
+        const Band<int> clamped = clamp_band(full, len_q, len_k);
         const flashsci::test::Shape shape{1, len_q, len_k, 1, 1, 64};
         const flashsci::test::Features features{left, right, 0.0, 0.0};
         INFO("mask " << int(mask) << " len_q " << len_q << " len_k " << len_k << " window " << left << " " << right
                      << " tile " << block_m << "x" << block_n);
         for (int64_t q0 = 0; q0 < len_q; q0 += block_m) {
             const int64_t rows = std::min<int64_t>(block_m, len_q - q0);
-            const TileRange range = key_tiles(band, q0, rows, len_k, block_n);
+            const TileRange<int64_t> range = key_tiles(band, q0, rows, len_k, block_n);
+            const TileRange<int> range32 = key_tiles(clamped, int(q0), int(rows), int(len_k), block_n);
+            CHECK(range32.first == range.first);
+            CHECK(range32.end == range.end);
             const int64_t tiles = (len_k + block_n - 1) / block_n;
             for (int64_t kt = 0; kt < tiles; ++kt) {
                 bool any = false, all = true, agree = true;
@@ -200,6 +205,7 @@ TEST_CASE("sm80 index: key tiles and unmasked tiles against a brute force of the
                     for (int64_t j = kt * block_n; j < (kt + 1) * block_n; ++j) {
                         const bool visible = j < len_k && j >= keys.first && j <= keys.last;
                         agree &= key_visible(band, i, j, len_k) == visible;
+                        agree &= key_visible(clamped, int(i), int(j), int(len_k)) == visible;
                         any |= visible;
                         all &= visible;
                     }
@@ -208,6 +214,7 @@ TEST_CASE("sm80 index: key tiles and unmasked tiles against a brute force of the
                 CHECK(agree);  // the kernel's per-element mask
                 CHECK((kt >= range.first && kt < range.end) == any);  // visited exactly where some row sees a key
                 CHECK(tile_unmasked(band, q0, rows, kt * block_n, block_n, len_k) == all);
+                CHECK(tile_unmasked(clamped, int(q0), int(rows), int(kt * block_n), block_n, int(len_k)) == all);
             }
         }
     }
