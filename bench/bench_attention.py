@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Forward attention: libflashsci beside PyTorch SDPA (FLASH and CUDNN) in one run.
 
-The DESIGN §6 grid: batch·seqlen = 16384 tokens, hidden 2048 (heads = 2048/head_dim),
+The benchmark grid (docs/performance.md): batch·seqlen = 16384 tokens, hidden 2048 (heads = 2048/head_dim),
 seqlen 512..16384, head_dim 64/128/256, causal and not, bf16 and fp16. Every backend
 runs on the same [batch, seqlen, heads, head_dim] tensors (SDPA gets transpose(1, 2)
 views, as PyTorch does internally). Times are medians of

@@ -37,11 +37,7 @@
  *
  * Grouped-query attention (GQA) and multi-query attention (MQA) need only
  * `heads_q % heads_kv == 0`: query head `h` reads key/value head
- * `h / (heads_q / heads_kv)`. On the Hopper fast path a group of 2, 4, ... 64
- * query heads shares one tile when the query sequence is short (decoding,
- * chunks: fewer tiles than one per head), so each key/value block is loaded
- * once for the whole group; longer ones run the group's heads side by side,
- * sharing keys and values through the L2 cache.
+ * `h / (heads_q / heads_kv)`.
  *
  * Sequences of different lengths may instead be packed along one token axis,
  * without padding: see @ref varlen.
@@ -70,12 +66,8 @@
  *
  * @section features Sliding window, softcap and ALiBi
  *
- * Three optional settings change the scores, in this order, on every path
- * (the Hopper fast path names them in its kernel name, e.g.
- * "sm90_hd128_bf16_causal_window_softcap_alibi"; a "_wide" suffix marks its
- * larger tile for plain problems (no mask, window, softcap or ALiBi): head_dim 64
- * always, variable-length batches too; head_dim 128 dense ones from 8192 keys;
- * and "_causal_wide" for causal head_dim 64 ones from 2048 keys):
+ * Three optional settings change the scores, in this order, on every backend
+ * and kernel:
  *
  *     s_ij = scale · q_i · k_j
  *     s_ij = softcap · tanh(s_ij / softcap)        if a softcap is set
@@ -282,18 +274,13 @@
  *   possible, as is a finite value);
  * - every other row is what it would be without that input; in particular a
  *   masked key never reaches a row through 0 · NaN, and a row that sees no key
- *   still gets o = 0 and lse = -inf. On the general path and the CPU backend
- *   those rows are bit-for-bit unchanged. On the Hopper fast path (kernel
- *   names `sm90_*`), the sm_80 forward (`sm80_*`) and the decoding kernel
- *   (`cuda_decode_*`) they are too, except the decoding kernel's rows whose
- *   query tile visits a key block holding a NaN or infinity of v without every
- *   row seeing it (it multiplies that block on the CUDA cores instead of the
- *   tensor cores, which would compute 0 · NaN), and, on the Hopper path with a
- *   mask or a variable-length batch and on the sm_80 forward with a mask or a
- *   window, the rows of the query heads that read a kv head whose v holds the
- *   non-finite value, in that sequence: their o is recomputed on the general
- *   path within the same call and stream. Those rows agree with the clean run
- *   up to rounding (their lse bit for bit).
+ *   still gets o = 0 and lse = -inf. These rows are bit-for-bit those of the
+ *   run without the non-finite input, with one exception: when v holds a NaN
+ *   or infinity, a CUDA fast path may compute the rows that share its kv head
+ *   and its sequence (batch entry, or sequence of a variable-length batch) by
+ *   a different method, within the same call and stream. Such rows agree with the clean run up to
+ *   rounding, and their lse bit for bit. The CPU backend and the general CUDA
+ *   kernel never do this.
  *
  * Large finite scores (|scale · q·k| of 1e4 and beyond, as long as the score
  * itself is finite in fp32) neither overflow nor degrade the softmax: the

@@ -5,8 +5,9 @@
 # Usage: ./scripts/demo.sh [-DNAME=VALUE ...] [-- demo arguments]
 #   e.g. ./scripts/demo.sh -- --causal --dtype fp16
 # Environment: BUILD_DIR (default build/), CMAKE_ARGS, CMAKE_PREFIX_PATH, FLASHSCI_NO_APT=1.
-# As root on Debian/Ubuntu it first apt-installs what is missing
-# (cmake, g++, ninja-build, pkg-config, catch2).
+# As root on Debian/Ubuntu it first apt-installs what is missing of cmake, g++
+# and ninja-build, naming them first (FLASHSCI_NO_APT=1: never). The tests are
+# built too when Catch2 is installed; the demo does not need it.
 set -euo pipefail
 # shellcheck source=scripts/setup.sh
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
 done
 parse_script_args "${cmake_args[@]}"
 
-install_prerequisites
+install_prerequisites build
 ensure_cmake
 extra=()
 have_catch2 || extra+=(-DFLASHSCI_BUILD_TESTS=OFF)

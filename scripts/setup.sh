@@ -41,17 +41,19 @@ have_catch2() {
     return 1
 }
 
-# Installs missing build tools with apt-get when we are root and it exists.
+# Installs the missing build tools with apt-get when we are root and it exists, after saying which and why:
+# `install_prerequisites build`: a compiler, CMake and a build tool; `install_prerequisites tests`: Catch2 too.
 install_prerequisites() {
     local missing=()
     command -v cmake >/dev/null 2>&1 || missing+=(cmake)
     command -v g++ >/dev/null 2>&1 || missing+=(g++)
     command -v ninja >/dev/null 2>&1 || command -v make >/dev/null 2>&1 || missing+=(ninja-build)
-    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-    have_catch2 || missing+=(catch2)
+    if [ "${1:-}" = tests ]; then
+        have_catch2 || missing+=(catch2)
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "${FLASHSCI_NO_APT:-0}" != 1 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "Installing ${missing[*]}"
+        say "Installing with apt-get (missing; FLASHSCI_NO_APT=1 skips this): ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -68,7 +70,7 @@ ensure_cmake() {
         cmake_recent && return 0
     fi
     command -v python3 >/dev/null 2>&1 || die "CMake >= $MIN_CMAKE is needed (found: $(cmake --version 2>/dev/null | head -n 1 || echo none))"
-    say "CMake >= $MIN_CMAKE not found; installing it from PyPI into .deps/cmake"
+    say "CMake >= $MIN_CMAKE not found; installing it from PyPI (pip install cmake) into .deps/cmake"
     if ! { python3 -m venv "$ROOT/.deps/cmake" && "$ROOT/.deps/cmake/bin/pip" install -q "cmake>=$MIN_CMAKE"; }; then
         die "CMake >= $MIN_CMAKE is needed; install it (e.g. pip install cmake) and retry"
     fi
@@ -108,7 +110,7 @@ configure_and_build() {
     local log="$BUILD_DIR/build-output.log"
     cmake --build "$BUILD_DIR" --parallel "$JOBS" "${target_args[@]}" 2>&1 | tee "$log"
     if grep -E "wgmma.mma_async instructions are serialized" "$log" >&2; then
-        echo "error: ptxas serialised the wgmmas of the kernel(s) above; see docs/sm90-notes.md (ptxas lessons)" >&2
+        echo "error: ptxas serialised the wgmmas of the kernel(s) above; see docs/sm90-kernel.md (ptxas)" >&2
         return 1
     fi
 }

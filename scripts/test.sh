@@ -5,14 +5,14 @@
 #
 # Usage: ./scripts/test.sh [-DNAME=VALUE ...]
 # Environment: BUILD_DIR (default build/), CMAKE_ARGS, CMAKE_PREFIX_PATH, FLASHSCI_NO_APT=1.
-# As root on Debian/Ubuntu it first apt-installs what is missing
-# (cmake, g++, ninja-build, pkg-config, catch2).
+# As root on Debian/Ubuntu it first apt-installs what is missing of cmake, g++,
+# ninja-build and catch2, naming them first (FLASHSCI_NO_APT=1: never).
 set -euo pipefail
 # shellcheck source=scripts/setup.sh
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 parse_script_args "$@"
 
-install_prerequisites
+install_prerequisites tests
 ensure_cmake
 have_catch2 || echo "note: Catch2 (v2) not found by this script; CMake will look for it" >&2
 configure_and_build -DFLASHSCI_BUILD_TESTS=ON -DFLASHSCI_BUILD_EXAMPLES=ON --

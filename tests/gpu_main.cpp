@@ -1,4 +1,5 @@
-// The [gpu] suite's entry point: skips the whole suite (ctest's SKIP_RETURN_CODE) where no GPU exists.
+// The [gpu] suite's entry point: skips the whole suite (ctest's SKIP_RETURN_CODE) where no GPU exists. Listing
+// (--list-test-names-only, which ctest's test discovery runs at build time) and --help need no GPU.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <flashsci.h>
@@ -7,9 +8,21 @@
 
 namespace {
 constexpr int kSkipped = 77;
+
+bool only_lists(const Catch::ConfigData& config) {
+    return config.listTests || config.listTags || config.listReporters || config.listTestNamesOnly ||
+           config.showHelp;
 }
+}  // namespace
 
 int main(int argc, char** argv) {
+    Catch::Session session;
+    if (int status = session.applyCommandLine(argc, argv); status != 0) {
+        return status;
+    }
+    if (only_lists(session.configData())) {
+        return session.run();
+    }
     flashsci_plan_t plan = nullptr;
     flashsci_status_t status = flashsci_plan_create(&plan, FLASHSCI_BACKEND_CUDA);
     if (status == FLASHSCI_STATUS_NO_DEVICE) {
@@ -21,5 +34,5 @@ int main(int argc, char** argv) {
         return 1;
     }
     flashsci_plan_destroy(plan);
-    return Catch::Session().run(argc, argv);
+    return session.run();
 }

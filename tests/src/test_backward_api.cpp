@@ -148,7 +148,7 @@ TEST_CASE("get_backward_workspace_size needs shape and dtype and names its argum
     flashsci_plan_destroy(plan);
 }
 
-TEST_CASE("set_strides takes the backward's tensors; dq, dk and dv must not overlap themselves", "[api][backward]") {
+TEST_CASE("set_strides takes the backward's tensors, and dq, dk and dv must not overlap themselves", "[api][backward]") {
     BackwardFixture f;
     const struct {
         flashsci_tensor_t tensor;

@@ -455,7 +455,7 @@ TEST_CASE("varlen CPU: q, k, v as slices of one packed QKV tensor, o with padded
     }
 }
 
-TEST_CASE("varlen CPU: a sequence without keys gets O = 0 and LSE = -inf; one without queries writes nothing",
+TEST_CASE("varlen CPU: a sequence without keys gets O = 0 and LSE = -inf, one without queries writes nothing",
           "[cpu][varlen]") {
     for (const flashsci_dtype_t dtype : kAllDtypes)
         for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {

@@ -27,7 +27,7 @@ from collections import OrderedDict
 
 from . import _arrays, _lib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Error", "Forward", "Backward", "Plan", "attention", "prepare", "forward_varlen", "prepare_varlen",
            "backward", "prepare_backward", "backward_varlen", "prepare_backward_varlen", "lib", "version",
            "version_string", "library_path"]

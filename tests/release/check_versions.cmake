@@ -1,0 +1,26 @@
+# Fails when a package's version is not the header's FLASHSCI_VERSION_* (VERSION, from the top CMakeLists.txt).
+#   cmake -DROOT=<repository> -DVERSION=<major.minor.patch> -P check_versions.cmake
+# pyproject.toml reads the header itself; these files state the version again.
+set(failed FALSE)
+function(expect file regex)
+  file(STRINGS ${ROOT}/${file} lines REGEX "${regex}")
+  if(NOT lines)
+    message(SEND_ERROR "${file}: no line matches ${regex}")
+    set(failed TRUE PARENT_SCOPE)
+    return()
+  endif()
+  foreach(line IN LISTS lines)
+    string(REGEX MATCH "\"([0-9][^\"]*)\"" _ "${line}")
+    if(NOT CMAKE_MATCH_1 STREQUAL VERSION)
+      message(SEND_ERROR "${file}: '${line}' states ${CMAKE_MATCH_1}, include/flashsci.h says ${VERSION}")
+      set(failed TRUE PARENT_SCOPE)
+    endif()
+  endforeach()
+endfunction()
+
+expect(bindings/python/flashsci/__init__.py "^__version__ = ")
+expect(bindings/rust/Cargo.toml "^version = ")
+expect(bindings/rust/flashsci/Cargo.toml "^flashsci-sys = .*version = ")
+if(NOT failed)
+  message(STATUS "Python and Rust packages are version ${VERSION}")
+endif()
