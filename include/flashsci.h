@@ -643,14 +643,16 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t 
  * `general` (the general CUDA kernel), `decode` (the decoding kernel, which runs
  * fp16/bf16 plans of at most 16 query rows per kv head, (heads_q / heads_kv) ·
  * seqlen_q, on compute capability 8.0 and later, splitting the keys over many
- * CTAs), `sm90` (the Hopper fast path) or `sm80` (the mma.sync forward of
+ * CTAs), `sm90` (the Hopper fast path) or `sm80` (the mma.sync kernels of
  * compute capability 8.0 and later, fp16/bf16); a forward the forced kernel
  * cannot run then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it,
  * decoding plans take the decoding kernel, then the Hopper fast path where it
  * runs, then the sm_80 forward where it runs (16-byte aligned tensors with
- * strides in multiples of 8 elements), else the general one. The backward has
- * one kernel per backend (the CPU's, or the general CUDA kernel) and ignores
- * `FLASHSCI_KERNEL`.
+ * strides in multiples of 8 elements), else the general one. The CUDA backward
+ * runs the sm_80 backward where it runs (the same conditions on every tensor,
+ * gradients included), else the general CUDA kernel; `sm80` and `general`
+ * force one of them (a backward `sm80` cannot run fails with
+ * #FLASHSCI_STATUS_NOT_SUPPORTED), the other values leave the choice as is.
  *
  * CPU plans are named by their instruction-set path: "cpu_avx512", "cpu_avx2",
  * "cpu_portable" or "cpu_reference"; `FLASHSCI_CPU_ISA`, read at every call,

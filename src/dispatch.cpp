@@ -1,5 +1,7 @@
 #include "dispatch.h"
 
+#include <algorithm>
+
 #include "cpu/cpu_attention.h"
 #include "cpu/cpu_backward.h"
 #include "cuda_device.h"
@@ -69,6 +71,36 @@ bool sm80_runs(const flashsci_plan_st& plan, const kernels::Problem& p) {
 #endif
 }
 
+// The sm_80 backward where it runs (fp16/bf16, aligned, compute capability 8.0+, Hopper included), else the general
+// one; FLASHSCI_KERNEL=sm80 or general forces either, other values leave the choice as is.
+flashsci_status_t select_backward(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
+                                  const kernels::Gradients& g, KernelSelection* selection) {
+#ifdef FLASHSCI_HAVE_SM80
+    const bool sm80 = plan.forced != ForcedKernel::general && kernels::sm80::supports_backward(p, g, plan.cc_major);
+    if (plan.forced == ForcedKernel::sm80 && !sm80)
+        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                    "%s: FLASHSCI_KERNEL=sm80 forces the sm_80 backward, which cannot run this problem (it needs %s)",
+                    function, kernels::sm80::backward_requirements());
+    // The workspace fits the general backward too: a plan's size is queried before its pointers are known, and a
+    // call whose pointers turn out misaligned runs the general one with that workspace.
+    if (sm80) {
+        *selection = {KernelKind::sm80_backward, kernels::sm80::backward_kernel_name(p),
+                      std::max(kernels::sm80::backward_workspace_bytes(p, g, plan.num_sms),
+                               kernels::general::backward_workspace_bytes(p, g, plan.num_sms))};
+        return FLASHSCI_STATUS_SUCCESS;
+    }
+#else
+    if (plan.forced == ForcedKernel::sm80)
+        return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
+                    "%s: FLASHSCI_KERNEL=sm80 forces the sm_80 backward, which this build lacks (it needs an "
+                    "architecture of 80 or later in FLASHSCI_CUDA_ARCHITECTURES and FLASHSCI_SM80_HEAD_DIMS)",
+                    function);
+#endif
+    *selection = {KernelKind::cuda_general_backward, kGeneralBackwardName,
+                  kernels::general::backward_workspace_bytes(p, g, plan.num_sms)};
+    return FLASHSCI_STATUS_SUCCESS;
+}
+
 #endif
 
 }  // namespace
@@ -92,12 +124,7 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
-    // The backward has one CUDA kernel, the general path's, whatever FLASHSCI_KERNEL forces for forwards.
-    if (backward != nullptr) {
-        *selection = {KernelKind::cuda_general_backward, kGeneralBackwardName,
-                      kernels::general::backward_workspace_bytes(p, *backward, plan.num_sms)};
-        return FLASHSCI_STATUS_SUCCESS;
-    }
+    if (backward != nullptr) return select_backward(function, plan, p, *backward, selection);
     const bool fast = plan.forced != ForcedKernel::general && plan.forced != ForcedKernel::sm80 && sm90_runs(plan, p);
     if (plan.forced == ForcedKernel::sm90 && !fast)
         return fail(FLASHSCI_STATUS_NOT_SUPPORTED,
@@ -179,6 +206,11 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
         case KernelKind::cuda_general_backward:
             err = kernels::general::launch_backward(p, *backward, workspace, plan.num_sms, cuda_stream);
             break;
+#ifdef FLASHSCI_HAVE_SM80
+        case KernelKind::sm80_backward:
+            err = kernels::sm80::launch_backward(p, *backward, workspace, plan.num_sms, cuda_stream);
+            break;
+#endif
 #ifdef FLASHSCI_HAVE_DECODE
         case KernelKind::decode: err = kernels::decode::launch(p, workspace, plan.num_sms, cuda_stream); break;
 #endif

@@ -10,7 +10,7 @@
 
 namespace flashsci {
 
-enum class KernelKind { cpu, cuda_general, decode, sm90, sm80, cpu_backward, cuda_general_backward };
+enum class KernelKind { cpu, cuda_general, decode, sm90, sm80, cpu_backward, cuda_general_backward, sm80_backward };
 
 struct KernelSelection {
     KernelKind kind;

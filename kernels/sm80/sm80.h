@@ -35,4 +35,25 @@ const char* kernel_name(const Problem& p);
 // workspace_bytes(p) bytes of device memory. Returns the launch's error.
 cudaError_t launch(const Problem& p, void* workspace, cudaStream_t stream);
 
+// ---- the backward (bwd.cu) ------------------------------------------------------------------------------------------
+
+// True when this build holds the sm_80 backward for p's head-dim bucket and it covers p's backward with gradients g on
+// a device of compute capability `major`.x: supports(p, major), and dout, dq, dk and dv 16-byte aligned with strides
+// in whole 16-byte chunks.
+bool supports_backward(const Problem& p, const Gradients& g, int major);
+
+// What supports_backward() requires, in words, for NOT_SUPPORTED messages.
+const char* backward_requirements();
+
+// A short stable name of the backward launch_backward() runs for p: sm80_bwd_hd<bucket>_<f16|bf16>.
+const char* backward_kernel_name(const Problem& p);
+
+// Device scratch of p's backward on a GPU of num_sms SMs (any family): D = rowsum(dO∘O) and the fp32 dQ accumulator,
+// laid out as general/backward_schedule.h says.
+size_t backward_workspace_bytes(const Problem& p, const Gradients& g, int num_sms);
+
+// Enqueues dq, dk and dv of p's backward on stream on the current device; requires supports_backward(p, g, ...).
+// `workspace` holds backward_workspace_bytes(p, g, num_sms) bytes of device memory. Returns the launches' error.
+cudaError_t launch_backward(const Problem& p, const Gradients& g, void* workspace, int num_sms, cudaStream_t stream);
+
 }  // namespace flashsci::kernels::sm80
