@@ -176,7 +176,10 @@
  *   on `stream` without host synchronisation or allocation, so a forward can be
  *   captured in a CUDA graph (also in cudaStreamCaptureModeGlobal) and replayed
  *   any number of times. Every input type is accumulated in fp32; fp32 inputs
- *   are multiplied in full fp32 precision (no TF32).
+ *   keep fp32-level accuracy by default: on compute capability 8.0 and later
+ *   they are multiplied on TF32 tensor cores as 3xTF32 (each operand split
+ *   into a TF32 part and a TF32 remainder, three products summed), elsewhere
+ *   with fp32 FMAs.
  * - AUTO resolves to CUDA when a usable GPU exists, else to CPU.
  *
  * @section errors Error model
@@ -554,11 +557,12 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t 
  * fp16/bf16 plans of at most 16 query rows per kv head, (heads_q / heads_kv) ·
  * seqlen_q, on compute capability 8.0 and later, splitting the keys over many
  * CTAs), `sm90` (the Hopper fast path) or `sm80` (the mma.sync forward of
- * compute capability 8.0 and later, fp16/bf16); a forward the forced kernel
- * cannot run then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it,
- * decoding plans take the decoding kernel, then the Hopper fast path where it
- * runs, then the sm_80 forward where it runs (16-byte aligned tensors with
- * strides in multiples of 8 elements), else the general one.
+ * compute capability 8.0 and later: fp16/bf16, and fp32 on TF32 tensor cores
+ * unless the precision is IEEE); a forward the forced kernel cannot run then
+ * fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it, decoding plans take
+ * the decoding kernel, then the Hopper fast path where it runs, then the sm_80
+ * forward where it runs (16-byte aligned tensors with strides in whole 16
+ * bytes), else the general one.
  * @param plan a plan with shape and dtype set; must not be NULL.
  * @param name receives a static string such as "cpu", "cuda_general",
  *             "cuda_decode_hd128_bf16", "sm90_hd128_bf16" or "sm80_hd128_bf16"; must
