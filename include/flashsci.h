@@ -219,7 +219,10 @@
  *   on `stream` without host synchronisation or allocation, so a forward can be
  *   captured in a CUDA graph (also in cudaStreamCaptureModeGlobal) and replayed
  *   any number of times. Every input type is accumulated in fp32; fp32 inputs
- *   are multiplied in full fp32 precision (no TF32).
+ *   keep fp32-level accuracy by default: on compute capability 8.0 and later
+ *   they are multiplied on TF32 tensor cores as 3xTF32 (each operand split
+ *   into a TF32 part and a TF32 remainder, three products summed), elsewhere
+ *   with fp32 FMAs.
  * - AUTO resolves to CUDA when a usable GPU exists, else to CPU.
  *
  * @section precision Precision of fp32 inputs
@@ -227,10 +230,12 @@
  * flashsci_plan_set_precision() chooses how a float32 plan multiplies on the
  * GPU: #FLASHSCI_PRECISION_DEFAULT (fp32-level accuracy by the fastest means the
  * device has), #FLASHSCI_PRECISION_TF32 (one pass on TF32 tensor cores, about
- * 1e-3 relative) or #FLASHSCI_PRECISION_IEEE (fp32 FMAs only). The CUDA backend
- * has no tensor-core engine for fp32 yet: it runs fp32 FMAs (IEEE) in every
- * mode, forward and backward. The CPU backend computes fp32 inputs exactly in
- * every mode: products, sums and exponentials in fp64, rounded once to fp32.
+ * 1e-3 relative) or #FLASHSCI_PRECISION_IEEE (fp32 FMAs only). On compute
+ * capability 8.0 and later the forward takes DEFAULT as 3xTF32 (each operand
+ * split into a TF32 part and a TF32 remainder, three products summed in fp32,
+ * the remainder's own product dropped: errors at fp32 level) and TF32 as one
+ * pass; IEEE, older GPUs and the fp32 backward run fp32 FMAs in every mode.
+ * The CPU backend computes fp32 inputs at fp32 accuracy in every mode.
  * fp16 and bf16 plans accept any value and are unaffected by it: they always
  * multiply their own type and accumulate in fp32.
  *
@@ -602,9 +607,9 @@ FLASHSCI_API flashsci_status_t flashsci_plan_set_strides(flashsci_plan_t plan, f
 
 /**
  * Chooses how a float32 plan multiplies (see @ref precision); the default is
- * #FLASHSCI_PRECISION_DEFAULT. The CPU backend computes fp32 exactly in every mode;
- * the CUDA backend runs fp32 FMAs (#FLASHSCI_PRECISION_IEEE) in every mode until it
- * has a tensor-core engine for fp32. fp16 and bf16 plans accept any value and
+ * #FLASHSCI_PRECISION_DEFAULT. The CPU backend keeps fp32 accuracy in every
+ * mode; on the CUDA backend the mode selects the forward's kernel (sm80_*_f32_3xtf32,
+ * sm80_*_f32_tf32 or cuda_general). fp16 and bf16 plans accept any value and
  * ignore it.
  * @param plan      a plan; must not be NULL.
  * @param precision #FLASHSCI_PRECISION_DEFAULT, #FLASHSCI_PRECISION_TF32 or #FLASHSCI_PRECISION_IEEE.
@@ -644,11 +649,12 @@ FLASHSCI_API flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t 
  * fp16/bf16 plans of at most 16 query rows per kv head, (heads_q / heads_kv) ·
  * seqlen_q, on compute capability 8.0 and later, splitting the keys over many
  * CTAs), `sm90` (the Hopper fast path) or `sm80` (the mma.sync kernels of
- * compute capability 8.0 and later, fp16/bf16); a forward the forced kernel
+ * compute capability 8.0 and later: fp16/bf16, and fp32 forwards on TF32
+ * tensor cores unless the precision is IEEE); a forward the forced kernel
  * cannot run then fails with #FLASHSCI_STATUS_NOT_SUPPORTED. Without it,
  * decoding plans take the decoding kernel, then the Hopper fast path where it
  * runs, then the sm_80 forward where it runs (16-byte aligned tensors with
- * strides in multiples of 8 elements), else the general one. The CUDA backward
+ * strides in whole 16 bytes), else the general one. The CUDA backward
  * runs the sm_80 backward where it runs (the same conditions on every tensor,
  * gradients included), else the general CUDA kernel; `sm80` and `general`
  * force one of them (a backward `sm80` cannot run fails with

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/device.cuh"
 #include "sm80/index.h"
@@ -31,16 +32,18 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t stride,
     constexpr LoadAssignment kAssign = load_assignment(Shape::threads, Shape::chunks);
     static_assert(kRows % kAssign.row_step == 0);
     const RowCol first = load_first(Shape::threads, Shape::chunks, opaque(int(threadIdx.x)));  // made here, not held
-    const int shared_first = swizzled_offset(Shape::chunks, first.row, first.col);
-    const T* from = src + first.row * stride + first.col * kChunkElems;
+    constexpr int kElems = Shape::chunk_elems;
+    const int shared_first = swizzled_offset(Shape::chunks, first.row, first.col, kElems);
+    const T* from = src + first.row * stride + first.col * kElems;
     const int64_t step = kAssign.row_step * stride;
 #pragma unroll
     for (int i = 0; i < kRows / kAssign.row_step; ++i) {
 #pragma unroll
         for (int j = 0; j < Shape::chunks / kAssign.col_step; ++j) {
             const bool valid = first.row + i * kAssign.row_step < valid_rows && first.col + j * kAssign.col_step < valid_chunks;
-            copy_async(tile + shared_first + row_offset(Shape::chunks, i * kAssign.row_step) + j * kAssign.col_step * kChunkElems,
-                       valid ? from + j * kAssign.col_step * kChunkElems : fallback, valid);
+            copy_async(tile + shared_first + row_offset(Shape::chunks, i * kAssign.row_step, kElems) +
+                           j * kAssign.col_step * kElems,
+                       valid ? from + j * kAssign.col_step * kElems : fallback, valid);
         }
         from = opaque(from + step);
     }
@@ -64,13 +67,17 @@ __device__ __forceinline__ float quad_sum(float x) {
 }
 
 // kTransformed: the scores get a softcap or an ALiBi bias (has_score_transform(p)); the plain kernel, without that
-// code, keeps its registers for the accumulators.
+// code, keeps its registers for the accumulators. T = float runs both products on tf32 m16n8k8 in kPasses passes
+// (ptx.cuh: mma_fp32; 3 for Precision::fp32_level, 1 for tf32); 16-bit T on m16n8k16 (kPasses 1).
 // A thread holds fragment rows g and g + 8 (its halves h = 0, 1) of its warp's 16 and column pairs 2c, 2c + 1 of
 // every 8-column block: S as s[key block][4], O as o[head_dim block][4] (index.h: c_element).
-template <typename T, typename Shape, bool kTransformed>
+template <typename T, typename Shape, bool kTransformed, int kPasses>
 __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Problem p, int* const redo) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    constexpr bool kFp32 = std::is_same_v<T, float>;
     constexpr int kN = Shape::block_n, kM = Shape::block_m, kD = Shape::head_dim;
+    constexpr int kElems = Shape::chunk_elems;
+    constexpr int kStepK = kFp32 ? kMmaKTf32 : kMmaK;  // head_dim per Q·Kᵀ step: two chunks either way
     constexpr int kKeyBlocks = kN / kMmaN, kDimBlocks = kD / kMmaN;
     extern __shared__ __align__(128) unsigned char shared[];
     T* const sQ = reinterpret_cast<T*>(shared);  // [kM][kD], swizzled (index.h); after the key loop, O's staging
@@ -80,7 +87,7 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
     const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
     const int g = lane / 4, c = lane % 4;
     const int head_dim = int(p.head_dim);
-    const int valid_chunks = head_dim / kChunkElems;
+    const int valid_chunks = head_dim / kElems;
     // Scores s are raw q·k, or with a softcap or ALiBi the final logits: exp(score_scale·s) = exp2(scale_log2·s).
     const float score_scale = kTransformed ? 1.0f : p.scale;
     const float scale_log2 = score_scale * kLog2e;
@@ -95,17 +102,17 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
     // lane % 8, so chunk pair 2i, 2i + 1 of an 8-chunk group (i = k16 step % 4) lies at one of 4 per-lane columns;
     // the group and the 16-row block are immediates. Made from an opaque() lane where they are used, so that Q's and
     // K's are not held through P·V, nor V's through Q·Kᵀ.
-    constexpr int kBytes = sizeof(T);
     constexpr int kPairsPerGroup = kSwizzleRows / 2;
-    constexpr int kGroupBytes = kSwizzleRows * kChunkElems * kBytes;
-    constexpr int kBlockRowBytes = kMmaM * Shape::chunks * kChunkElems * kBytes;  // a 16-row block
+    constexpr int kGroupBytes = kSwizzleRows * kChunkBytes;
+    constexpr int kRowBytes = Shape::chunks * kChunkBytes;
+    constexpr int kBlockRowBytes = kMmaM * kRowBytes;  // a 16-row block
     const auto lane_addresses = [&](uint32_t (&addr)[kPairsPerGroup], const T* tile, int first_row, RowCol (*at)(int)) {
         const int l = opaque(lane);
         const RowCol a = at(l);
 #pragma unroll
         for (int i = 0; i < kPairsPerGroup; ++i)
-            addr[i] = shared_address(tile) +
-                      kBytes * (row_offset(Shape::chunks, first_row + a.row) + group_column(2 * i + a.col, l % 8));
+            addr[i] = shared_address(tile) + row_offset(Shape::chunks, first_row + a.row, kChunkBytes) +
+                      group_column(2 * i + a.col, l % 8, kChunkBytes);
     };
 
     for (int64_t w = blockIdx.x; w < work; w += gridDim.x) {
@@ -150,14 +157,14 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
             load_tile<Shape, kN>(sV, v + k0 * p.v_strides.seq, p.v_strides.seq, len_k - k0, valid_chunks, v_base);
             commit_copies();
 
-            // S = Q·Kᵀ (k16 steps past head_dim are all zero: skipped)
+            // S = Q·Kᵀ (k steps past head_dim are all zero: skipped)
             uint32_t q_addr[kPairsPerGroup], k_addr[kPairsPerGroup];
             lane_addresses(q_addr, sQ, warp * kMmaM, q_address);
             lane_addresses(k_addr, sK, 0, k_address);
             float s[kKeyBlocks][4] = {};
 #pragma unroll
-            for (int kk = 0; kk < kD / kMmaK; ++kk) {
-                if (kk * kMmaK < head_dim) {
+            for (int kk = 0; kk < kD / kStepK; ++kk) {
+                if (kk * kStepK < head_dim) {
                     uint32_t a[4];
                     load_matrices(a, q_addr[kk % kPairsPerGroup] + kk / kPairsPerGroup * kGroupBytes);
 #pragma unroll
@@ -165,8 +172,13 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                         uint32_t bk[4];
                         load_matrices(bk, k_addr[kk % kPairsPerGroup] + nb * kBlockRowBytes +
                                               kk / kPairsPerGroup * kGroupBytes);
-                        mma<T>(s[2 * nb], a, bk[0], bk[1]);
-                        mma<T>(s[2 * nb + 1], a, bk[2], bk[3]);
+                        if constexpr (kFp32) {
+                            mma_fp32<kPasses>(s[2 * nb], a, bk[0], bk[1]);
+                            mma_fp32<kPasses>(s[2 * nb + 1], a, bk[2], bk[3]);
+                        } else {
+                            mma<T>(s[2 * nb], a, bk[0], bk[1]);
+                            mma<T>(s[2 * nb + 1], a, bk[2], bk[3]);
+                        }
                     }
                 }
             }
@@ -234,23 +246,54 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                     l[e / 2] += s[j][e];
                 }
 
-            // O += P·V: P's C fragments are the A fragments of k slab j (index.h: p_block)
-            uint32_t v_addr[kPairsPerGroup];
-            lane_addresses(v_addr, sV, 0, v_address);
+            if constexpr (kFp32) {
+                // O += P·V on tf32, key block j a k8 step with its keys relabelled (index.h: tf32_key): A register
+                // r is C element tf32_p_element(r) of block j; B registers 0, 1 are V rows 2c, 2c + 1 at column g of
+                // each 8-column block, one 32-bit load each. Rows 2c + h of every block share row % 8, so a lane's
+                // loads are 4 columns per h plus immediates.
+                uint32_t v_word[2][kPairsPerGroup];
+                {
+                    const int l = opaque(lane), lg = l / 4, lc = l % 4;
 #pragma unroll
-            for (int slab = 0; slab < kN / kMmaK; ++slab) {
-                uint32_t a[4];
+                    for (int h = 0; h < 2; ++h)
 #pragma unroll
-                for (int r = 0; r < 4; ++r)
-                    a[r] = pack<T>(s[p_block(slab, r)][p_element(r)], s[p_block(slab, r)][p_element(r) + 1]);
+                        for (int i = 0; i < kPairsPerGroup; ++i)
+                            v_word[h][i] = shared_address(sV) + row_offset(Shape::chunks, 2 * lc + h, kChunkBytes) +
+                                           group_column(2 * i + lg / 4, 2 * lc + h, kChunkBytes) + (lg % 4) * sizeof(float);
+                }
 #pragma unroll
-                for (int dp = 0; dp < kD / kMmaK; ++dp) {
-                    if (dp * kMmaK < head_dim) {
-                        uint32_t bv[4];
-                        load_matrices_transposed(bv, v_addr[dp % kPairsPerGroup] + slab * kBlockRowBytes +
-                                                         dp / kPairsPerGroup * kGroupBytes);
-                        mma<T>(o_acc[2 * dp], a, bv[0], bv[1]);
-                        mma<T>(o_acc[2 * dp + 1], a, bv[2], bv[3]);
+                for (int j = 0; j < kKeyBlocks; ++j) {
+                    uint32_t a[4];
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) a[r] = __float_as_uint(s[j][tf32_p_element(r)]);
+#pragma unroll
+                    for (int d = 0; d < kDimBlocks; ++d) {
+                        if (d * kMmaN < head_dim) {
+                            const int at = j * kMmaN * kRowBytes + d / kPairsPerGroup * kGroupBytes;
+                            mma_fp32<kPasses>(o_acc[d], a, load_shared_word(v_word[0][d % kPairsPerGroup] + at),
+                                              load_shared_word(v_word[1][d % kPairsPerGroup] + at));
+                        }
+                    }
+                }
+            } else {
+                // O += P·V: P's C fragments are the A fragments of k slab j (index.h: p_block)
+                uint32_t v_addr[kPairsPerGroup];
+                lane_addresses(v_addr, sV, 0, v_address);
+#pragma unroll
+                for (int slab = 0; slab < kN / kMmaK; ++slab) {
+                    uint32_t a[4];
+#pragma unroll
+                    for (int r = 0; r < 4; ++r)
+                        a[r] = pack<T>(s[p_block(slab, r)][p_element(r)], s[p_block(slab, r)][p_element(r) + 1]);
+#pragma unroll
+                    for (int dp = 0; dp < kD / kMmaK; ++dp) {
+                        if (dp * kMmaK < head_dim) {
+                            uint32_t bv[4];
+                            load_matrices_transposed(bv, v_addr[dp % kPairsPerGroup] + slab * kBlockRowBytes +
+                                                             dp / kPairsPerGroup * kGroupBytes);
+                            mma<T>(o_acc[2 * dp], a, bv[0], bv[1]);
+                            mma<T>(o_acc[2 * dp + 1], a, bv[2], bv[3]);
+                        }
                     }
                 }
             }
@@ -285,18 +328,24 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
         // O through this warp's rows of sQ (swizzled), then 16-byte rows out: only its own warp ever read them
         wait_copies<0>();  // Q's copies, when no key tile waited for them (other threads load this warp's rows)
         __syncthreads();
-        T* const stage = opaque(sQ + row_offset(Shape::chunks, warp * kMmaM + g));  // this lane's half-0 row
+        T* const stage = opaque(sQ + row_offset(Shape::chunks, warp * kMmaM + g, kElems));  // this lane's half-0 row
 #pragma unroll
         for (int d = 0; d < kDimBlocks; ++d)
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
                 const bool empty = inv[half] == 0.0f;
-                const uint32_t pair = pack<T>(empty ? 0.0f : o_acc[d][2 * half] * inv[half],
-                                              empty ? 0.0f : o_acc[d][2 * half + 1] * inv[half]);
-                // row g + 8·half of the warp's block: row % 8 = g
-                *reinterpret_cast<uint32_t*>(stage + row_offset(Shape::chunks, 8 * half) +
-                                             (d / kSwizzleRows) * kSwizzleRows * kChunkElems +
-                                             group_column(d % kSwizzleRows, g) + 2 * c) = pair;
+                const float lo = empty ? 0.0f : o_acc[d][2 * half] * inv[half];
+                const float hi = empty ? 0.0f : o_acc[d][2 * half + 1] * inv[half];
+                // columns 8d + 2c, 8d + 2c + 1 of row g + 8·half of the warp's block (row % 8 = g)
+                T* const row = stage + row_offset(Shape::chunks, 8 * half, kElems);
+                if constexpr (kFp32) {  // chunk 2d + c / 2, its elements 2·(c % 2), +1
+                    const int chunk = 2 * (d % kPairsPerGroup) + c / 2;
+                    *reinterpret_cast<float2*>(row + d / kPairsPerGroup * kSwizzleRows * kElems +
+                                               group_column(chunk, g, kElems) + 2 * (c % 2)) = make_float2(lo, hi);
+                } else {  // chunk d, its elements 2c, 2c + 1
+                    *reinterpret_cast<uint32_t*>(row + d / kSwizzleRows * kSwizzleRows * kElems +
+                                                 group_column(d % kSwizzleRows, g, kElems) + 2 * c) = pack<T>(lo, hi);
+                }
             }
         __syncwarp();
         T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + seq.q_start * p.o_strides.seq + h * p.o_strides.head;
@@ -308,8 +357,8 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
             const int r = e / Shape::chunks, chunk = e % Shape::chunks;
             const int row = q0 + warp * kMmaM + r;
             if (row < len_q && chunk < valid_chunks)
-                *reinterpret_cast<uint4*>(o + row * p.o_strides.seq + chunk * kChunkElems) =
-                    *reinterpret_cast<const uint4*>(sQ + swizzled_offset(Shape::chunks, warp * kMmaM + r, chunk));
+                *reinterpret_cast<uint4*>(o + row * p.o_strides.seq + chunk * kElems) =
+                    *reinterpret_cast<const uint4*>(sQ + swizzled_offset(Shape::chunks, warp * kMmaM + r, chunk, kElems));
         }
     }
 #else
@@ -317,10 +366,23 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
 #endif
 }
 
+// The instance for p: transformed or not; fp32 in one tf32 pass (Precision::tf32) or three (3xTF32).
+template <typename T, typename Shape, int kPasses>
+auto kernel_for(const Problem& p) {
+    return has_score_transform(p) ? forward_kernel<T, Shape, true, kPasses> : forward_kernel<T, Shape, false, kPasses>;
+}
+
 template <typename T, int HeadDim, int BlockM, int BlockN>
 cudaError_t launch_tile(const Problem& p, int* redo, cudaStream_t stream) {
-    using Shape = TileShape<HeadDim, BlockM, BlockN>;
-    const auto kernel = has_score_transform(p) ? forward_kernel<T, Shape, true> : forward_kernel<T, Shape, false>;
+    using Shape = TileShape<HeadDim, BlockM, BlockN, sizeof(T)>;
+    constexpr int kTf32Passes = 1, kFp32LevelPasses = 3;
+    const auto kernel = [&] {
+        if constexpr (std::is_same_v<T, float>)
+            return p.precision == Precision::tf32 ? kernel_for<T, Shape, kTf32Passes>(p)
+                                                  : kernel_for<T, Shape, kFp32LevelPasses>(p);
+        else
+            return kernel_for<T, Shape, 1>(p);
+    }();
     const cudaError_t attribute =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Shape::smem));
     if (attribute != cudaSuccess) return attribute;

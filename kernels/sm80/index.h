@@ -16,17 +16,18 @@ struct RowCol {
 // ---- shared layout ----------------------------------------------------------------------------------------------
 // A tile is [rows][chunks] 16-byte chunks; chunk c of row r sits at chunk c ^ (r % 8) of its row, so the 8 rows one
 // ldmatrix matrix reads (8 consecutive rows, one logical chunk) fall on 8 distinct 16-byte bank groups, as do the
-// chunks a cp.async pass writes. Returns the element offset of the chunk's first element.
-FLASHSCI_HOST_DEVICE constexpr int swizzled_offset(int chunks, int row, int chunk) {
-    return (row * chunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
+// chunks a cp.async pass writes. Returns the element offset of the chunk's first element, for `elems` elements per
+// chunk (8 of 2 bytes, 4 of fp32).
+FLASHSCI_HOST_DEVICE constexpr int swizzled_offset(int chunks, int row, int chunk, int elems = kChunkElems) {
+    return (row * chunks + (chunk ^ (row % kSwizzleRows))) * elems;
 }
 
 // The same offset as a row part and a column part: for a row r, chunk c lies at row_offset(r) + 8·(c − c % 8) +
 // group_column(c % 8, r % 8), so a lane whose rows all share r % 8 needs one register per c % 8 it reads and
 // folds the rest into immediates.
-FLASHSCI_HOST_DEVICE constexpr int row_offset(int chunks, int row) { return row * chunks * kChunkElems; }
-FLASHSCI_HOST_DEVICE constexpr int group_column(int chunk_in_group, int row_in_group) {
-    return (chunk_in_group ^ row_in_group) * kChunkElems;
+FLASHSCI_HOST_DEVICE constexpr int row_offset(int chunks, int row, int elems = kChunkElems) { return row * chunks * elems; }
+FLASHSCI_HOST_DEVICE constexpr int group_column(int chunk_in_group, int row_in_group, int elems = kChunkElems) {
+    return (chunk_in_group ^ row_in_group) * elems;
 }
 
 // Tile loads: `threads` threads copy a [rows][chunks] tile in passes of row_step rows × col_step chunks. Thread t
@@ -69,6 +70,19 @@ FLASHSCI_HOST_DEVICE constexpr RowCol k_address(int lane) { return {(lane / 16) 
 // V as B (ldmatrix.trans: rows are keys = k) of two n8 blocks of head_dim: matrices (keys 0-7, d 0-7), (keys 8-15,
 // d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 8-15) = b0, b1 of the first block, b0, b1 of the second.
 FLASHSCI_HOST_DEVICE constexpr RowCol v_address(int lane) { return {((lane / 8) % 2) * 8 + lane % 8, lane / 16}; }
+
+// tf32 m16n8k8 (PTX ISA, "Matrix Fragments for mma.m16n8k8" .tf32): A register r holds (g + 8·(r%2), c + 4·(r/2)),
+// B register r holds (k c + 4r, n g); C as above. ldmatrix of fp32 rows (a 16-byte chunk is 4 of them) with the lane
+// addresses above yields them (a k8 step is 2 chunks, as a k16 step of 16-bit elements): register r of q_address()
+// is A register r, registers 2j, 2j+1 of k_address() are B registers 0, 1 of n block j.
+FLASHSCI_HOST_DEVICE constexpr RowCol tf32_a(int lane, int r) { return {lane / 4 + (r % 2) * 8, lane % 4 + (r / 2) * 4}; }
+FLASHSCI_HOST_DEVICE constexpr RowCol tf32_b(int lane, int r) { return {lane % 4 + r * 4, lane / 4}; }
+
+// tf32 P·V relabels the 8 keys of a k8 step: k index c + 4h of the A and B fragments stands for key 2c + h, so A
+// register r is C element tf32_p_element(r) of the step's C block (keys 2c, 2c+1 of rows g, g+8), and B register h is
+// V's row 2c + h (loaded with one 32-bit shared load each: there is no 32-bit ldmatrix.trans).
+FLASHSCI_HOST_DEVICE constexpr int tf32_key(int k) { return 2 * (k % 4) + k / 4; }
+FLASHSCI_HOST_DEVICE constexpr int tf32_p_element(int r) { return 2 * (r % 2) + r / 2; }
 
 // P·V's A fragment from S's C fragments: k slab j (keys 16j .. 16j+15) is C blocks 2j and 2j+1, register r of it
 // packs C elements (2·(r%2), 2·(r%2)+1) of block 2j + r/2.

@@ -11,9 +11,10 @@
 namespace flashsci::kernels::sm80 {
 
 // True when this build holds the sm_80 forward for p's head-dim bucket and it covers p on a device of compute
-// capability `major`.x: fp16/bf16, head_dim a multiple of 8 up to 256, q, k, v and o 16-byte aligned with strides in
-// whole 16-byte chunks (8 elements; a stride of a dimension with one entry is free), sequence lengths and totals under
-// 2^30, a positive finite scale. Every mask, window, softcap, ALiBi, GQA/MQA, dense or varlen.
+// capability `major`.x: fp16/bf16, or fp32 unless p.precision is ieee (fp32 runs on tf32 tensor cores: 3xTF32 for
+// fp32_level, one pass for tf32); head_dim a multiple of 8 up to 256; q, k, v and o 16-byte aligned with strides in
+// whole 16-byte chunks (a stride of a dimension with one entry is free); sequence lengths and totals under 2^30; a
+// positive finite scale. Every mask, window, softcap, ALiBi, GQA/MQA, dense or varlen.
 bool supports(const Problem& p, int major);
 
 // What supports() requires, in words, for NOT_SUPPORTED messages.
@@ -28,7 +29,7 @@ size_t workspace_bytes(const Problem& p);
 // (general::launch_redo). Null otherwise.
 int* redo_flags(const Problem& p, void* workspace);
 
-// A short stable name of the kernel launch() would run for p: sm80_hd<bucket>_<f16|bf16>.
+// A short stable name of the kernel launch() would run for p: sm80_hd<bucket>_<f16|bf16|f32_3xtf32|f32_tf32>.
 const char* kernel_name(const Problem& p);
 
 // Enqueues O (and LSE) for p on stream on the current device; requires supports(p, ...). `workspace` holds

@@ -8,7 +8,9 @@ namespace flashsci::kernels::sm80 {
 constexpr int kMmaM = 16;       // query rows of one warp's m16n8k16: warps stack along M, a row never leaves its warp
 constexpr int kMmaK = 16;       // the k extent of m16n8k16 (Q·Kᵀ over head_dim, P·V over keys)
 constexpr int kMmaN = 8;        // the n extent of m16n8k16
-constexpr int kChunkElems = 8;  // 2-byte elements per 16-byte cp.async chunk and per ldmatrix row
+constexpr int kChunkBytes = 16;  // one cp.async, one ldmatrix row
+constexpr int kChunkElems = 8;   // 2-byte elements per chunk
+constexpr int kMmaKTf32 = 8;     // the k extent of m16n8k8 (tf32)
 constexpr int kSwizzleRows = 8;  // the swizzle permutes the chunks of 8 consecutive rows (index.h)
 constexpr int kMaxWarps = 8;
 constexpr int kWarpThreads = 32;
@@ -32,21 +34,29 @@ constexpr int kMaxHeadDim = 256;
 // 2·head_dim·(block_m + 2·block_n) bytes. The shapes are FlashAttention-2's: hd64 128×128; hd128 128×64 (on 99 KB
 // parts 64×64: two CTAs per SM); hd256 128×64 where 163 KB allow it, else 64×64 (Hopper's choice: 96 KB, two CTAs
 // per SM of 227 KB). A warp owns 16 rows: 128-row tiles run 8 warps, 64-row tiles 4.
+//
+// fp32 (element_bytes 4) doubles the bytes: hd64 keeps 128×128 (96 KB), hd128 128×64 (128 KB; 64×64 on 99 KB
+// parts); hd256 takes 64×16 (96 KB) everywhere: its 128 O accumulators and the 3xTF32 operand halves leave no
+// registers for more keys per step (64×32 and 64×64 spill).
 struct TileConfig {
     int head_dim;
     Family family;
+    int element_bytes;
     int block_m, block_n;
 };
 constexpr TileConfig kTiles[] = {
-    {64, Family::small, 128, 128},   {64, Family::medium, 128, 128},  {64, Family::large, 128, 128},
-    {128, Family::small, 64, 64},    {128, Family::medium, 128, 64},  {128, Family::large, 128, 64},
-    {256, Family::small, 64, 64},    {256, Family::medium, 128, 64},  {256, Family::large, 64, 64},
+    {64, Family::small, 2, 128, 128},  {64, Family::medium, 2, 128, 128}, {64, Family::large, 2, 128, 128},
+    {128, Family::small, 2, 64, 64},   {128, Family::medium, 2, 128, 64}, {128, Family::large, 2, 128, 64},
+    {256, Family::small, 2, 64, 64},   {256, Family::medium, 2, 128, 64}, {256, Family::large, 2, 64, 64},
+    {64, Family::small, 4, 128, 128},  {64, Family::medium, 4, 128, 128}, {64, Family::large, 4, 128, 128},
+    {128, Family::small, 4, 64, 64},   {128, Family::medium, 4, 128, 64}, {128, Family::large, 4, 128, 64},
+    {256, Family::small, 4, 64, 16},   {256, Family::medium, 4, 64, 16},  {256, Family::large, 4, 64, 16},
 };
 
-constexpr TileConfig tile_config(int head_dim, Family family) {
+constexpr TileConfig tile_config(int head_dim, Family family, int element_bytes = 2) {
     for (const TileConfig& t : kTiles)
-        if (t.head_dim == head_dim && t.family == family) return t;
-    return {head_dim, family, 0, 0};
+        if (t.head_dim == head_dim && t.family == family && t.element_bytes == element_bytes) return t;
+    return {head_dim, family, element_bytes, 0, 0};
 }
 
 // The bucket of head_dim, or 0 when none holds it.
@@ -60,19 +70,21 @@ constexpr size_t smem_bytes(int head_dim, int block_m, int block_n, int element_
     return size_t(element_bytes) * size_t(head_dim) * size_t(block_m + 2 * block_n);
 }
 
-// The compile-time shape of one instance.
-template <int HeadDim, int BlockM, int BlockN>
+// The compile-time shape of one instance, for elements of ElementBytes (2: fp16/bf16, 4: fp32).
+template <int HeadDim, int BlockM, int BlockN, int ElementBytes = 2>
 struct TileShape {
     static constexpr int head_dim = HeadDim, block_m = BlockM, block_n = BlockN;
     static constexpr int warps = BlockM / kMmaM;
     static constexpr int threads = warps * kWarpThreads;
-    static constexpr int chunks = HeadDim / kChunkElems;  // 16-byte chunks per shared row
-    static constexpr size_t smem = smem_bytes(HeadDim, BlockM, BlockN, 2);
+    static constexpr int chunk_elems = kChunkBytes / ElementBytes;  // elements per 16-byte chunk
+    static constexpr int chunks = HeadDim / chunk_elems;            // 16-byte chunks per shared row
+    static constexpr size_t smem = smem_bytes(HeadDim, BlockM, BlockN, ElementBytes);
     static constexpr int s_registers = BlockN / 2;   // a thread's S accumulators: 16×block_n over 32 lanes
     static constexpr int o_registers = HeadDim / 2;  // a thread's O accumulators: 16×head_dim over 32 lanes
 
     static_assert(BlockM % kMmaM == 0 && warps >= 1 && warps <= kMaxWarps, "whole warps of 16 rows");
-    static_assert(BlockN % kMmaK == 0, "block_n is whole k16 steps of P·V");
+    static_assert(ElementBytes == 2 || ElementBytes == 4, "fp16/bf16 or fp32");
+    static_assert(BlockN % kMmaK == 0, "block_n is whole k16 steps of P·V (pairs of 8-key blocks for ldmatrix of K)");
     static_assert(HeadDim % kMmaK == 0, "the bucket is whole k16 steps of Q·Kᵀ");
     static_assert(chunks % kSwizzleRows == 0, "the swizzle permutes chunks within a row");
     static_assert(BlockM * chunks % threads == 0 && BlockN * chunks % threads == 0, "tile loads split evenly");
@@ -83,7 +95,8 @@ struct TileShape {
 // Every row of the table fits its family's shared memory and is a valid TileShape.
 constexpr bool table_fits() {
     for (const TileConfig& t : kTiles)
-        if (t.block_m == 0 || smem_bytes(t.head_dim, t.block_m, t.block_n, 2) > family_smem(t.family)) return false;
+        if (t.block_m == 0 || smem_bytes(t.head_dim, t.block_m, t.block_n, t.element_bytes) > family_smem(t.family))
+            return false;
     return true;
 }
 static_assert(table_fits(), "a tile exceeds its family's shared memory");
@@ -91,7 +104,8 @@ static_assert(table_fits(), "a tile exceeds its family's shared memory");
 constexpr bool table_complete() {
     for (const int b : kHeadDimBuckets)
         for (const Family f : {Family::small, Family::medium, Family::large})
-            if (tile_config(b, f).block_m == 0) return false;
+            for (const int bytes : {2, 4})
+                if (tile_config(b, f, bytes).block_m == 0) return false;
     return true;
 }
 static_assert(table_complete(), "every (bucket, family) needs a tile");

@@ -1,5 +1,6 @@
 // The sm_80 forward (forced with FLASHSCI_KERNEL=sm80) against the CPU backend on the same fresh random inputs:
-// every head-dim bucket (and head dims padded inside one), fp16 and bf16, odd and unequal seqlens, every mask,
+// every head-dim bucket (and head dims padded inside one), fp16, bf16 and fp32 (3xTF32, the default precision, held
+// to the fp32 tolerance of gpu_cases.h), odd and unequal seqlens, every mask,
 // window, softcap and ALiBi, GQA/MQA, strided layouts, varlen batches, graphs; and select_kernel()'s choice of it.
 // Each check names its case (and seed) when it fails.
 #include "feature_cases.h"
@@ -13,7 +14,8 @@ namespace vl = flashsci::test::varlen;
 namespace {
 
 const Path kSm80{"sm80", "sm80_"};
-constexpr flashsci_dtype_t kHalfDtypes[] = {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16};
+// fp32 runs at the plan's default precision (fp32-level: 3xTF32).
+constexpr flashsci_dtype_t kAllDtypes[] = {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_FLOAT32};
 // The buckets (64, 128, 256) and head dims padded inside them (8, 40 and 72, 96, 136, 200).
 constexpr int64_t kHeadDims[] = {8, 40, 64, 72, 96, 128, 136, 200, 256};
 constexpr int64_t kBuckets[] = {64, 128, 256};
@@ -42,7 +44,7 @@ bool is_hopper() {
 TEST_CASE("sm80: every head dim, dtype and mask at odd seqlens matches the CPU backend", "[gpu][sm80]") {
     if (!sm80_available()) return;
     for (const int64_t head_dim : kHeadDims)
-        for (const flashsci_dtype_t dtype : kHalfDtypes)
+        for (const flashsci_dtype_t dtype : kAllDtypes)
             for (const int64_t seqlen : {1, 17, 127, 129, 1000})
                 for (const flashsci_mask_t mask : kMasks)
                     check_case(kSm80, {dtype, {2, seqlen, seqlen, 2, 2, head_dim}, mask});
@@ -53,7 +55,7 @@ TEST_CASE("sm80: seqlen_q != seqlen_k under both causal alignments, every bucket
     const std::pair<int64_t, int64_t> seqlens[] = {{1, 1000}, {1000, 1}, {17, 129}, {129, 17}, {300, 777},
                                                    {777, 300}, {64, 200}, {200, 64}, {128, 129}, {129, 128}};
     for (const int64_t head_dim : kBuckets)
-        for (const flashsci_dtype_t dtype : kHalfDtypes)
+        for (const flashsci_dtype_t dtype : kAllDtypes)
             for (const auto& [seqlen_q, seqlen_k] : seqlens)
                 for (const flashsci_mask_t mask : kMasks)
                     check_case(kSm80, {dtype, {2, seqlen_q, seqlen_k, 2, 2, head_dim}, mask});
@@ -65,6 +67,7 @@ TEST_CASE("sm80: seqlen 4097, the first length past a long run of full tiles", "
         for (const flashsci_mask_t mask : kMasks) {
             check_case(kSm80, {FLASHSCI_DTYPE_BFLOAT16, {1, 4097, 4097, 2, 1, head_dim}, mask});
             check_case(kSm80, {FLASHSCI_DTYPE_FLOAT16, {1, 333, 4097, 2, 1, head_dim}, mask});
+            check_case(kSm80, {FLASHSCI_DTYPE_FLOAT32, {1, 4097, 777, 2, 1, head_dim}, mask});
         }
 }
 
@@ -73,14 +76,16 @@ TEST_CASE("sm80: GQA 4:1 and 8:1, MQA, heads not a power of two", "[gpu][sm80]")
     const std::pair<int64_t, int64_t> heads[] = {{8, 2}, {16, 2}, {8, 1}, {5, 1}, {6, 3}};
     for (const int64_t head_dim : kBuckets)
         for (const auto& [heads_q, heads_kv] : heads)
-            for (const flashsci_mask_t mask : kMasks)
+            for (const flashsci_mask_t mask : kMasks) {
                 check_case(kSm80, {FLASHSCI_DTYPE_FLOAT16, {2, 129, 200, heads_q, heads_kv, head_dim}, mask});
+                check_case(kSm80, {FLASHSCI_DTYPE_FLOAT32, {2, 129, 200, heads_q, heads_kv, head_dim}, mask});
+            }
 }
 
 TEST_CASE("sm80: BHSD strides, packed QKV with padded output rows, a custom scale, no LSE", "[gpu][sm80]") {
     if (!sm80_available()) return;
     for (const int64_t head_dim : {64, 72, 128, 256})
-        for (const flashsci_dtype_t dtype : kHalfDtypes)
+        for (const flashsci_dtype_t dtype : kAllDtypes)
             for (const flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT}) {
                 check_case(kSm80, {dtype, {2, 100, 150, 4, 2, head_dim}, mask, Storage::bhsd});
                 check_case(kSm80, {dtype, {2, 129, 129, 4, 2, head_dim}, mask, Storage::packed_qkv});
@@ -97,7 +102,7 @@ TEST_CASE("sm80: batch·heads beyond 65535 work items", "[gpu][sm80]") {
 TEST_CASE("sm80: sliding windows under every mask at odd seqlens", "[gpu][sm80][features]") {
     if (!sm80_available()) return;
     const std::pair<int64_t, int64_t> seqlens[] = {{1, 17}, {17, 1}, {17, 129}, {129, 300}, {300, 129}, {1000, 1000}};
-    for (const flashsci_dtype_t dtype : kHalfDtypes)
+    for (const flashsci_dtype_t dtype : kAllDtypes)
         for (const auto& [seqlen_q, seqlen_k] : seqlens)
             for (const flashsci_mask_t mask : kMasks)
                 for (const auto& window : kWindows)
@@ -111,13 +116,14 @@ TEST_CASE("sm80: narrow windows over long sequences skip key tiles", "[gpu][sm80
         for (const flashsci_mask_t mask : kMasks) {
             check_case(kSm80, windowed(FLASHSCI_DTYPE_BFLOAT16, {1, 2000, 3001, 2, 1, head_dim}, mask, {255, 100}));
             check_case(kSm80, windowed(FLASHSCI_DTYPE_FLOAT16, {1, 3001, 2000, 2, 1, head_dim}, mask, {0, 63}));
+            check_case(kSm80, windowed(FLASHSCI_DTYPE_FLOAT32, {1, 2000, 3001, 2, 1, head_dim}, mask, {17, 300}));
         }
 }
 
 TEST_CASE("sm80: softcap and ALiBi, alone and together with a window", "[gpu][sm80][features]") {
     if (!sm80_available()) return;
     for (const int64_t head_dim : kBuckets)
-        for (const flashsci_dtype_t dtype : kHalfDtypes)
+        for (const flashsci_dtype_t dtype : kAllDtypes)
             for (const flashsci_mask_t mask : kMasks) {
                 for (const float softcap : {1.0f, kSoftcap, 50.0f}) {
                     Case c{dtype, {2, 129, 300, 4, 2, head_dim}, mask};
@@ -145,13 +151,14 @@ TEST_CASE("sm80: forwards captured in a CUDA graph, banded (redo flags in the wo
         check_case(kSm80, {FLASHSCI_DTYPE_BFLOAT16, {2, 1000, 1000, 4, 2, 128}, mask}, Launch::graph);
     check_case(kSm80, windowed(FLASHSCI_DTYPE_FLOAT16, {2, 300, 300, 4, 2, 64}, FLASHSCI_MASK_NONE, {16, 8}),
                Launch::graph);
+    check_case(kSm80, {FLASHSCI_DTYPE_FLOAT32, {2, 300, 300, 4, 2, 256}, FLASHSCI_MASK_CAUSAL}, Launch::graph);
 }
 
 TEST_CASE("sm80 varlen: mixed lengths (1 to 1000, empty, keyless) under every mask, every bucket",
           "[gpu][sm80][varlen]") {
     if (!sm80_available()) return;
     for (const int64_t head_dim : {40, 64, 128, 256})
-        for (const flashsci_dtype_t dtype : kHalfDtypes)
+        for (const flashsci_dtype_t dtype : kAllDtypes)
             for (const flashsci_mask_t mask : kMasks) {
                 vl::Case c;
                 c.dtype = dtype, c.mask = mask, c.head_dim = head_dim;
@@ -166,7 +173,7 @@ TEST_CASE("sm80 varlen: window, softcap and ALiBi per sequence, GQA, packed QKV,
           "[gpu][sm80][varlen]") {
     if (!sm80_available()) return;
     const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 8}, {5, 3}};
-    for (const flashsci_dtype_t dtype : kHalfDtypes)
+    for (const flashsci_dtype_t dtype : kAllDtypes)
         for (const flashsci_mask_t mask : kMasks) {
             for (const auto& [left, right] : windows) {
                 vl::Case c;
@@ -204,20 +211,14 @@ TEST_CASE("sm80: select_kernel takes it where it runs and the Hopper and general
     CHECK(selected_kernel("", hd40) == "sm80_hd64_bf16");
     const Case hd200{FLASHSCI_DTYPE_BFLOAT16, {1, 129, 300, 2, 1, 200}};
     CHECK(selected_kernel("", hd200) == "sm80_hd256_bf16");
-    // fp32 and forced general: the general kernel.
+    // fp32 at the default precision: 3xTF32 here (the Hopper path has no fp32); forced general: the general kernel.
     const Case fp32{FLASHSCI_DTYPE_FLOAT32, {2, 257, 257, 2, 2, 128}};
-    CHECK(selected_kernel("", fp32) == "cuda_general");
+    CHECK(selected_kernel("", fp32) == "sm80_hd128_f32_3xtf32");
     CHECK(selected_kernel("general", hd80) == "cuda_general");
+    CHECK(selected_kernel("general", fp32) == "cuda_general");
     // Decoding shapes keep the decoding kernel.
     const Case decode{FLASHSCI_DTYPE_BFLOAT16, {4, 1, 4096, 32, 8, 128}};
     CHECK(selected_kernel("", decode).rfind("cuda_decode_", 0) == 0);
-    // Forced onto a problem it cannot run: NOT_SUPPORTED, naming what it needs.
-    flashsci_status_t status = FLASHSCI_STATUS_SUCCESS;
-    CHECK(selected_kernel("sm80", fp32, &status).empty());
-    CHECK(status == FLASHSCI_STATUS_NOT_SUPPORTED);
-    INFO(flashsci_last_error());
-    CHECK(std::string(flashsci_last_error()).find("FLASHSCI_KERNEL=sm80") != std::string::npos);
-    CHECK(std::string(flashsci_last_error()).find("16-byte aligned") != std::string::npos);
 }
 
 // Query rows padded by 4 elements (8 bytes: rows not 16-byte aligned) leave the tensor-core paths to the general
@@ -239,8 +240,10 @@ TEST_CASE("sm80: rows that are not 16-byte aligned run on the general path", "[g
         if (std::string(force).empty()) {
             REQUIRE(status == FLASHSCI_STATUS_SUCCESS);
             CHECK(std::string(kernel) == "cuda_general");
-        } else {
+        } else {  // forced onto a problem it cannot run: NOT_SUPPORTED, naming what it needs
             CHECK(status == FLASHSCI_STATUS_NOT_SUPPORTED);
+            CHECK(std::string(flashsci_last_error()).find("FLASHSCI_KERNEL=sm80") != std::string::npos);
+            CHECK(std::string(flashsci_last_error()).find("16-byte aligned") != std::string::npos);
         }
     }
 }

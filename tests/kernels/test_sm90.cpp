@@ -139,11 +139,13 @@ TEST_CASE("sm90: a forward captured in a CUDA graph", "[gpu][sm90]") {
         check_case(kSm90, {FLASHSCI_DTYPE_BFLOAT16, {2, 1000, 1000, 4, 2, 128}, mask}, Launch::graph);
 }
 
-TEST_CASE("select_kernel: AUTO takes the fast path where it can and the general path elsewhere", "[gpu][sm90]") {
+TEST_CASE("select_kernel: AUTO takes the fast path where it can and the sm80 or general path elsewhere",
+          "[gpu][sm90]") {
     if (!fast_path_available()) return;
     check_case(kAuto, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 128}, FLASHSCI_MASK_CAUSAL});
-    // Not in the fast path's tables: another head dim, fp32.
+    // Not in the fast path's tables: another head dim, fp32; the sm_80 forward runs them where the build has it.
     check_case(kAuto, {FLASHSCI_DTYPE_FLOAT16, {2, 257, 257, 2, 2, 96}, FLASHSCI_MASK_CAUSAL});
-    check_case(kFallback, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 80}, FLASHSCI_MASK_CAUSAL});
-    check_case(kFallback, {FLASHSCI_DTYPE_FLOAT32, {2, 257, 257, 2, 2, 128}, FLASHSCI_MASK_NONE});
+    const Path fallback = sm80_available() ? Path{"auto", "sm80_"} : kFallback;
+    check_case(fallback, {FLASHSCI_DTYPE_BFLOAT16, {2, 257, 257, 2, 2, 80}, FLASHSCI_MASK_CAUSAL});
+    check_case(fallback, {FLASHSCI_DTYPE_FLOAT32, {2, 257, 257, 2, 2, 128}, FLASHSCI_MASK_NONE});
 }

@@ -154,6 +154,74 @@ TEST_CASE("sm80 index: ldmatrix of Q, K and V gives the A and B fragments", "[sm
     }
 }
 
+TEST_CASE("sm80 index: fp32 rows through ldmatrix give the tf32 A and B fragments", "[sm80]") {
+    // A 16-row tile of `chunks` 4-float chunks per row, swizzled; ldmatrix moves 32-bit words: lane l gets word
+    // (l / 4, l % 4) of matrix l / 8's rows, i.e. float l % 4 of the chunk that row names.
+    for (const int chunks : {16, 32, 64}) {
+        const auto word = [&](RowCol (*address)(int), int lane, int i) {
+            const RowCol at = address(8 * i + lane / 4);
+            return RowCol{at.row, at.col * 4 + lane % 4};  // the (row, float column) it reads
+        };
+        for (int lane = 0; lane < kLanes; ++lane) {
+            INFO("chunks " << chunks << " lane " << lane);
+            for (int i = 0; i < 4; ++i) {
+                const RowCol q = word(q_address, lane, i), a = tf32_a(lane, i);
+                CHECK(q.row == a.row);
+                CHECK(q.col == a.col);
+                const RowCol k = word(k_address, lane, i), b = tf32_b(lane, i % 2);  // {k, n}
+                CHECK(k.row == (i / 2) * 8 + b.col);
+                CHECK(k.col == b.row);
+            }
+        }
+    }
+}
+
+TEST_CASE("sm80 index: tf32 P·V relabels keys consistently in P and V", "[sm80]") {
+    for (int lane = 0; lane < kLanes; ++lane) {
+        const int g = lane / 4, c = lane % 4;
+        INFO("lane " << lane);
+        for (int r = 0; r < 4; ++r) {  // A register r: (row, k) -> key tf32_key(k) must be C element's (row, col)
+            const RowCol a = tf32_a(lane, r), from = c_element(lane, tf32_p_element(r));
+            CHECK(from.row == a.row);
+            CHECK(from.col == tf32_key(a.col));
+        }
+        for (int h = 0; h < 2; ++h) {  // B register h: (k, n) -> V row tf32_key(k), the kernel loads row 2c + h
+            const RowCol b = tf32_b(lane, h);
+            CHECK(tf32_key(b.row) == 2 * c + h);
+            CHECK(b.col == g);
+        }
+    }
+    std::set<int> keys;
+    for (int k = 0; k < 8; ++k) keys.insert(tf32_key(k));
+    CHECK(keys.size() == 8u);  // a permutation of the 8 keys
+}
+
+TEST_CASE("sm80 index: the fp32 V loads and O staging address the swizzled elements they mean", "[sm80]") {
+    constexpr int kFloats = 4;  // per chunk
+    for (const int chunks : {16, 32, 64})
+        for (int lane = 0; lane < kLanes; ++lane) {
+            const int g = lane / 4, c = lane % 4;
+            INFO("chunks " << chunks << " lane " << lane);
+            for (int block = 0; block < 2; ++block)  // key block j: rows 8j + 2c + h; V column 8d + g
+                for (int h = 0; h < 2; ++h)
+                    for (int d = 0; d < chunks / 2; ++d) {
+                        const int row = 8 * block + 2 * c + h, col = 8 * d + g;
+                        const int kernel = row_offset(chunks, 8 * block, kFloats) + row_offset(chunks, 2 * c + h, kFloats) +
+                                           d / 4 * kSwizzleRows * kFloats +
+                                           group_column(2 * (d % 4) + g / 4, 2 * c + h, kFloats) + g % 4;
+                        CHECK(kernel == swizzled_offset(chunks, row, col / kFloats, kFloats) + col % kFloats);
+                    }
+            for (int half = 0; half < 2; ++half)  // O staging: row g + 8·half, columns 8d + 2c, +1
+                for (int d = 0; d < chunks / 2; ++d) {
+                    const int row = g + 8 * half, col = 8 * d + 2 * c;
+                    const int kernel = row_offset(chunks, g, kFloats) + row_offset(chunks, 8 * half, kFloats) +
+                                       d / 4 * kSwizzleRows * kFloats + group_column(2 * (d % 4) + c / 2, g, kFloats) +
+                                       2 * (c % 2);
+                    CHECK(kernel == swizzled_offset(chunks, row, col / kFloats, kFloats) + col % kFloats);
+                }
+        }
+}
+
 TEST_CASE("sm80 index: P's C fragments are P·V's A fragments", "[sm80]") {
     for (int lane = 0; lane < kLanes; ++lane)
         for (int slab = 0; slab < 4; ++slab)
@@ -222,11 +290,12 @@ TEST_CASE("sm80 index: key tiles and unmasked tiles against a brute force of the
 
 TEST_CASE("sm80 tiles: every bucket and family has a tile that fits, buckets hold every head_dim", "[sm80]") {
     for (const int d : kHeadDimBuckets)
-        for (const Family f : {Family::small, Family::medium, Family::large}) {
-            const TileConfig t = tile_config(d, f);
-            CHECK(t.block_m > 0);
-            CHECK(smem_bytes(d, t.block_m, t.block_n, 2) <= family_smem(f));
-        }
+        for (const Family f : {Family::small, Family::medium, Family::large})
+            for (const int bytes : {2, 4}) {
+                const TileConfig t = tile_config(d, f, bytes);
+                CHECK(t.block_m > 0);
+                CHECK(smem_bytes(d, t.block_m, t.block_n, bytes) <= family_smem(f));
+            }
     for (int64_t d = kHeadDimStep; d <= kMaxHeadDim; d += kHeadDimStep) {
         const int b = head_dim_bucket(d);
         CHECK(b >= d);
