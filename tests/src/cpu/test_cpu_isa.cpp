@@ -311,5 +311,9 @@ TEST_CASE("CPU paths: every fast path keeps fp32 accuracy on large scores", "[cp
         c.mask = mask;
         c.range = 8.0f;
         check_every_path(c, rng);
+        c.softcap = 30.0f;  // the fp64 scores through softcap, ALiBi and a window
+        c.alibi = true;
+        c.window_left = 150, c.window_right = 20;
+        check_every_path(c, rng);
     }
 }
