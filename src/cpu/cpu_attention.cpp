@@ -18,10 +18,12 @@ using kernels::Problem;
 
 // Query rows whose scores are held at once: 24 rows × tile_keys of fp32 (24 KiB at 256 keys) stay in L1.
 constexpr int64_t kGroupRows = 24;
-// At most this many groups per work item: a K/V tile is converted once for up to 960 rows.
-constexpr int64_t kMaxGroupsPerBlock = 40;
-// Fewer groups per item while the items would not give every thread this many to balance with.
-constexpr int64_t kItemsPerThread = 4;
+// At most this many groups per work item: a K/V tile is converted once for up to 2064 rows (a whole head at
+// seqlen 2048 when threads have work enough without splitting it).
+constexpr int64_t kMaxGroupsPerBlock = 86;
+// Fewer groups per item while the items would not give every thread this many to balance with (also when
+// other processes slow one thread down).
+constexpr int64_t kItemsPerThread = 8;
 // A K tile and a V tile of fp32 together: they stay in L2 while every group of the block reads them.
 constexpr int64_t kKeyValueTileBytes = 256 * 1024;
 constexpr int64_t kMaxTileKeys = 512;

@@ -10,11 +10,29 @@
 namespace flashsci::cpu::simd {
 namespace {
 
-struct Portable {
-    static constexpr int kLanes = 8;
-    static constexpr int kTileRows = 6;  // query rows per register tile (fast_block.h)
-    using F = float __attribute__((vector_size(kLanes * sizeof(float))));
-    using U = uint32_t __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+// GCC ignores vector_size on a type that depends on a template parameter: one specialisation per width.
+template <int LANES>
+struct GenericVectors;
+template <>
+struct GenericVectors<8> {
+    typedef float F __attribute__((vector_size(8 * sizeof(float))));
+    typedef uint32_t U __attribute__((vector_size(8 * sizeof(uint32_t))));
+};
+template <>
+struct GenericVectors<16> {
+    typedef float F __attribute__((vector_size(16 * sizeof(float))));
+    typedef uint32_t U __attribute__((vector_size(16 * sizeof(uint32_t))));
+};
+
+// LANES floats per vector, TILE_ROWS query rows per register tile (fast_block.h). The library builds
+// Portable; the tests also build the AVX-512 geometry on it (16 lanes, 12 rows) to check that geometry's
+// logic on any CPU.
+template <int LANES, int TILE_ROWS>
+struct PortableVectors {
+    static constexpr int kLanes = LANES;
+    static constexpr int kTileRows = TILE_ROWS;
+    using F = typename GenericVectors<LANES>::F;
+    using U = typename GenericVectors<LANES>::U;
 
     static F zero() { return F{}; }
     static F set1(float x) { return F{} + x; }
@@ -83,6 +101,8 @@ struct Portable {
     }
 
 };
+
+using Portable = PortableVectors<8, 6>;
 
 }  // namespace
 }  // namespace flashsci::cpu::simd

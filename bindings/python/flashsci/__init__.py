@@ -260,7 +260,7 @@ class Plan:
 
     @property
     def kernel_name(self):
-        """The kernel forward() runs, e.g. "cpu", "cuda_general", "sm90_hd128_bf16"."""
+        """The kernel forward() runs, e.g. "cpu_avx2", "cuda_general", "sm90_hd128_bf16"."""
         name = ctypes.c_char_p()
         _check(self._lib.flashsci_plan_get_kernel_name(self.handle, ctypes.byref(name)))
         return name.value.decode()

@@ -193,7 +193,7 @@ def test_reusable_plan_checks_arrays():
     q, k, v = rand(2, 16, 4, 32, seed=15), rand(2, 16, 1, 32, seed=16), rand(2, 16, 1, 32, seed=17)
     with flashsci.Plan("cpu") as plan:
         assert plan.set_shape(*shape).set_dtype("fp32").set_mask("causal") is plan
-        assert plan.backend == "cpu" and plan.kernel_name == "cpu" and plan.workspace_size >= 0
+        assert plan.backend == "cpu" and plan.kernel_name.startswith("cpu_") and plan.workspace_size >= 0
         out, lse = np.empty_like(q), np.empty((2, 4, 16), np.float32)
         for _ in range(2):
             plan.forward(q, k, v, out, lse)

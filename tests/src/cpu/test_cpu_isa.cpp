@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -29,24 +30,31 @@ constexpr double kFp32LseTolerance = 1e-5;
 constexpr double kHalfTolerance = 1e-2;
 constexpr double kHalfLseTolerance = 1e-3;
 
-// Sets FLASHSCI_CPU_ISA for its lifetime and restores what was there.
-class ScopedIsa {
+// Sets an environment variable (unsets it for nullptr) for its lifetime and restores what was there.
+class ScopedEnvironment {
 public:
-    explicit ScopedIsa(const char* value) {
-        if (const char* old = std::getenv(kIsaVariable)) had_old_ = true, old_ = old;
-        if (value) setenv(kIsaVariable, value, 1);
-        else unsetenv(kIsaVariable);
+    ScopedEnvironment(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) had_old_ = true, old_ = old;
+        if (value) setenv(name, value, 1);
+        else unsetenv(name);
     }
-    ~ScopedIsa() {
-        if (had_old_) setenv(kIsaVariable, old_.c_str(), 1);
-        else unsetenv(kIsaVariable);
+    ~ScopedEnvironment() {
+        if (had_old_) setenv(name_, old_.c_str(), 1);
+        else unsetenv(name_);
     }
-    ScopedIsa(const ScopedIsa&) = delete;
-    ScopedIsa& operator=(const ScopedIsa&) = delete;
+    ScopedEnvironment(const ScopedEnvironment&) = delete;
+    ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
 
 private:
+    const char* name_;
     bool had_old_ = false;
     std::string old_;
+};
+
+// FLASHSCI_CPU_ISA for its lifetime.
+class ScopedIsa : public ScopedEnvironment {
+public:
+    explicit ScopedIsa(const char* value) : ScopedEnvironment(kIsaVariable, value) {}
 };
 
 struct Case {
@@ -311,5 +319,39 @@ TEST_CASE("CPU paths: every fast path keeps fp32 accuracy on large scores", "[cp
         c.mask = mask;
         c.range = 8.0f;
         check_every_path(c, rng);
+        c.softcap = 30.0f;  // the fp64 scores through softcap, ALiBi and a window
+        c.alibi = true;
+        c.window_left = 150, c.window_right = 20;
+        check_every_path(c, rng);
     }
+}
+
+// Blocks per work item shrink with the thread count; a row's arithmetic must not change with them.
+TEST_CASE("CPU paths: every fast path gives the same bits at any FLASHSCI_NUM_THREADS", "[cpu][isa]") {
+    std::mt19937_64 rng(fresh_seed());
+    for (flashsci_mask_t mask : {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT})
+        for (flashsci_dtype_t dtype : {FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32}) {
+            Case c;
+            c.shape = {2, 700, 1300, 4, 2, 72};
+            c.dtype = dtype;
+            c.mask = mask;
+            INFO(describe(c));
+            const Shape& s = c.shape;
+            Inputs in{HostTensor(dtype, size_t(s.batch * s.seqlen_q * s.heads_q * s.head_dim)),
+                      HostTensor(dtype, size_t(s.batch * s.seqlen_k * s.heads_kv * s.head_dim)),
+                      HostTensor(dtype, size_t(s.batch * s.seqlen_k * s.heads_kv * s.head_dim))};
+            in.q.fill_random(rng), in.k.fill_random(rng), in.v.fill_random(rng);
+            for (const char* isa : available_fast_paths()) {
+                INFO("FLASHSCI_CPU_ISA=" << isa);
+                std::vector<Output> outputs;
+                for (const char* threads : {"1", "2", "5"}) {
+                    const ScopedEnvironment scope("FLASHSCI_NUM_THREADS", threads);
+                    outputs.push_back(run(c, in, isa));
+                }
+                for (size_t n = 1; n < outputs.size(); ++n) {
+                    CHECK(std::memcmp(outputs[0].o.data(), outputs[n].o.data(), outputs[0].o.size_bytes()) == 0);
+                    CHECK(std::memcmp(outputs[0].lse.data(), outputs[n].lse.data(), outputs[0].lse.size() * sizeof(float)) == 0);
+                }
+            }
+        }
 }

@@ -769,7 +769,7 @@ impl Plan {
         Ok(bytes)
     }
 
-    /// The kernel a forward runs for the plan as set, e.g. "cpu" or "sm90_hd128_bf16".
+    /// The kernel a forward runs for the plan as set, e.g. "cpu_avx2" or "sm90_hd128_bf16".
     pub fn kernel_name(&self) -> Result<&'static str> {
         let mut name: *const c_char = std::ptr::null();
         // SAFETY: a live plan and a valid out-pointer; the name is a static string.
