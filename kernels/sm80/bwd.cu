@@ -100,7 +100,8 @@ cudaError_t launch_element(const Problem& p, const Gradients& g, void* workspace
 }  // namespace
 
 bool supports_backward(const Problem& p, const Gradients& g, int major) {
-    if (!supports(p, major)) return false;
+    // fp16/bf16 only: the forward's supports() also takes fp32, which has no backward instance here.
+    if (p.element == Element::f32 || !supports(p, major)) return false;
     if (!aligned(g.dout) || !aligned(g.dq) || !aligned(g.dk) || !aligned(g.dv)) return false;
     const int64_t rows_q = p.varlen ? p.total_q : p.seqlen_q, rows_k = p.varlen ? p.total_k : p.seqlen_k;
     return chunk_strides(g.dout_strides, rows_q, p.heads_q, p.batch) &&
