@@ -38,6 +38,7 @@ struct BackwardCase {
     float softcap = 0.0f;
     bool alibi = false;
     std::vector<int64_t> lens_q = {}, lens_k = {};  // non-empty: a varlen batch of these sequences
+    flashsci_precision_t precision = FLASHSCI_PRECISION_DEFAULT;  // fp32 plans only
 };
 
 inline bool is_varlen(const BackwardCase& c) { return !c.lens_q.empty(); }
@@ -128,6 +129,7 @@ inline std::string describe(const BackwardCase& c) {
     if (c.window_left >= 0 || c.window_right >= 0) out << " window (" << c.window_left << ", " << c.window_right << ")";
     if (c.softcap > 0.0f) out << " softcap " << c.softcap;
     if (c.alibi) out << " alibi";
+    if (c.precision != FLASHSCI_PRECISION_DEFAULT) out << " precision " << int(c.precision);
     return out.str();
 }
 
@@ -153,6 +155,7 @@ inline void configure(flashsci_plan_t plan, const BackwardCase& c, const Extent&
     REQUIRE_FLASHSCI(flashsci_plan_set_softcap(plan, c.softcap));
     REQUIRE_FLASHSCI(flashsci_plan_set_alibi_slopes(plan, slopes.empty() ? nullptr : slopes.data()));
     REQUIRE_FLASHSCI(flashsci_plan_set_deterministic(plan, c.deterministic ? 1 : 0));
+    REQUIRE_FLASHSCI(flashsci_plan_set_precision(plan, c.precision));
     const std::pair<flashsci_tensor_t, Layout> strides[] = {
         {FLASHSCI_TENSOR_Q, pl.q.layout},  {FLASHSCI_TENSOR_K, pl.k.layout},  {FLASHSCI_TENSOR_V, pl.v.layout},
         {FLASHSCI_TENSOR_O, pl.o.layout},  {FLASHSCI_TENSOR_DO, pl.o.layout}, {FLASHSCI_TENSOR_DQ, pl.q.layout},

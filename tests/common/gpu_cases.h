@@ -90,6 +90,7 @@ struct Case {
     int64_t window_left = -1, window_right = -1;  // -1: unbounded
     float softcap = 0.0f;                          // 0: off
     std::vector<float> alibi_slopes;               // [heads_q], or empty: off
+    flashsci_precision_t precision = FLASHSCI_PRECISION_DEFAULT;  // fp32 plans only
 };
 
 // The reference's view of the case's window, softcap and ALiBi slope of query head h.
@@ -102,6 +103,15 @@ inline const char* mask_name(flashsci_mask_t mask) {
         case FLASHSCI_MASK_NONE: return "none";
         case FLASHSCI_MASK_CAUSAL: return "causal";
         case FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT: return "causal_bottom_right";
+    }
+    return "?";
+}
+
+inline const char* precision_name(flashsci_precision_t precision) {
+    switch (precision) {
+        case FLASHSCI_PRECISION_DEFAULT: return "DEFAULT";
+        case FLASHSCI_PRECISION_TF32: return "TF32";
+        case FLASHSCI_PRECISION_IEEE: return "IEEE";
     }
     return "?";
 }
@@ -125,6 +135,7 @@ inline std::string describe(const Case& c) {
     if (c.window_left >= 0 || c.window_right >= 0) s << " window (" << c.window_left << ", " << c.window_right << ")";
     if (c.softcap > 0.0f) s << " softcap " << c.softcap;
     if (!c.alibi_slopes.empty()) s << " alibi";
+    if (c.precision != FLASHSCI_PRECISION_DEFAULT) s << " precision " << precision_name(c.precision);
     return s.str();
 }
 
@@ -192,6 +203,7 @@ inline void configure(flashsci_plan_t plan, const Case& c, const Placement& pl) 
     REQUIRE_FLASHSCI(flashsci_plan_set_window(plan, c.window_left, c.window_right));
     REQUIRE_FLASHSCI(flashsci_plan_set_softcap(plan, c.softcap));
     REQUIRE_FLASHSCI(flashsci_plan_set_alibi_slopes(plan, c.alibi_slopes.empty() ? nullptr : c.alibi_slopes.data()));
+    REQUIRE_FLASHSCI(flashsci_plan_set_precision(plan, c.precision));
     if (c.storage == Storage::bshd) return;
     const std::pair<flashsci_tensor_t, Layout> strides[] = {
         {FLASHSCI_TENSOR_Q, pl.q}, {FLASHSCI_TENSOR_K, pl.k}, {FLASHSCI_TENSOR_V, pl.v}, {FLASHSCI_TENSOR_O, pl.o}};

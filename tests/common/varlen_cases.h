@@ -49,6 +49,7 @@ struct Case {
     std::vector<float> alibi_slopes;           // [heads_q], or empty: off
     int64_t spare_q = 0, spare_k = 0;          // tokens past the last sequence (cu_seqlens[batch] < total)
     int64_t max_extra_q = 0, max_extra_k = 0;  // max_seqlen above the longest sequence (kept <= total)
+    flashsci_precision_t precision = FLASHSCI_PRECISION_DEFAULT;  // fp32 plans only
 };
 
 inline int64_t batch_of(const Case& c) { return int64_t(c.lens_q.size()); }
@@ -99,6 +100,7 @@ inline std::string describe(const Case& c) {
     if (c.window_left >= 0 || c.window_right >= 0) s << ", window (" << c.window_left << ", " << c.window_right << ")";
     if (c.softcap > 0.0f) s << ", softcap " << c.softcap;
     if (!c.alibi_slopes.empty()) s << ", alibi";
+    if (c.precision != FLASHSCI_PRECISION_DEFAULT) s << ", precision " << int(c.precision);
     return s.str();
 }
 
@@ -152,6 +154,7 @@ inline void configure(flashsci_plan_t plan, const Case& c, const Placement& pl) 
     REQUIRE_OK(flashsci_plan_set_window(plan, c.window_left, c.window_right));
     REQUIRE_OK(flashsci_plan_set_softcap(plan, c.softcap));
     REQUIRE_OK(flashsci_plan_set_alibi_slopes(plan, c.alibi_slopes.empty() ? nullptr : c.alibi_slopes.data()));
+    REQUIRE_OK(flashsci_plan_set_precision(plan, c.precision));
     if (c.storage == Storage::contiguous) return;
     const std::pair<flashsci_tensor_t, Layout> strides[] = {
         {FLASHSCI_TENSOR_Q, pl.q}, {FLASHSCI_TENSOR_K, pl.k}, {FLASHSCI_TENSOR_V, pl.v}, {FLASHSCI_TENSOR_O, pl.o}};
