@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(kBackwardThreads)
                     load_step(t + 1, 1 - stage);
                     commit_copies();
                 }
-                // shared addresses rebuilt each step (opaque): kept across it, they would hold ~40 registers
+                // shared addresses rebuilt each step (opaque): hoisted, each would hold a register throughout
                 const uint32_t q_tile = opaque_u32(shared_address(sQ + stage * kM * kD));
                 const uint32_t do_tile = opaque_u32(shared_address(sdO + stage * kM * kD));
                 const uint32_t k_tile = opaque_u32(shared_address(sK)), v_tile = opaque_u32(shared_address(sV));

@@ -105,7 +105,7 @@ TEST_CASE("sm80 backward: BHSD and 16-byte aligned padded strides on every tenso
                         check_sm80({dtype, {2, 100, 150, 4, 2, head_dim}, mask, layouts, deterministic});
 }
 
-TEST_CASE("sm80 backward: misaligned strides and fp32 run the general backward; forcing sm80 on them fails",
+TEST_CASE("sm80 backward: misaligned strides and fp32 run the general backward, and forcing sm80 on them fails",
           "[gpu][sm80][backward]") {
     if (!sm80_available()) return;
     for (const flashsci_dtype_t dtype : kHalfDtypes)
