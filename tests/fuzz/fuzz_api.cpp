@@ -34,6 +34,8 @@ constexpr int kMaxCalls = 48;
 constexpr int64_t kMaxBufferElements = int64_t{1} << 16;  // per tensor, so a forward stays fast
 constexpr int64_t kMaxWork = int64_t{1} << 21;            // batch·heads_q·seqlen_q·seqlen_k·head_dim
 constexpr unsigned char kPoison = 0xA5;
+constexpr int kForwardTensorCount = FLASHSCI_TENSOR_O + 1;  // Q, K, V, O: the tensors a forward reads and writes
+constexpr int kTensorCount = FLASHSCI_TENSOR_DV + 1;        // and the backward's DO, DQ, DK, DV
 
 [[noreturn]] void violated(const char* what, int line) {
     std::fprintf(stderr, "fuzz_api: invariant violated (line %d): %s; last error: \"%s\"\n", line, what,
@@ -102,7 +104,7 @@ struct Model {
     int64_t batch = 0, seqlen_q = 0, seqlen_k = 0, heads_q = 0, heads_kv = 0, head_dim = 0;
     int64_t total_q = 0, total_k = 0;  // varlen only
     int64_t element_bytes = 4;
-    std::array<std::array<int64_t, 3>, 4> strides{};  // [tensor][batch, seq, head]
+    std::array<std::array<int64_t, 3>, kForwardTensorCount> strides{};  // [tensor][batch, seq, head]
 };
 
 bool mul(int64_t a, int64_t b, int64_t* out) { return !__builtin_mul_overflow(a, b, out); }
@@ -418,7 +420,9 @@ void fuzz_features(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m)
 }
 
 void fuzz_set_strides(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
-    const int tensor = in.ConsumeIntegralInRange<int>(-1, 4);
+    // -1 and kTensorCount lie outside flashsci_tensor_t; Q, K, V, O (0-3) are modelled, the backward's DO, DQ, DK,
+    // DV (4-7) only checked for their status.
+    const int tensor = in.ConsumeIntegralInRange<int>(-1, kTensorCount);
     int64_t s[3];
     const int style = in.ConsumeIntegralInRange<int>(0, 2);
     const int64_t d = m.has_shape ? m.head_dim : 8;
@@ -439,13 +443,14 @@ void fuzz_set_strides(FuzzedDataProvider& in, flashsci_plan_t plan, Model& m) {
     }
     const flashsci_status_t status =
         CALL(flashsci_plan_set_strides(plan, static_cast<flashsci_tensor_t>(tensor), s[0], s[1], s[2]));
-    if (tensor < 0 || tensor > 3 || !m.has_shape || s[0] < 0 || s[1] < 0 || s[2] < 0 || (m.varlen && s[0] != 0))
+    if (tensor < 0 || tensor >= kTensorCount || !m.has_shape || s[0] < 0 || s[1] < 0 || s[2] < 0 ||
+        (m.varlen && s[0] != 0))
         EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
     if (status != FLASHSCI_STATUS_SUCCESS) {
         EXPECT(status == FLASHSCI_STATUS_INVALID_VALUE);
         return;
     }
-    m.strides[size_t(tensor)] = {s[0], s[1], s[2]};
+    if (tensor < kForwardTensorCount) m.strides[size_t(tensor)] = {s[0], s[1], s[2]};
 }
 
 void fuzz_queries(FuzzedDataProvider& in, flashsci_plan_t plan, const Model& m) {
