@@ -383,6 +383,32 @@ void set_gradient_strides_like_inputs(flashsci_plan_st& plan) {
     g.dk_strides = g.dv_strides = plan.shape.k_strides;
 }
 
+// The forward's and the backward's common tail: the outputs apart from the inputs, the stream, the kernel and
+// its workspace (`size_function` tells its size), where the memory is (`tensors` and the workspace), then the
+// run. `gradients` is NULL for a forward.
+template <size_t Outputs, size_t Inputs, size_t Tensors>
+flashsci_status_t check_and_run(const char* fn, flashsci_plan_t plan, const kernels::Problem& p,
+                                const kernels::Gradients* gradients, const NamedRange (&outputs)[Outputs],
+                                const NamedRange (&inputs)[Inputs], const flashsci::NamedPointer (&tensors)[Tensors],
+                                const char* size_function, void* workspace, size_t workspace_bytes,
+                                flashsci_stream_t stream) {
+    flashsci_status_t status;
+    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    flashsci::KernelSelection selection;
+    if ((status = flashsci::select_kernel(fn, *plan, p, &selection, gradients)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_workspace(fn, selection, workspace, workspace_bytes, size_function)) !=
+            FLASHSCI_STATUS_SUCCESS)
+        return status;
+    flashsci::NamedPointer placed[Tensors + 1];
+    std::copy(std::begin(tensors), std::end(tensors), placed);
+    placed[Tensors] = {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr};
+    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream, gradients);
+}
+
 // The pointers of one forward: q, k, v, o, lse, and a varlen forward's offsets.
 struct ForwardArgs {
     const void *q, *k, *v;
@@ -416,25 +442,15 @@ flashsci_status_t forward(const char* fn, bool varlen, flashsci_plan_t plan, con
                                  {"v", tensor_range(p, FLASHSCI_TENSOR_V, p.v, p.v_strides)},
                                  {"cu_seqlens_q", offsets_range(p, p.cu_seqlens_q)},
                                  {"cu_seqlens_k", offsets_range(p, p.cu_seqlens_k)}};
-    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    flashsci::KernelSelection selection;
-    if ((status = flashsci::select_kernel(fn, *plan, p, &selection)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_workspace(fn, selection, workspace, workspace_bytes, "flashsci_plan_get_workspace_size")) !=
-            FLASHSCI_STATUS_SUCCESS)
-        return status;
-    const flashsci::NamedPointer placed[] = {{"q", a.q},
-                                             {"k", a.k},
-                                             {"v", a.v},
-                                             {"o", a.o},
-                                             {"lse", a.lse},
-                                             {"cu_seqlens_q", a.cu_seqlens_q},
-                                             {"cu_seqlens_k", a.cu_seqlens_k},
-                                             {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
-    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream);
+    const flashsci::NamedPointer tensors[] = {{"q", a.q},
+                                              {"k", a.k},
+                                              {"v", a.v},
+                                              {"o", a.o},
+                                              {"lse", a.lse},
+                                              {"cu_seqlens_q", a.cu_seqlens_q},
+                                              {"cu_seqlens_k", a.cu_seqlens_k}};
+    return check_and_run(fn, plan, p, nullptr, outputs, inputs, tensors, "flashsci_plan_get_workspace_size",
+                         workspace, workspace_bytes, stream);
 }
 
 // The pointers of one backward: the inputs q, k, v, o, dout, lse, the gradients dq, dk, dv, and a varlen
@@ -482,29 +498,32 @@ flashsci_status_t backward(const char* fn, bool varlen, flashsci_plan_t plan, co
                                  {"lse", flat_range(p.lse, lse_elements(p), kLseBytes)},
                                  {"cu_seqlens_q", offsets_range(p, p.cu_seqlens_q)},
                                  {"cu_seqlens_k", offsets_range(p, p.cu_seqlens_k)}};
-    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
-        return status;
+    const flashsci::NamedPointer tensors[] = {{"q", a.q},
+                                              {"k", a.k},
+                                              {"v", a.v},
+                                              {"o", a.o},
+                                              {"dout", a.dout},
+                                              {"lse", a.lse},
+                                              {"dq", a.dq},
+                                              {"dk", a.dk},
+                                              {"dv", a.dv},
+                                              {"cu_seqlens_q", a.cu_seqlens_q},
+                                              {"cu_seqlens_k", a.cu_seqlens_k}};
+    return check_and_run(fn, plan, p, &g, outputs, inputs, tensors, "flashsci_plan_get_backward_workspace_size",
+                         workspace, workspace_bytes, stream);
+}
+
+// flashsci_plan_get_workspace_size and flashsci_plan_get_backward_workspace_size: the selected kernel's need.
+flashsci_status_t workspace_size(const char* fn, flashsci_plan_t plan, bool backward, size_t* bytes) {
+    kernels::Problem p;
+    flashsci_status_t status = complete_problem(fn, plan, &p);
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
+    if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
     flashsci::KernelSelection selection;
-    if ((status = flashsci::select_kernel(fn, *plan, p, &selection, &g)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_workspace(fn, selection, workspace, workspace_bytes,
-                                  "flashsci_plan_get_backward_workspace_size")) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    const flashsci::NamedPointer placed[] = {{"q", a.q},
-                                             {"k", a.k},
-                                             {"v", a.v},
-                                             {"o", a.o},
-                                             {"dout", a.dout},
-                                             {"lse", a.lse},
-                                             {"dq", a.dq},
-                                             {"dk", a.dk},
-                                             {"dv", a.dv},
-                                             {"cu_seqlens_q", a.cu_seqlens_q},
-                                             {"cu_seqlens_k", a.cu_seqlens_k},
-                                             {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
-    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream, &g);
+    status = flashsci::select_kernel(fn, *plan, p, &selection, backward ? &plan->gradients : nullptr);
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
+    *bytes = selection.workspace_bytes;
+    return FLASHSCI_STATUS_SUCCESS;
 }
 
 }  // namespace
@@ -784,32 +803,12 @@ flashsci_status_t flashsci_plan_set_deterministic(flashsci_plan_t plan, int dete
 
 flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t plan, size_t* bytes) {
     static constexpr const char* fn = "flashsci_plan_get_workspace_size";
-    return guarded(fn, [&] {
-        kernels::Problem p;
-        flashsci_status_t status = complete_problem(fn, plan, &p);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
-        flashsci::KernelSelection selection;
-        status = flashsci::select_kernel(fn, *plan, p, &selection);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        *bytes = selection.workspace_bytes;
-        return FLASHSCI_STATUS_SUCCESS;
-    });
+    return guarded(fn, [&] { return workspace_size(fn, plan, false, bytes); });
 }
 
 flashsci_status_t flashsci_plan_get_backward_workspace_size(flashsci_plan_t plan, size_t* bytes) {
     static constexpr const char* fn = "flashsci_plan_get_backward_workspace_size";
-    return guarded(fn, [&] {
-        kernels::Problem p;
-        flashsci_status_t status = complete_problem(fn, plan, &p);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
-        flashsci::KernelSelection selection;
-        status = flashsci::select_kernel(fn, *plan, p, &selection, &plan->gradients);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        *bytes = selection.workspace_bytes;
-        return FLASHSCI_STATUS_SUCCESS;
-    });
+    return guarded(fn, [&] { return workspace_size(fn, plan, true, bytes); });
 }
 
 flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t plan, const char** name) {
