@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <iterator>
 #include <new>
 #include <utility>
@@ -249,6 +250,13 @@ flashsci_status_t check_outputs_apart(const char* function, const NamedRange (&o
                             function, outputs[o].name, input.name);
     }
     return FLASHSCI_STATUS_SUCCESS;
+}
+
+// An enumerator argument, as passed (`value`), must be one of `allowed`; `expected` names them with their values.
+flashsci_status_t check_one_of(const char* function, const char* name, int value, std::initializer_list<int> allowed,
+                               const char* expected) {
+    if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return FLASHSCI_STATUS_SUCCESS;
+    return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s (%d) must be %s", function, name, value, expected);
 }
 
 struct TensorPointer {
@@ -535,11 +543,10 @@ flashsci_status_t flashsci_plan_create(flashsci_plan_t* plan, flashsci_backend_t
     return guarded(fn, [&] {
         if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
         const int value = flashsci::passed_value(requested);
-        if (value != FLASHSCI_BACKEND_AUTO && value != FLASHSCI_BACKEND_CUDA && value != FLASHSCI_BACKEND_CPU)
-            return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                        "%s: backend (%d) must be FLASHSCI_BACKEND_AUTO (0), FLASHSCI_BACKEND_CUDA (1) or "
-                        "FLASHSCI_BACKEND_CPU (2)",
-                        fn, value);
+        const flashsci_status_t status = check_one_of(
+            fn, "backend", value, {FLASHSCI_BACKEND_AUTO, FLASHSCI_BACKEND_CUDA, FLASHSCI_BACKEND_CPU},
+            "FLASHSCI_BACKEND_AUTO (0), FLASHSCI_BACKEND_CUDA (1) or FLASHSCI_BACKEND_CPU (2)");
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
         const auto backend = static_cast<flashsci_backend_t>(value);
         flashsci::DeviceInfo device{-1, 0, 0, 0};
         flashsci_backend_t resolved = FLASHSCI_BACKEND_CPU;
@@ -645,11 +652,10 @@ flashsci_status_t flashsci_plan_set_dtype(flashsci_plan_t plan, flashsci_dtype_t
     static constexpr const char* fn = "flashsci_plan_set_dtype";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
     const int value = flashsci::passed_value(dtype);
-    if (value != FLASHSCI_DTYPE_FLOAT16 && value != FLASHSCI_DTYPE_BFLOAT16 && value != FLASHSCI_DTYPE_FLOAT32)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: dtype (%d) must be FLASHSCI_DTYPE_FLOAT16 (1), FLASHSCI_DTYPE_BFLOAT16 (2) or "
-                    "FLASHSCI_DTYPE_FLOAT32 (3)",
-                    fn, value);
+    const flashsci_status_t status =
+        check_one_of(fn, "dtype", value, {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32},
+                     "FLASHSCI_DTYPE_FLOAT16 (1), FLASHSCI_DTYPE_BFLOAT16 (2) or FLASHSCI_DTYPE_FLOAT32 (3)");
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
     plan->dtype = static_cast<flashsci_dtype_t>(value);
     plan->has_dtype = true;
     return FLASHSCI_STATUS_SUCCESS;
@@ -659,11 +665,10 @@ flashsci_status_t flashsci_plan_set_mask(flashsci_plan_t plan, flashsci_mask_t m
     static constexpr const char* fn = "flashsci_plan_set_mask";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
     const int value = flashsci::passed_value(mask);
-    if (value != FLASHSCI_MASK_NONE && value != FLASHSCI_MASK_CAUSAL && value != FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: mask (%d) must be FLASHSCI_MASK_NONE (0), FLASHSCI_MASK_CAUSAL (1) or "
-                    "FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT (2)",
-                    fn, value);
+    const flashsci_status_t status =
+        check_one_of(fn, "mask", value, {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT},
+                     "FLASHSCI_MASK_NONE (0), FLASHSCI_MASK_CAUSAL (1) or FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT (2)");
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
     plan->mask = static_cast<flashsci_mask_t>(value);
     return FLASHSCI_STATUS_SUCCESS;
 }
@@ -783,11 +788,10 @@ flashsci_status_t flashsci_plan_set_precision(flashsci_plan_t plan, flashsci_pre
     static constexpr const char* fn = "flashsci_plan_set_precision";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
     const int value = flashsci::passed_value(precision);
-    if (value != FLASHSCI_PRECISION_DEFAULT && value != FLASHSCI_PRECISION_TF32 && value != FLASHSCI_PRECISION_IEEE)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: precision (%d) must be FLASHSCI_PRECISION_DEFAULT (0), FLASHSCI_PRECISION_TF32 (1) or "
-                    "FLASHSCI_PRECISION_IEEE (2)",
-                    fn, value);
+    const flashsci_status_t status = check_one_of(
+        fn, "precision", value, {FLASHSCI_PRECISION_DEFAULT, FLASHSCI_PRECISION_TF32, FLASHSCI_PRECISION_IEEE},
+        "FLASHSCI_PRECISION_DEFAULT (0), FLASHSCI_PRECISION_TF32 (1) or FLASHSCI_PRECISION_IEEE (2)");
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
     plan->precision = static_cast<flashsci_precision_t>(value);
     return FLASHSCI_STATUS_SUCCESS;
 }
