@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <iterator>
 #include <new>
 #include <utility>
@@ -251,6 +252,13 @@ flashsci_status_t check_outputs_apart(const char* function, const NamedRange (&o
     return FLASHSCI_STATUS_SUCCESS;
 }
 
+// An enumerator argument, as passed (`value`), must be one of `allowed`; `expected` names them with their values.
+flashsci_status_t check_one_of(const char* function, const char* name, int value, std::initializer_list<int> allowed,
+                               const char* expected) {
+    if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return FLASHSCI_STATUS_SUCCESS;
+    return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: %s (%d) must be %s", function, name, value, expected);
+}
+
 struct TensorPointer {
     const char* name;
     const void* pointer;
@@ -383,6 +391,32 @@ void set_gradient_strides_like_inputs(flashsci_plan_st& plan) {
     g.dk_strides = g.dv_strides = plan.shape.k_strides;
 }
 
+// The forward's and the backward's common tail: the outputs apart from the inputs, the stream, the kernel and
+// its workspace (`size_function` tells its size), where the memory is (`tensors` and the workspace), then the
+// run. `gradients` is NULL for a forward.
+template <size_t Outputs, size_t Inputs, size_t Tensors>
+flashsci_status_t check_and_run(const char* fn, flashsci_plan_t plan, const kernels::Problem& p,
+                                const kernels::Gradients* gradients, const NamedRange (&outputs)[Outputs],
+                                const NamedRange (&inputs)[Inputs], const flashsci::NamedPointer (&tensors)[Tensors],
+                                const char* size_function, void* workspace, size_t workspace_bytes,
+                                flashsci_stream_t stream) {
+    flashsci_status_t status;
+    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    flashsci::KernelSelection selection;
+    if ((status = flashsci::select_kernel(fn, *plan, p, &selection, gradients)) != FLASHSCI_STATUS_SUCCESS ||
+        (status = check_workspace(fn, selection, workspace, workspace_bytes, size_function)) !=
+            FLASHSCI_STATUS_SUCCESS)
+        return status;
+    flashsci::NamedPointer placed[Tensors + 1];
+    std::copy(std::begin(tensors), std::end(tensors), placed);
+    placed[Tensors] = {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr};
+    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
+        return status;
+    return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream, gradients);
+}
+
 // The pointers of one forward: q, k, v, o, lse, and a varlen forward's offsets.
 struct ForwardArgs {
     const void *q, *k, *v;
@@ -416,25 +450,15 @@ flashsci_status_t forward(const char* fn, bool varlen, flashsci_plan_t plan, con
                                  {"v", tensor_range(p, FLASHSCI_TENSOR_V, p.v, p.v_strides)},
                                  {"cu_seqlens_q", offsets_range(p, p.cu_seqlens_q)},
                                  {"cu_seqlens_k", offsets_range(p, p.cu_seqlens_k)}};
-    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    flashsci::KernelSelection selection;
-    if ((status = flashsci::select_kernel(fn, *plan, p, &selection)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_workspace(fn, selection, workspace, workspace_bytes, "flashsci_plan_get_workspace_size")) !=
-            FLASHSCI_STATUS_SUCCESS)
-        return status;
-    const flashsci::NamedPointer placed[] = {{"q", a.q},
-                                             {"k", a.k},
-                                             {"v", a.v},
-                                             {"o", a.o},
-                                             {"lse", a.lse},
-                                             {"cu_seqlens_q", a.cu_seqlens_q},
-                                             {"cu_seqlens_k", a.cu_seqlens_k},
-                                             {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
-    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream);
+    const flashsci::NamedPointer tensors[] = {{"q", a.q},
+                                              {"k", a.k},
+                                              {"v", a.v},
+                                              {"o", a.o},
+                                              {"lse", a.lse},
+                                              {"cu_seqlens_q", a.cu_seqlens_q},
+                                              {"cu_seqlens_k", a.cu_seqlens_k}};
+    return check_and_run(fn, plan, p, nullptr, outputs, inputs, tensors, "flashsci_plan_get_workspace_size",
+                         workspace, workspace_bytes, stream);
 }
 
 // The pointers of one backward: the inputs q, k, v, o, dout, lse, the gradients dq, dk, dv, and a varlen
@@ -482,29 +506,32 @@ flashsci_status_t backward(const char* fn, bool varlen, flashsci_plan_t plan, co
                                  {"lse", flat_range(p.lse, lse_elements(p), kLseBytes)},
                                  {"cu_seqlens_q", offsets_range(p, p.cu_seqlens_q)},
                                  {"cu_seqlens_k", offsets_range(p, p.cu_seqlens_k)}};
-    if ((status = check_outputs_apart(fn, outputs, inputs)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_cpu_stream(fn, *plan, stream)) != FLASHSCI_STATUS_SUCCESS)
-        return status;
+    const flashsci::NamedPointer tensors[] = {{"q", a.q},
+                                              {"k", a.k},
+                                              {"v", a.v},
+                                              {"o", a.o},
+                                              {"dout", a.dout},
+                                              {"lse", a.lse},
+                                              {"dq", a.dq},
+                                              {"dk", a.dk},
+                                              {"dv", a.dv},
+                                              {"cu_seqlens_q", a.cu_seqlens_q},
+                                              {"cu_seqlens_k", a.cu_seqlens_k}};
+    return check_and_run(fn, plan, p, &g, outputs, inputs, tensors, "flashsci_plan_get_backward_workspace_size",
+                         workspace, workspace_bytes, stream);
+}
+
+// flashsci_plan_get_workspace_size and flashsci_plan_get_backward_workspace_size: the selected kernel's need.
+flashsci_status_t workspace_size(const char* fn, flashsci_plan_t plan, bool backward, size_t* bytes) {
+    kernels::Problem p;
+    flashsci_status_t status = complete_problem(fn, plan, &p);
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
+    if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
     flashsci::KernelSelection selection;
-    if ((status = flashsci::select_kernel(fn, *plan, p, &selection, &g)) != FLASHSCI_STATUS_SUCCESS ||
-        (status = check_workspace(fn, selection, workspace, workspace_bytes,
-                                  "flashsci_plan_get_backward_workspace_size")) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    const flashsci::NamedPointer placed[] = {{"q", a.q},
-                                             {"k", a.k},
-                                             {"v", a.v},
-                                             {"o", a.o},
-                                             {"dout", a.dout},
-                                             {"lse", a.lse},
-                                             {"dq", a.dq},
-                                             {"dk", a.dk},
-                                             {"dv", a.dv},
-                                             {"cu_seqlens_q", a.cu_seqlens_q},
-                                             {"cu_seqlens_k", a.cu_seqlens_k},
-                                             {"workspace", selection.workspace_bytes > 0 ? workspace : nullptr}};
-    if ((status = check_placement(fn, *plan, p, placed, int(std::size(placed)))) != FLASHSCI_STATUS_SUCCESS)
-        return status;
-    return flashsci::run_kernel(fn, selection, *plan, p, workspace, stream, &g);
+    status = flashsci::select_kernel(fn, *plan, p, &selection, backward ? &plan->gradients : nullptr);
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
+    *bytes = selection.workspace_bytes;
+    return FLASHSCI_STATUS_SUCCESS;
 }
 
 }  // namespace
@@ -516,11 +543,10 @@ flashsci_status_t flashsci_plan_create(flashsci_plan_t* plan, flashsci_backend_t
     return guarded(fn, [&] {
         if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
         const int value = flashsci::passed_value(requested);
-        if (value != FLASHSCI_BACKEND_AUTO && value != FLASHSCI_BACKEND_CUDA && value != FLASHSCI_BACKEND_CPU)
-            return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                        "%s: backend (%d) must be FLASHSCI_BACKEND_AUTO (0), FLASHSCI_BACKEND_CUDA (1) or "
-                        "FLASHSCI_BACKEND_CPU (2)",
-                        fn, value);
+        const flashsci_status_t status = check_one_of(
+            fn, "backend", value, {FLASHSCI_BACKEND_AUTO, FLASHSCI_BACKEND_CUDA, FLASHSCI_BACKEND_CPU},
+            "FLASHSCI_BACKEND_AUTO (0), FLASHSCI_BACKEND_CUDA (1) or FLASHSCI_BACKEND_CPU (2)");
+        if (status != FLASHSCI_STATUS_SUCCESS) return status;
         const auto backend = static_cast<flashsci_backend_t>(value);
         flashsci::DeviceInfo device{-1, 0, 0, 0};
         flashsci_backend_t resolved = FLASHSCI_BACKEND_CPU;
@@ -626,11 +652,10 @@ flashsci_status_t flashsci_plan_set_dtype(flashsci_plan_t plan, flashsci_dtype_t
     static constexpr const char* fn = "flashsci_plan_set_dtype";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
     const int value = flashsci::passed_value(dtype);
-    if (value != FLASHSCI_DTYPE_FLOAT16 && value != FLASHSCI_DTYPE_BFLOAT16 && value != FLASHSCI_DTYPE_FLOAT32)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: dtype (%d) must be FLASHSCI_DTYPE_FLOAT16 (1), FLASHSCI_DTYPE_BFLOAT16 (2) or "
-                    "FLASHSCI_DTYPE_FLOAT32 (3)",
-                    fn, value);
+    const flashsci_status_t status =
+        check_one_of(fn, "dtype", value, {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32},
+                     "FLASHSCI_DTYPE_FLOAT16 (1), FLASHSCI_DTYPE_BFLOAT16 (2) or FLASHSCI_DTYPE_FLOAT32 (3)");
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
     plan->dtype = static_cast<flashsci_dtype_t>(value);
     plan->has_dtype = true;
     return FLASHSCI_STATUS_SUCCESS;
@@ -640,11 +665,10 @@ flashsci_status_t flashsci_plan_set_mask(flashsci_plan_t plan, flashsci_mask_t m
     static constexpr const char* fn = "flashsci_plan_set_mask";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
     const int value = flashsci::passed_value(mask);
-    if (value != FLASHSCI_MASK_NONE && value != FLASHSCI_MASK_CAUSAL && value != FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: mask (%d) must be FLASHSCI_MASK_NONE (0), FLASHSCI_MASK_CAUSAL (1) or "
-                    "FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT (2)",
-                    fn, value);
+    const flashsci_status_t status =
+        check_one_of(fn, "mask", value, {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT},
+                     "FLASHSCI_MASK_NONE (0), FLASHSCI_MASK_CAUSAL (1) or FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT (2)");
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
     plan->mask = static_cast<flashsci_mask_t>(value);
     return FLASHSCI_STATUS_SUCCESS;
 }
@@ -764,11 +788,10 @@ flashsci_status_t flashsci_plan_set_precision(flashsci_plan_t plan, flashsci_pre
     static constexpr const char* fn = "flashsci_plan_set_precision";
     if (plan == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: plan must not be NULL", fn);
     const int value = flashsci::passed_value(precision);
-    if (value != FLASHSCI_PRECISION_DEFAULT && value != FLASHSCI_PRECISION_TF32 && value != FLASHSCI_PRECISION_IEEE)
-        return fail(FLASHSCI_STATUS_INVALID_VALUE,
-                    "%s: precision (%d) must be FLASHSCI_PRECISION_DEFAULT (0), FLASHSCI_PRECISION_TF32 (1) or "
-                    "FLASHSCI_PRECISION_IEEE (2)",
-                    fn, value);
+    const flashsci_status_t status = check_one_of(
+        fn, "precision", value, {FLASHSCI_PRECISION_DEFAULT, FLASHSCI_PRECISION_TF32, FLASHSCI_PRECISION_IEEE},
+        "FLASHSCI_PRECISION_DEFAULT (0), FLASHSCI_PRECISION_TF32 (1) or FLASHSCI_PRECISION_IEEE (2)");
+    if (status != FLASHSCI_STATUS_SUCCESS) return status;
     plan->precision = static_cast<flashsci_precision_t>(value);
     return FLASHSCI_STATUS_SUCCESS;
 }
@@ -784,32 +807,12 @@ flashsci_status_t flashsci_plan_set_deterministic(flashsci_plan_t plan, int dete
 
 flashsci_status_t flashsci_plan_get_workspace_size(flashsci_plan_t plan, size_t* bytes) {
     static constexpr const char* fn = "flashsci_plan_get_workspace_size";
-    return guarded(fn, [&] {
-        kernels::Problem p;
-        flashsci_status_t status = complete_problem(fn, plan, &p);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
-        flashsci::KernelSelection selection;
-        status = flashsci::select_kernel(fn, *plan, p, &selection);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        *bytes = selection.workspace_bytes;
-        return FLASHSCI_STATUS_SUCCESS;
-    });
+    return guarded(fn, [&] { return workspace_size(fn, plan, false, bytes); });
 }
 
 flashsci_status_t flashsci_plan_get_backward_workspace_size(flashsci_plan_t plan, size_t* bytes) {
     static constexpr const char* fn = "flashsci_plan_get_backward_workspace_size";
-    return guarded(fn, [&] {
-        kernels::Problem p;
-        flashsci_status_t status = complete_problem(fn, plan, &p);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        if (bytes == nullptr) return fail(FLASHSCI_STATUS_INVALID_VALUE, "%s: bytes must not be NULL", fn);
-        flashsci::KernelSelection selection;
-        status = flashsci::select_kernel(fn, *plan, p, &selection, &plan->gradients);
-        if (status != FLASHSCI_STATUS_SUCCESS) return status;
-        *bytes = selection.workspace_bytes;
-        return FLASHSCI_STATUS_SUCCESS;
-    });
+    return guarded(fn, [&] { return workspace_size(fn, plan, true, bytes); });
 }
 
 flashsci_status_t flashsci_plan_get_kernel_name(flashsci_plan_t plan, const char** name) {

@@ -10,9 +10,9 @@
 
 #include <cmath>
 #include <cstdint>
-#include <type_traits>
 
 #include "common/device.cuh"
+#include "common/ptx.cuh"
 #include "decode/decode.cuh"
 
 namespace flashsci::kernels::decode {
@@ -52,61 +52,6 @@ struct Layout {
     static_assert(pipeline(kHeadDim).resident * (shared_bytes + kSharedPerCta) <= kSharedPerSm,
                   "kPipelines promises more resident CTAs than shared memory allows");
 };
-
-// ---- PTX ------------------------------------------------------------------------------------------------------
-// Two floats as one register of T pairs, the first in the low half.
-template <typename T>
-__device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    if constexpr (std::is_same_v<T, __half>) {
-        const __half2 h = __floats2half2_rn(lo, hi);
-        return *reinterpret_cast<const uint32_t*>(&h);
-    } else {
-        const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-        return *reinterpret_cast<const uint32_t*>(&h);
-    }
-}
-
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-    return uint32_t(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes from global to shared memory, asynchronously; zeros when !valid (nothing is read then).
-__device__ __forceinline__ void copy_async(void* dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void wait_copies() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
-// Four 8×8 matrices of 16-bit elements; lane l gives the address of row l % 8 of matrix l / 8.
-__device__ __forceinline__ void load_matrices(uint32_t (&r)[4], const void* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(shared_address(row)));
-}
-__device__ __forceinline__ void load_matrices_transposed(uint32_t (&r)[4], const void* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(shared_address(row)));
-}
-
-// C += A·B for a 16×16 A (row-major fragments a) and a 16×8 B (column-major fragments b0, b1), fp32 C.
-template <typename T>
-__device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    if constexpr (std::is_same_v<T, __half>)
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                     "{%8, %9}, {%0, %1, %2, %3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    else
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                     "{%8, %9}, {%0, %1, %2, %3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Whether a staged V block holds a NaN or an infinity (zero-filled rows and columns do not).
 template <typename T, int kHeadDim>
@@ -245,8 +190,8 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads, pipeline(kHeadDim).
 #pragma unroll
             for (int d0 = 0; d0 < kHeadDim; d0 += kMmaK) {
                 uint32_t a[4], kb[4];
-                load_matrices(a, sQ + (lane / 8 % 2 * 8 + lane % 8) * L::pitch + d0 + lane / 16 * 8);
-                load_matrices(kb, sK + (lane / 16 * 8 + lane % 8) * L::pitch + d0 + lane / 8 % 2 * 8);
+                load_matrices(a, shared_address(sQ + (lane / 8 % 2 * 8 + lane % 8) * L::pitch + d0 + lane / 16 * 8));
+                load_matrices(kb, shared_address(sK + (lane / 16 * 8 + lane % 8) * L::pitch + d0 + lane / 8 % 2 * 8));
                 mma<T>(s[0], a, kb[0], kb[1]);
                 mma<T>(s[1], a, kb[2], kb[3]);
             }
@@ -300,7 +245,8 @@ __global__ void __launch_bounds__(Layout<kHeadDim>::threads, pipeline(kHeadDim).
 #pragma unroll
                 for (int ob = 0; ob < kOutBlocks; ob += 2) {
                     uint32_t vb[4];
-                    load_matrices_transposed(vb, sV + (lane / 8 % 2 * 8 + lane % 8) * L::pitch + (ob + lane / 16) * kMmaN);
+                    load_matrices_transposed(
+                        vb, shared_address(sV + (lane / 8 % 2 * 8 + lane % 8) * L::pitch + (ob + lane / 16) * kMmaN));
                     mma<T>(o[ob], a, vb[0], vb[1]);
                     mma<T>(o[ob + 1], a, vb[2], vb[3]);
                 }

@@ -7,46 +7,11 @@
 #include "general/backward_schedule.h"
 #include "sm80/bwd_instances.h"
 #include "sm80/bwd_tiles.h"
+#include "sm80/layout.h"
 #include "sm80/sm80.h"
 
 namespace flashsci::kernels::sm80 {
 namespace {
-
-constexpr int64_t kAlignment = 16;  // bytes: cp.async moves 16-byte chunks; dq, dk and dv are stored in pairs
-
-bool aligned(const void* x) { return reinterpret_cast<uintptr_t>(x) % kAlignment == 0; }
-// A stride in whole chunks (free when the dimension has one entry).
-bool chunk_stride(int64_t stride, int64_t extent) { return extent <= 1 || stride % kChunkElems == 0; }
-bool chunk_strides(const Strides& s, int64_t seqlen, int64_t heads, int64_t batch) {
-    return chunk_stride(s.seq, seqlen) && chunk_stride(s.head, heads) && chunk_stride(s.batch, batch);
-}
-
-// The family of the current device: the largest whose opt-in shared memory it has.
-Family device_family() {
-    int device = 0, optin = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
-        return Family::small;
-    if (size_t(optin) >= family_smem(Family::large)) return Family::large;
-    if (size_t(optin) >= family_smem(Family::medium)) return Family::medium;
-    return Family::small;
-}
-
-// Head-dim buckets this build holds (CMake's FLASHSCI_SM80_HEAD_DIMS defines FLASHSCI_SM80_HD<d>).
-template <int HeadDim>
-constexpr bool kCompiled = false;
-#ifdef FLASHSCI_SM80_HD64
-template <>
-constexpr bool kCompiled<64> = true;
-#endif
-#ifdef FLASHSCI_SM80_HD128
-template <>
-constexpr bool kCompiled<128> = true;
-#endif
-#ifdef FLASHSCI_SM80_HD256
-template <>
-constexpr bool kCompiled<256> = true;
-#endif
 
 template <typename T, int HeadDim>
 cudaError_t launch_main(const Problem& p, const Gradients& g, const general::BackwardSchedule& s, Family family,

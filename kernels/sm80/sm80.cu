@@ -5,38 +5,15 @@
 #include <cstdint>
 
 #include "sm80/instances.h"
+#include "sm80/layout.h"
 #include "sm80/tiles.h"
 
 namespace flashsci::kernels::sm80 {
 namespace {
 
-constexpr int64_t kAlignment = 16;                // bytes: cp.async and the O stores move 16-byte chunks
 constexpr int64_t kMaxSeqlen = int64_t{1} << 30;  // row + band + a tile stays far inside int64 and float keys
 
-bool aligned(const void* x) { return reinterpret_cast<uintptr_t>(x) % kAlignment == 0; }
-// A stride in whole chunks (free when the dimension has one entry).
-bool chunk_stride(int64_t stride, int64_t extent, int64_t elems) { return extent <= 1 || stride % elems == 0; }
-bool chunk_strides(const Strides& s, int64_t seqlen, int64_t heads, int64_t batch, int64_t elems) {
-    return chunk_stride(s.seq, seqlen, elems) && chunk_stride(s.head, heads, elems) && chunk_stride(s.batch, batch, elems);
-}
-
 bool banded(const Problem& p) { return p.mask != Mask::none || p.window_left >= 0 || p.window_right >= 0; }
-
-// Head-dim buckets this build holds (CMake's FLASHSCI_SM80_HEAD_DIMS defines FLASHSCI_SM80_HD<d>).
-template <int HeadDim>
-constexpr bool kCompiled = false;
-#ifdef FLASHSCI_SM80_HD64
-template <>
-constexpr bool kCompiled<64> = true;
-#endif
-#ifdef FLASHSCI_SM80_HD128
-template <>
-constexpr bool kCompiled<128> = true;
-#endif
-#ifdef FLASHSCI_SM80_HD256
-template <>
-constexpr bool kCompiled<256> = true;
-#endif
 
 bool compiled(int bucket) {
     switch (bucket) {
@@ -45,17 +22,6 @@ bool compiled(int bucket) {
         case 256: return kCompiled<256>;
     }
     return false;
-}
-
-// The family of the current device: the largest whose opt-in shared memory it has.
-Family device_family() {
-    int device = 0, optin = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess)
-        return Family::small;
-    if (size_t(optin) >= family_smem(Family::large)) return Family::large;
-    if (size_t(optin) >= family_smem(Family::medium)) return Family::medium;
-    return Family::small;
 }
 
 // The instance of tiles.h's row for (HeadDim, family, T's size), found among the rows at compile time.

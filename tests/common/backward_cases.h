@@ -424,5 +424,25 @@ inline void check_backward(const BackwardCase& c, const char* force, Launch laun
     }
 }
 
+// The window sweep the backwards' tests share, under FLASHSCI_KERNEL=force: on a 2×150×170 problem (4 query heads,
+// 2 kv heads, head_dim 64), each window alone, with softcap 5 and with ALiBi.
+inline void check_windows(flashsci_dtype_t dtype, flashsci_mask_t mask, const char* force) {
+    const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 5}, {40, 40}};
+    for (const auto& [left, right] : windows) {
+        check_backward({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right}, force);
+        check_backward({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right, 5.0f}, force);
+        check_backward({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right, 0.0f, true},
+                       force);
+    }
+}
+
+// The varlen batch with empty sequences (on either side) the backwards' tests share, under FLASHSCI_KERNEL=force:
+// `c` (dtype, heads, head_dim, mask, layouts) as given, then deterministic with a window, softcap and ALiBi.
+inline void check_empty_sequences(BackwardCase c, const char* force) {
+    c.lens_q = {5, 0, 130, 17, 1, 64}, c.lens_k = {7, 3, 130, 0, 200, 64};
+    check_backward(c, force);
+    c.deterministic = true, c.window_left = 20, c.window_right = 3, c.softcap = 4.0f, c.alibi = true;
+    check_backward(c, force);
+}
 
 }  // namespace flashsci::test::gpu::backward

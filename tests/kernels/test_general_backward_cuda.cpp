@@ -11,8 +11,10 @@ using namespace flashsci::test::gpu::backward;
 
 namespace {
 
+constexpr const char* kForceGeneral = "general";
+
 void check_general(const BackwardCase& c, Launch launch = Launch::stream, int runs = 1) {
-    check_backward(c, "general", launch, runs);
+    check_backward(c, kForceGeneral, launch, runs);
 }
 
 }  // namespace
@@ -50,15 +52,8 @@ TEST_CASE("CUDA backward: GQA 4:1, MQA and 5:1 sum dk and dv over the group", "[
 }
 
 TEST_CASE("CUDA backward: windows, softcap and ALiBi", "[gpu][backward]") {
-    const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 5}, {40, 40}};
     for (const flashsci_dtype_t dtype : {FLASHSCI_DTYPE_FLOAT32, FLASHSCI_DTYPE_BFLOAT16})
-        for (const flashsci_mask_t mask : kMasks)
-            for (const auto& [left, right] : windows) {
-                check_general({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right});
-                check_general({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right, 5.0f});
-                check_general(
-                    {dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right, 0.0f, true});
-            }
+        for (const flashsci_mask_t mask : kMasks) check_windows(dtype, mask, kForceGeneral);
     for (const flashsci_dtype_t dtype : kDtypes)
         for (const int64_t head_dim : {40, 128, 256})
             check_general({dtype,
@@ -81,16 +76,10 @@ TEST_CASE("CUDA backward: BHSD and padded, misaligned strides on every tensor", 
 }
 
 TEST_CASE("CUDA backward: varlen batches with empty sequences", "[gpu][backward]") {
-    const std::vector<int64_t> lens_q{5, 0, 130, 17, 1, 64}, lens_k{7, 3, 130, 0, 200, 64};
     for (const flashsci_dtype_t dtype : kDtypes)
         for (const flashsci_mask_t mask : kMasks)
-            for (const Layouts layouts : {Layouts::contiguous, Layouts::padded}) {
-                BackwardCase c{dtype, {0, 0, 0, 4, 2, 64}, mask, layouts};
-                c.lens_q = lens_q, c.lens_k = lens_k;
-                check_general(c);
-                c.deterministic = true, c.window_left = 20, c.window_right = 3, c.softcap = 4.0f, c.alibi = true;
-                check_general(c);
-            }
+            for (const Layouts layouts : {Layouts::contiguous, Layouts::padded})
+                check_empty_sequences({dtype, {0, 0, 0, 4, 2, 64}, mask, layouts}, kForceGeneral);
 }
 
 TEST_CASE("CUDA backward: deterministic runs are bitwise identical", "[gpu][backward]") {

@@ -74,14 +74,8 @@ TEST_CASE("sm80 backward: GQA 4:1, MQA and 5:1 sum dk and dv over the group", "[
 
 TEST_CASE("sm80 backward: windows, softcap and ALiBi", "[gpu][sm80][backward]") {
     if (!sm80_available()) return;
-    const std::pair<int64_t, int64_t> windows[] = {{-1, -1}, {0, 0}, {16, -1}, {-1, 5}, {40, 40}};
     for (const flashsci_dtype_t dtype : kHalfDtypes)
-        for (const flashsci_mask_t mask : kMasks)
-            for (const auto& [left, right] : windows) {
-                check_sm80({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right});
-                check_sm80({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right, 5.0f});
-                check_sm80({dtype, {2, 150, 170, 4, 2, 64}, mask, Layouts::contiguous, false, left, right, 0.0f, true});
-            }
+        for (const flashsci_mask_t mask : kMasks) check_windows(dtype, mask, kForceSm80);
     for (const flashsci_dtype_t dtype : kHalfDtypes)
         for (const int64_t head_dim : {40, 128, 256})
             check_sm80({dtype,
@@ -130,17 +124,11 @@ TEST_CASE("sm80 backward: misaligned strides and fp32 run the general backward, 
 
 TEST_CASE("sm80 backward: varlen batches with empty sequences", "[gpu][sm80][backward]") {
     if (!sm80_available()) return;
-    const std::vector<int64_t> lens_q{5, 0, 130, 17, 1, 64}, lens_k{7, 3, 130, 0, 200, 64};
     for (const flashsci_dtype_t dtype : kHalfDtypes)
         for (const int64_t head_dim : kBuckets)
             for (const flashsci_mask_t mask : kMasks)
-                for (const Layouts layouts : {Layouts::contiguous, Layouts::aligned}) {
-                    BackwardCase c{dtype, {0, 0, 0, 4, 2, head_dim}, mask, layouts};
-                    c.lens_q = lens_q, c.lens_k = lens_k;
-                    check_sm80(c);
-                    c.deterministic = true, c.window_left = 20, c.window_right = 3, c.softcap = 4.0f, c.alibi = true;
-                    check_sm80(c);
-                }
+                for (const Layouts layouts : {Layouts::contiguous, Layouts::aligned})
+                    check_empty_sequences({dtype, {0, 0, 0, 4, 2, head_dim}, mask, layouts}, kForceSm80);
 }
 
 TEST_CASE("sm80 backward: deterministic runs are bitwise identical", "[gpu][sm80][backward]") {

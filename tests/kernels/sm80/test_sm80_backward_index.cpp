@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mask_trials.h"
 #include "reference.h"
 #include "sm80/bwd_index.h"
 #include "sm80/bwd_tiles.h"
@@ -288,21 +289,15 @@ TEST_CASE("sm80 backward index: WarpGrid and the shapes of the table", "[sm80][b
 
 TEST_CASE("sm80 backward index: tiles needing the mask against a brute force of the visible keys", "[sm80][backward]") {
     std::mt19937_64 rng(20261208);
-    const flashsci_mask_t masks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};
-    std::uniform_int_distribution<int64_t> length(1, 300), window(-1, 70), coin(0, 3);
+    std::uniform_int_distribution<int64_t> coin(0, 3);
     for (int trial = 0; trial < 1500; ++trial) {
-        const flashsci_mask_t mask = masks[trial % 3];
-        const int64_t len_q = coin(rng) == 0 ? 1 : length(rng), len_k = coin(rng) == 0 ? 1 : length(rng);
-        const int64_t left = window(rng), right = window(rng);
+        const flashsci::test::MaskTrial t = flashsci::test::random_mask_trial(rng, coin, trial);
+        const flashsci_mask_t mask = t.mask;
+        const int64_t len_q = t.len_q, len_k = t.len_k, left = t.left, right = t.right;
         const int block_m = coin(rng) < 2 ? 32 : 64, block_n = coin(rng) < 2 ? 32 : 128;
-        Problem p{};
-        p.mask = mask == FLASHSCI_MASK_CAUSAL                ? Mask::causal_top_left
-                 : mask == FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT ? Mask::causal_bottom_right
-                                                             : Mask::none;
-        p.window_left = left, p.window_right = right;
-        const KeyBand band = key_band(p, len_q, len_k);
-        const flashsci::test::Shape shape{1, len_q, len_k, 1, 1, 64};
-        const flashsci::test::Features features{left, right, 0.0, 0.0};
+        const KeyBand band = key_band(t.problem(), len_q, len_k);
+        const flashsci::test::Shape shape = t.shape();
+        const flashsci::test::Features features = t.features();
         INFO("mask " << int(mask) << " len_q " << len_q << " len_k " << len_k << " window " << left << " " << right
                      << " tile " << block_m << "x" << block_n);
         for (int64_t k0 = 0; k0 < len_k; k0 += block_n) {

@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "mask_trials.h"
 #include "reference.h"
 #include "sm80/index.h"
 #include "sm80/tiles.h"
@@ -240,23 +241,17 @@ TEST_CASE("sm80 index: P's C fragments are P·V's A fragments", "[sm80]") {
 
 TEST_CASE("sm80 index: key tiles and unmasked tiles against a brute force of the visible keys", "[sm80]") {
     std::mt19937_64 rng(20261207);
-    const flashsci_mask_t masks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};
-    std::uniform_int_distribution<int64_t> length(1, 300), window(-1, 70), coin(0, 3);
+    std::uniform_int_distribution<int64_t> coin(0, 3);
     for (int trial = 0; trial < 1500; ++trial) {
-        const flashsci_mask_t mask = masks[trial % 3];
-        const int64_t len_q = coin(rng) == 0 ? 1 : length(rng), len_k = coin(rng) == 0 ? 1 : length(rng);
-        const int64_t left = window(rng), right = window(rng);
+        const flashsci::test::MaskTrial t = flashsci::test::random_mask_trial(rng, coin, trial);
+        const flashsci_mask_t mask = t.mask;
+        const int64_t len_q = t.len_q, len_k = t.len_k, left = t.left, right = t.right;
         const int block_m = coin(rng) < 2 ? 64 : 128, block_n = coin(rng) < 2 ? 64 : 128;
-        Problem p{};
-        p.mask = mask == FLASHSCI_MASK_CAUSAL ? Mask::causal_top_left
-                 : mask == FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT ? Mask::causal_bottom_right
-                                                             : Mask::none;
-        p.window_left = left, p.window_right = right;
-        const KeyBand full = key_band(p, len_q, len_k);
+        const KeyBand full = key_band(t.problem(), len_q, len_k);
         const Band<int64_t> band{full.first, full.last};
         const Band<int> clamped = clamp_band(full, len_q, len_k);
-        const flashsci::test::Shape shape{1, len_q, len_k, 1, 1, 64};
-        const flashsci::test::Features features{left, right, 0.0, 0.0};
+        const flashsci::test::Shape shape = t.shape();
+        const flashsci::test::Features features = t.features();
         INFO("mask " << int(mask) << " len_q " << len_q << " len_k " << len_k << " window " << left << " " << right
                      << " tile " << block_m << "x" << block_n);
         for (int64_t q0 = 0; q0 < len_q; q0 += block_m) {

@@ -527,6 +527,11 @@ fn backward_slices<'a, T>(
     ]
 }
 
+/// The pointer a raw call gets for a host workspace: null when the kernel needs none.
+fn workspace_pointer(workspace: &mut [u8]) -> *mut c_void {
+    if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() }
+}
+
 /// The backward's tensors on host slices: the inputs (q, k, v, the forward's o and lse, dout = dL/dO) and the
 /// gradients written (dq, dk, dv), each in the plan's [`Dtype`] but lse (`f32`).
 pub struct BackwardSlices<'a, T> {
@@ -825,6 +830,41 @@ impl Plan {
         Ok(())
     }
 
+    /// The dense shape of a host-slice call; `varlen_function` runs the plan if it has a variable-length one.
+    fn host_dense_shape(&self, function: &str, varlen_function: &str) -> Result<Shape> {
+        if self.varlen.is_some() {
+            return Err(Error::new(
+                Status::InvalidValue,
+                format!("{function}: the plan has a variable-length shape (set_varlen_shape); call {varlen_function}"),
+            ));
+        }
+        self.shape
+            .ok_or_else(|| Error::new(Status::InvalidValue, format!("{function}: set the shape and the dtype first")))
+    }
+
+    /// The variable-length shape of a host-slice call; `dense_function` runs dense plans.
+    fn host_varlen_shape(&self, function: &str, dense_function: &str) -> Result<VarlenShape> {
+        self.varlen.ok_or_else(|| {
+            Error::new(
+                Status::InvalidValue,
+                format!("{function}: the plan needs a variable-length shape (set_varlen_shape) and a dtype; {dense_function} runs dense plans"),
+            )
+        })
+    }
+
+    /// Both offset slices hold at least `need` (batch + 1) entries; the library checks their values.
+    fn check_offsets_len(function: &str, need: usize, cu_seqlens_q: &[i32], cu_seqlens_k: &[i32]) -> Result<()> {
+        for (name, offsets) in [("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)] {
+            if offsets.len() < need {
+                return Err(Error::new(
+                    Status::InvalidValue,
+                    format!("{function}: {name} has {} offsets, batch + 1 = {need} are needed", offsets.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The LSE's pointer: null, or a slice of at least `need` floats.
     fn lse_pointer(function: &str, lse: Option<&mut [f32]>, need: usize, layout: &str) -> Result<*mut f32> {
         match lse {
@@ -867,15 +907,7 @@ impl Plan {
     /// written): as [`Plan::forward`], for these slices; any error of `flashsci_backward`.
     pub fn backward<T: Element>(&self, t: BackwardSlices<'_, T>) -> Result<()> {
         const FN: &str = "flashsci::Plan::backward";
-        if self.varlen.is_some() {
-            return Err(Error::new(
-                Status::InvalidValue,
-                format!("{FN}: the plan has a variable-length shape (set_varlen_shape); call backward_varlen"),
-            ));
-        }
-        let shape = self
-            .shape
-            .ok_or_else(|| Error::new(Status::InvalidValue, format!("{FN}: set the shape and the dtype first")))?;
+        let shape = self.host_dense_shape(FN, "backward_varlen")?;
         let mut workspace = self.prepare_host_backward(
             FN,
             |x| shape.dims(x),
@@ -884,7 +916,7 @@ impl Plan {
             "[batch, heads_q, seqlen_q]",
             &t,
         )?;
-        let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
+        let workspace_ptr = workspace_pointer(&mut workspace);
         // SAFETY: a CPU plan; every slice covers its tensor as the plan describes it and lse holds its floats
         // (checked above); dq, dk and dv are exclusive borrows, so they overlap no input nor each other (the
         // library rejects self-overlapping output strides); the workspace has the size asked for.
@@ -916,23 +948,11 @@ impl Plan {
         cu_seqlens_k: &[i32],
     ) -> Result<()> {
         const FN: &str = "flashsci::Plan::backward_varlen";
-        let shape = self.varlen.ok_or_else(|| {
-            Error::new(
-                Status::InvalidValue,
-                format!("{FN}: the plan needs a variable-length shape (set_varlen_shape) and a dtype; backward runs dense plans"),
-            )
-        })?;
+        let shape = self.host_varlen_shape(FN, "backward")?;
         let mut workspace =
             self.prepare_host_backward(FN, |x| shape.dims(x), shape.head_dim, shape.lse_len(), "[heads_q, total_q]", &t)?;
-        for (name, offsets) in [("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)] {
-            if offsets.len() < shape.offsets_len() {
-                return Err(Error::new(
-                    Status::InvalidValue,
-                    format!("{FN}: {name} has {} offsets, batch + 1 = {} are needed", offsets.len(), shape.offsets_len()),
-                ));
-            }
-        }
-        let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
+        Self::check_offsets_len(FN, shape.offsets_len(), cu_seqlens_q, cu_seqlens_k)?;
+        let workspace_ptr = workspace_pointer(&mut workspace);
         // SAFETY: as in `backward`, and both offset slices hold batch + 1 entries (the library checks their values
         // before writing).
         unsafe {
@@ -1051,19 +1071,11 @@ impl Plan {
     /// `flashsci_forward`.
     pub fn forward<T: Element>(&self, q: &[T], k: &[T], v: &[T], o: &mut [T], lse: Option<&mut [f32]>) -> Result<()> {
         const FN: &str = "flashsci::Plan::forward";
-        if self.varlen.is_some() {
-            return Err(Error::new(
-                Status::InvalidValue,
-                format!("{FN}: the plan has a variable-length shape (set_varlen_shape); call forward_varlen"),
-            ));
-        }
-        let shape = self
-            .shape
-            .ok_or_else(|| Error::new(Status::InvalidValue, format!("{FN}: set the shape and the dtype first")))?;
+        let shape = self.host_dense_shape(FN, "forward_varlen")?;
         self.check_host_slices::<T>(FN, |t| shape.dims(t), shape.head_dim, &forward_slices(q, k, v, o))?;
         let lse_ptr = Self::lse_pointer(FN, lse, shape.lse_len(), "[batch, heads_q, seqlen_q]")?;
         let mut workspace = vec![0u8; self.workspace_size()?];
-        let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
+        let workspace_ptr = workspace_pointer(&mut workspace);
         // SAFETY: a CPU plan; every slice covers its tensor as the plan describes it (checked
         // above); o is exclusively borrowed so it overlaps none of q, k, v (the library
         // rejects self-overlapping o strides); the workspace has the size asked for.
@@ -1102,24 +1114,12 @@ impl Plan {
         lse: Option<&mut [f32]>,
     ) -> Result<()> {
         const FN: &str = "flashsci::Plan::forward_varlen";
-        let shape = self.varlen.ok_or_else(|| {
-            Error::new(
-                Status::InvalidValue,
-                format!("{FN}: the plan needs a variable-length shape (set_varlen_shape) and a dtype; forward runs dense plans"),
-            )
-        })?;
+        let shape = self.host_varlen_shape(FN, "forward")?;
         self.check_host_slices::<T>(FN, |t| shape.dims(t), shape.head_dim, &forward_slices(q, k, v, o))?;
-        for (name, offsets) in [("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)] {
-            if offsets.len() < shape.offsets_len() {
-                return Err(Error::new(
-                    Status::InvalidValue,
-                    format!("{FN}: {name} has {} offsets, batch + 1 = {} are needed", offsets.len(), shape.offsets_len()),
-                ));
-            }
-        }
+        Self::check_offsets_len(FN, shape.offsets_len(), cu_seqlens_q, cu_seqlens_k)?;
         let lse_ptr = Self::lse_pointer(FN, lse, shape.lse_len(), "[heads_q, total_q]")?;
         let mut workspace = vec![0u8; self.workspace_size()?];
-        let workspace_ptr = if workspace.is_empty() { std::ptr::null_mut() } else { workspace.as_mut_ptr().cast() };
+        let workspace_ptr = workspace_pointer(&mut workspace);
         // SAFETY: a CPU plan; every slice covers its tensor and both offset slices hold batch + 1
         // entries (checked above; the library checks their values before writing); o is
         // exclusively borrowed so it overlaps none of the inputs; the workspace has the size asked for.

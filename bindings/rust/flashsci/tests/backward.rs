@@ -2,19 +2,8 @@
 
 use flashsci::{Backend, BackwardSlices, Dtype, Mask, Plan, Precision, Shape, Status, Strides, Tensor, VarlenShape};
 
-/// A small deterministic generator (xorshift), values in [-1, 1).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 /// Index of element (b, s, h, 0) of a contiguous [batch, seqlen, heads, head_dim] tensor.
 fn index(seqlen: i64, heads: i64, head_dim: i64, b: i64, s: i64, h: i64) -> usize {

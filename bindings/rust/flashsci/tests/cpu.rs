@@ -3,19 +3,8 @@
 use flashsci::{Backend, Dtype, Error, Mask, Plan, Shape, Status, Strides, Tensor, VarlenShape};
 use std::sync::Arc;
 
-/// A small deterministic generator (xorshift), values in [-1, 1).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 fn to_bf16(x: f32) -> u16 {
     let u = x.to_bits();
