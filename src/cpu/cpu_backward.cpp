@@ -407,7 +407,7 @@ void backward_reference(const Problem& p, const Gradients& g) {
 
 // The fast paths' blocking: keys whose dK and dV are held at once, query rows per block of scores.
 constexpr int64_t kFastKeyBlock = 64;
-constexpr int64_t kFastQueryBlock = 64;
+constexpr int64_t kFastQueryBlock = 128;
 static_assert(kFastKeyBlock % kAvx2Tile.width == 0 && kFastKeyBlock % kAvx512Tile.width == 0 &&
                   kFastKeyBlock % kPortableTile.width == 0,
               "a key block is whole register tiles of columns");
