@@ -26,7 +26,6 @@ namespace flashsci {
 namespace {
 
 constexpr const char* kGeneralName = "cuda_general";
-constexpr const char* kCpuBackwardName = "cpu_backward";
 constexpr const char* kGeneralBackwardName = "cuda_general_backward";
 
 #ifdef FLASHSCI_HAVE_CUDA
@@ -108,10 +107,6 @@ flashsci_status_t select_backward(const char* function, const flashsci_plan_st& 
 flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& plan, const kernels::Problem& p,
                                 KernelSelection* selection, const kernels::Gradients* backward) {
     if (plan.backend == FLASHSCI_BACKEND_CPU) {
-        if (backward != nullptr) {
-            *selection = {KernelKind::cpu_backward, kCpuBackwardName, 0};
-            return FLASHSCI_STATUS_SUCCESS;
-        }
         // The CPU path: FLASHSCI_CPU_ISA, or the fastest this CPU has (cpu/cpu_isa.h).
         cpu::Isa isa;
         const char* unusable = nullptr;
@@ -120,7 +115,8 @@ flashsci_status_t select_kernel(const char* function, const flashsci_plan_st& pl
                         "%s: FLASHSCI_CPU_ISA=%s names no CPU path this machine can run (reference, portable, "
                         "avx2 with FMA and F16C, avx512 with AVX-512F; this CPU's fastest is %s)",
                         function, unusable, cpu::kernel_name(cpu::best_isa()));
-        *selection = {KernelKind::cpu, cpu::kernel_name(isa), 0};
+        *selection = backward != nullptr ? KernelSelection{KernelKind::cpu_backward, cpu::backward_kernel_name(isa), 0}
+                                         : KernelSelection{KernelKind::cpu, cpu::kernel_name(isa), 0};
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA
@@ -191,7 +187,7 @@ flashsci_status_t run_kernel(const char* function, const KernelSelection& select
         return FLASHSCI_STATUS_SUCCESS;
     }
     if (selection.kind == KernelKind::cpu_backward) {
-        cpu::backward(p, *backward);
+        cpu::backward(p, *backward, cpu::isa_of_kernel_name(selection.name));
         return FLASHSCI_STATUS_SUCCESS;
     }
 #ifdef FLASHSCI_HAVE_CUDA

@@ -1,4 +1,5 @@
-// The CPU backward in two passes, each output element with a single writer, so no locks and a fixed order of sums:
+// The CPU backward's driver: the fast paths (fast_backward_kernel.h) get one work item per (sequence, kv head); the
+// reference path, below, runs in two passes, each output element with a single writer, so no locks and a fixed order of sums:
 // - pass 1, over (sequence, query head, block of query rows): D = rowsum(dO∘O) of its rows, then dQ walking the keys
 //   the rows see, a tile at a time;
 // - pass 2, over (sequence, kv head, block of keys): dK and dV, walking the query heads of the group and, for each,
@@ -12,8 +13,10 @@
 #include <cstdlib>
 #include <vector>
 
-#include "cpu/element_format.h"
 #include "cpu/cpu_threads.h"
+#include "cpu/element_format.h"
+#include "cpu/fast_backward.h"
+#include "cpu/fast_block.h"
 
 namespace flashsci::cpu {
 namespace {
@@ -394,14 +397,124 @@ void backward_typed(const Problem& p, const Gradients& g) {
     });
 }
 
-}  // namespace
-
-void backward(const Problem& p, const Gradients& g) {
+void backward_reference(const Problem& p, const Gradients& g) {
     switch (p.element) {
         case Element::f16: return backward_typed<Element::f16>(p, g);
         case Element::bf16: return backward_typed<Element::bf16>(p, g);
         case Element::f32: return backward_typed<Element::f32>(p, g);
     }
+}
+
+// The fast paths' blocking: keys whose dK and dV are held at once, query rows per block of scores.
+constexpr int64_t kFastKeyBlock = 64;
+constexpr int64_t kFastQueryBlock = 128;
+static_assert(kFastKeyBlock % kAvx2Tile.width == 0 && kFastKeyBlock % kAvx512Tile.width == 0 &&
+                  kFastKeyBlock % kPortableTile.width == 0,
+              "a key block is whole register tiles of columns");
+// Scratch buffers start on cache lines.
+constexpr int64_t kAlignFloats = 64 / sizeof(float);
+
+FastBackwardFunction backward_function(Isa isa) {
+#if defined(FLASHSCI_CPU_X86)
+    if (isa == Isa::avx512) return fast_backward_avx512;
+    if (isa == Isa::avx2) return fast_backward_avx2;
+#else
+    (void)isa;
+#endif
+    return fast_backward_portable;
+}
+
+// One thread's buffers (fast_backward.h), on cache-line boundaries.
+class BackwardScratch {
+public:
+    BackwardScratch(const Problem& p, const FastBackwardProblem& f) {
+        const int64_t rows = p.heads_q / p.heads_kv * p.seqlen_q, ld = f.padded_dims, kb = f.key_block;
+        float** buffers[] = {&b_.queries, &b_.douts, &b_.dq, &b_.lse, &b_.row_terms, &b_.keys, &b_.keys_t,
+                             &b_.values_t, &b_.dk, &b_.dv, &b_.probs, &b_.grads};
+        const int64_t counts[] = {rows * ld, rows * ld, rows * ld, rows, rows, kb * ld, ld * kb, ld * kb, kb * ld,
+                                  kb * ld, f.query_block * kb, f.query_block * kb};
+        int64_t total = kAlignFloats;
+        for (int64_t n : counts) total += round_up(n, kAlignFloats);
+        floats_.resize(size_t(total));
+        const auto address = reinterpret_cast<uintptr_t>(floats_.data());
+        const uintptr_t line = kAlignFloats * sizeof(float);
+        float* next = reinterpret_cast<float*>((address + line - 1) / line * line);
+        for (size_t i = 0; i < sizeof counts / sizeof counts[0]; ++i) {
+            *buffers[i] = next;
+            next += round_up(counts[i], kAlignFloats);
+        }
+    }
+    const FastBackwardScratch& buffers() const { return b_; }
+
+private:
+    std::vector<float> floats_;
+    FastBackwardScratch b_{};
+};
+
+FastBackwardHead head_of(const Problem& p, const Gradients& g, int64_t batch, int64_t kv_head) {
+    const kernels::Sequence seq = kernels::sequence(p, batch);
+    const kernels::KeyBand band = kernels::key_band(p, seq.len_q, seq.len_k);
+    const int64_t group = p.heads_q / p.heads_kv, head = kv_head * group;
+    const int64_t bytes = kernels::element_bytes(p.element);
+    const auto in = [&](const void* base, const Strides& s, int64_t row, int64_t h) {
+        return static_cast<const char*>(base) + bytes * offset(s, batch, row, h);
+    };
+    const auto out = [&](void* base, const Strides& s, int64_t row, int64_t h) {
+        return static_cast<char*>(base) + bytes * offset(s, batch, row, h);
+    };
+    FastBackwardHead h{};
+    h.q = in(p.q, p.q_strides, seq.q_start, head);
+    h.o = in(p.o, p.o_strides, seq.q_start, head);
+    h.dout = in(g.dout, g.dout_strides, seq.q_start, head);
+    h.dq = out(g.dq, g.dq_strides, seq.q_start, head);
+    h.q_row_stride = p.q_strides.seq, h.q_head_stride = p.q_strides.head;
+    h.o_row_stride = p.o_strides.seq, h.o_head_stride = p.o_strides.head;
+    h.dout_row_stride = g.dout_strides.seq, h.dout_head_stride = g.dout_strides.head;
+    h.dq_row_stride = g.dq_strides.seq, h.dq_head_stride = g.dq_strides.head;
+    h.k = in(p.k, p.k_strides, seq.k_start, kv_head);
+    h.v = in(p.v, p.v_strides, seq.k_start, kv_head);
+    h.dk = out(g.dk, g.dk_strides, seq.k_start, kv_head);
+    h.dv = out(g.dv, g.dv_strides, seq.k_start, kv_head);
+    h.k_row_stride = p.k_strides.seq, h.v_row_stride = p.v_strides.seq;
+    h.dk_row_stride = g.dk_strides.seq, h.dv_row_stride = g.dv_strides.seq;
+    h.lse = p.lse + kernels::lse_index(p, seq, batch, head, 0);
+    h.lse_head_stride = group > 1 ? kernels::lse_index(p, seq, batch, head + 1, 0) - kernels::lse_index(p, seq, batch, head, 0) : 0;
+    h.alibi_slopes = p.alibi_slopes ? p.alibi_slopes + head : nullptr;
+    h.group = group, h.len_q = seq.len_q, h.len_k = seq.len_k;
+    h.band_first = band.first, h.band_last = band.last;
+    h.alibi_offset = kernels::alibi_offset(seq.len_q, seq.len_k);
+    return h;
+}
+
+void backward_fast(const Problem& p, const Gradients& g, Isa isa) {
+    const MicroTile tile = micro_tile(isa);
+    FastBackwardProblem f{};
+    f.element = p.element;
+    f.head_dim = p.head_dim;
+    f.padded_dims = round_up(p.head_dim, tile.width);
+    f.key_block = kFastKeyBlock;
+    f.query_block = kFastQueryBlock;
+    f.scale = p.scale;
+    f.softcap = p.softcap;
+    const FastBackwardFunction run_head = backward_function(isa);
+    run_parallel(p.batch * p.heads_kv, thread_count(), [&](const auto& next) {
+        const BackwardScratch scratch(p, f);
+        for (int64_t item; next(item);) run_head(f, head_of(p, g, item / p.heads_kv, item % p.heads_kv), scratch.buffers());
+    });
+}
+
+}  // namespace
+
+void backward(const Problem& p, const Gradients& g, Isa isa) {
+    if (isa == Isa::reference) return backward_reference(p, g);
+    backward_fast(p, g, isa);
+}
+
+void backward(const Problem& p, const Gradients& g) {
+    Isa isa;
+    const char* unusable = nullptr;
+    if (!chosen_isa(&isa, &unusable)) isa = best_isa();
+    backward(p, g, isa);
 }
 
 }  // namespace flashsci::cpu

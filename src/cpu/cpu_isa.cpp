@@ -10,13 +10,14 @@ struct IsaName {
     Isa isa;
     const char* variable_value;  // FLASHSCI_CPU_ISA
     const char* kernel_name;
+    const char* backward_kernel_name;
 };
 
 constexpr IsaName kIsaNames[] = {
-    {Isa::reference, "reference", "cpu_reference"},
-    {Isa::portable, "portable", "cpu_portable"},
-    {Isa::avx2, "avx2", "cpu_avx2"},
-    {Isa::avx512, "avx512", "cpu_avx512"},
+    {Isa::reference, "reference", "cpu_reference", "cpu_backward_reference"},
+    {Isa::portable, "portable", "cpu_portable", "cpu_backward_portable"},
+    {Isa::avx2, "avx2", "cpu_avx2", "cpu_backward_avx2"},
+    {Isa::avx512, "avx512", "cpu_avx512", "cpu_backward_avx512"},
 };
 
 // Fastest first.
@@ -68,9 +69,17 @@ const char* kernel_name(Isa isa) {
     return kIsaNames[0].kernel_name;
 }
 
+const char* backward_kernel_name(Isa isa) {
+    for (const IsaName& n : kIsaNames)
+        if (n.isa == isa) return n.backward_kernel_name;
+    return kIsaNames[0].backward_kernel_name;
+}
+
 Isa isa_of_kernel_name(const char* name) {
     for (const IsaName& n : kIsaNames)
-        if (name == n.kernel_name || std::strcmp(name, n.kernel_name) == 0) return n.isa;
+        if (name == n.kernel_name || name == n.backward_kernel_name) return n.isa;
+    for (const IsaName& n : kIsaNames)
+        if (std::strcmp(name, n.kernel_name) == 0 || std::strcmp(name, n.backward_kernel_name) == 0) return n.isa;
     return Isa::reference;
 }
 

@@ -25,7 +25,11 @@ bool chosen_isa(Isa* isa, const char** unusable);
 // flashsci_plan_get_kernel_name().
 const char* kernel_name(Isa isa);
 
-// The Isa whose kernel_name() is `name` (compared by address first, then by text); reference if none.
+// "cpu_backward_reference", "cpu_backward_portable", "cpu_backward_avx2" or "cpu_backward_avx512": the backward's
+// names, static strings.
+const char* backward_kernel_name(Isa isa);
+
+// The Isa whose kernel_name() or backward_kernel_name() is `name` (compared by address first, then by text); reference if none.
 Isa isa_of_kernel_name(const char* name);
 
 }  // namespace flashsci::cpu

@@ -3,6 +3,7 @@
 #if defined(FLASHSCI_CPU_X86)
 #include "cpu/simd_avx512.h"
 #include "cpu/fast_kernel.h"
+#include "cpu/fast_backward_kernel.h"
 
 namespace flashsci::cpu {
 
@@ -11,6 +12,10 @@ static_assert(simd::Avx512::kLanes == kAvx512Tile.lanes && simd::Avx512::kTileRo
 
 void fast_block_avx512(const FastProblem& p, const FastBlock& b, const FastScratch& w) {
     run_fast_block<simd::Avx512>(p, b, w);
+}
+
+void fast_backward_avx512(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w) {
+    run_fast_backward<simd::Avx512>(p, h, w);
 }
 
 }  // namespace flashsci::cpu

@@ -1,6 +1,7 @@
 // The fast path on generic vectors: built without instruction-set flags, it runs on any CPU.
 #include "cpu/simd_portable.h"
 #include "cpu/fast_kernel.h"
+#include "cpu/fast_backward_kernel.h"
 
 namespace flashsci::cpu {
 
@@ -9,6 +10,10 @@ static_assert(simd::Portable::kLanes == kPortableTile.lanes && simd::Portable::k
 
 void fast_block_portable(const FastProblem& p, const FastBlock& b, const FastScratch& w) {
     run_fast_block<simd::Portable>(p, b, w);
+}
+
+void fast_backward_portable(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w) {
+    run_fast_backward<simd::Portable>(p, h, w);
 }
 
 }  // namespace flashsci::cpu

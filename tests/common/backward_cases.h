@@ -209,6 +209,8 @@ inline Inputs make_inputs(const BackwardCase& c, const Extent& e, const Placemen
 
 inline Gradients run_cpu(const BackwardCase& c, const Extent& e, const Placement& pl, const std::vector<float>& slopes,
                   const Inputs& in) {
+    // The oracle: the CPU backward's reference path (fp64 sums for fp32 inputs), not a fast one.
+    const ScopedEnvironment reference_path("FLASHSCI_CPU_ISA", "reference");
     Plan plan(FLASHSCI_BACKEND_CPU);
     configure(plan, c, e, pl, slopes);
     Gradients g = poisoned_gradients(c, pl);

@@ -1,11 +1,13 @@
-// The CPU backward against the fp64 reference gradients, through the public API, on fresh random inputs; and the
-// reference itself against central finite differences of the fp64 forward.
+// The CPU backward against the fp64 reference gradients, through the public API, on fresh random inputs, on the
+// path FLASHSCI_CPU_ISA names and on every path forced in turn; the fast paths also against the reference path and
+// at one thread against all; and the fp64 reference itself against central finite differences of the fp64 forward.
 #include <catch2/catch.hpp>
 #include <flashsci.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -24,10 +26,12 @@ using flashsci::test::Shape;
 
 namespace {
 
-// A gradient's max |g - g_ref| / max |g_ref|. fp32 gradients are computed in fp64 and rounded once, but from the
-// forward's o and lse, themselves rounded to fp32; fp16/bf16 ones accumulate in fp32 from an o rounded to 16 bits
+// A gradient's max |g - g_ref| / max |g_ref|. fp32 gradients of the reference path are computed in fp64 and
+// rounded once, but from the forward's o and lse, themselves rounded to fp32; the fast paths accumulate them in
+// fp32 (sums of up to seqlen terms); fp16/bf16 ones accumulate in fp32 on every path from an o rounded to 16 bits
 // and are rounded to 16 bits (bf16: 2^-9 relative).
 constexpr double kFp32Tolerance = 1e-6;
+constexpr double kFp32FastTolerance = 1e-5;
 constexpr double kFp16Tolerance = 2e-3;
 constexpr double kBf16Tolerance = 1.5e-2;
 // Central finite differences of the fp64 forward: step, and the agreement expected of the reference's gradients.
@@ -40,13 +44,59 @@ constexpr float kSoftcap = 5.0f;
 constexpr flashsci_dtype_t kAllDtypes[] = {FLASHSCI_DTYPE_FLOAT16, FLASHSCI_DTYPE_BFLOAT16, FLASHSCI_DTYPE_FLOAT32};
 constexpr flashsci_mask_t kAllMasks[] = {FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT};
 
+constexpr const char* kIsaVariable = "FLASHSCI_CPU_ISA";
+constexpr const char* kThreadsVariable = "FLASHSCI_NUM_THREADS";
+constexpr const char* kReferencePath = "reference";
+constexpr const char* kAllPaths[] = {"reference", "portable", "avx2", "avx512"};
+
+// Sets an environment variable for its lifetime and restores what was there.
+class ScopedVariable {
+public:
+    ScopedVariable(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) had_old_ = true, old_ = old;
+        setenv(name, value, 1);
+    }
+    ~ScopedVariable() {
+        if (had_old_) setenv(name_, old_.c_str(), 1);
+        else unsetenv(name_);
+    }
+    ScopedVariable(const ScopedVariable&) = delete;
+    ScopedVariable& operator=(const ScopedVariable&) = delete;
+
+private:
+    const char* name_;
+    bool had_old_ = false;
+    std::string old_;
+};
+
+// Whether FLASHSCI_CPU_ISA forces the reference path (else a fast one runs).
+bool on_reference_path() {
+    const char* isa = std::getenv(kIsaVariable);
+    return isa != nullptr && std::strcmp(isa, kReferencePath) == 0;
+}
+
 double tolerance(flashsci_dtype_t dtype) {
     switch (dtype) {
         case FLASHSCI_DTYPE_FLOAT16: return kFp16Tolerance;
         case FLASHSCI_DTYPE_BFLOAT16: return kBf16Tolerance;
         case FLASHSCI_DTYPE_FLOAT32: break;
     }
-    return kFp32Tolerance;
+    return on_reference_path() ? kFp32Tolerance : kFp32FastTolerance;
+}
+
+// The paths this machine runs, as FLASHSCI_CPU_ISA names them.
+std::vector<const char*> available_paths() {
+    std::vector<const char*> paths;
+    for (const char* isa : kAllPaths) {
+        const ScopedVariable scope(kIsaVariable, isa);
+        flashsci_plan_t plan = nullptr;
+        REQUIRE(flashsci_plan_create(&plan, FLASHSCI_BACKEND_CPU) == FLASHSCI_STATUS_SUCCESS);
+        REQUIRE(flashsci_plan_set_shape(plan, 1, 1, 1, 1, 1, 8) == FLASHSCI_STATUS_SUCCESS);
+        const char* name = nullptr;
+        if (flashsci_plan_get_kernel_name(plan, &name) == FLASHSCI_STATUS_SUCCESS) paths.push_back(isa);
+        flashsci_plan_destroy(plan);
+    }
+    return paths;
 }
 
 // The tensors of a backward, in flashsci_tensor_t order.
@@ -208,12 +258,29 @@ void check_dense(const Case& c) {
         CHECK(written_elements(t[g.tensor]) == g.want.size());
     }
 
-    // Run to run, bit for bit.
+    // Run to run, bit for bit, and at one thread as at all.
     std::vector<HostTensor> first;
-    for (const auto& g : gradients) first.push_back(t[g.tensor]), t[g.tensor].poison();
-    REQUIRE(backward() == FLASHSCI_STATUS_SUCCESS);
-    for (size_t n = 0; n < std::size(gradients); ++n)
-        CHECK(std::memcmp(first[n].data(), t[gradients[n].tensor].data(), first[n].size_bytes()) == 0);
+    for (const auto& g : gradients) first.push_back(t[g.tensor]);
+    for (const char* threads : {"", "1"}) {
+        INFO("FLASHSCI_NUM_THREADS=" << threads);
+        const ScopedVariable scope(kThreadsVariable, threads);
+        for (const auto& g : gradients) t[g.tensor].poison();
+        REQUIRE(backward() == FLASHSCI_STATUS_SUCCESS);
+        for (size_t n = 0; n < std::size(gradients); ++n)
+            CHECK(std::memcmp(first[n].data(), t[gradients[n].tensor].data(), first[n].size_bytes()) == 0);
+    }
+    // A fast path against the reference path on the same inputs.
+    if (!on_reference_path()) {
+        const double fast_tolerance = c.tolerance_factor * tolerance(c.dtype);
+        std::vector<std::vector<double>> fast;
+        for (const auto& g : gradients) fast.push_back(gathered(g.tensor)), t[g.tensor].poison();
+        const ScopedVariable scope(kIsaVariable, kReferencePath);
+        REQUIRE(backward() == FLASHSCI_STATUS_SUCCESS);
+        for (size_t n = 0; n < std::size(gradients); ++n) {
+            INFO(gradients[n].name << " against the reference path");
+            CHECK(relative_error(fast[n], gathered(gradients[n].tensor)) <= fast_tolerance);
+        }
+    }
     flashsci_plan_destroy(plan);
 }
 
@@ -360,6 +427,30 @@ TEST_CASE("CPU backward stays finite and exact on large-magnitude inputs", "[cpu
             c.tolerance_factor = dtype == FLASHSCI_DTYPE_FLOAT32 ? kFp32LargeScoreFactor : kHalfLargeScoreFactor;
             check_dense(c);
         }
+}
+
+TEST_CASE("CPU backward on every path this machine runs, every dtype, mask and feature, odd sizes",
+          "[cpu][backward][window][softcap][alibi]") {
+    for (const char* isa : available_paths()) {
+        INFO("FLASHSCI_CPU_ISA=" << isa);
+        const ScopedVariable scope(kIsaVariable, isa);
+        for (flashsci_dtype_t dtype : kAllDtypes) {
+            for (flashsci_mask_t mask : kAllMasks) {
+                check_dense(dense(dtype, {2, 1, 1, 2, 1, 8}, mask));
+                check_dense(dense(dtype, {1, 129, 127, 3, 1, 40}, mask));
+                check_dense(dense(dtype, {1, 17, 200, 2, 2, 64}, mask));
+            }
+            for (int64_t head_dim : {8, 24, 72, 128, 256})
+                check_dense(dense(dtype, {1, 70, 65, 2, 1, head_dim}, FLASHSCI_MASK_CAUSAL));
+            Case everything = dense(dtype, {2, 45, 67, 4, 2, 40}, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT);
+            everything.strided = true, everything.window_left = 9, everything.window_right = 4;
+            everything.softcap = kSoftcap, everything.alibi = true;
+            check_dense(everything);
+            Case window = dense(dtype, {1, 130, 70, 2, 1, 32}, FLASHSCI_MASK_NONE);
+            window.window_left = 5, window.window_right = 70;
+            check_dense(window);
+        }
+    }
 }
 
 namespace {
