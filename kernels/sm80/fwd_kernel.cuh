@@ -70,7 +70,9 @@ __device__ __forceinline__ float quad_sum(float x) {
 // code, keeps its registers for the accumulators. T = float runs both products on tf32 m16n8k8 in kPasses passes
 // (ptx.cuh: mma_fp32; 3 for Precision::fp32_level, 1 for tf32); 16-bit T on m16n8k16 (kPasses 1).
 // A thread holds fragment rows g and g + 8 (its halves h = 0, 1) of its warp's 16 and column pairs 2c, 2c + 1 of
-// every 8-column block: S as s[key block][4], O as o[head_dim block][4] (index.h: c_element).
+// every 8-column block of each of its warp's Shape::m_tiles 16-row tiles: S as s[m tile][key block][4], O as
+// o[m tile][head_dim block][4] (index.h: c_element). Two m tiles per warp (FlashAttention-2's 4 warps over 128 rows)
+// load each K and V fragment once for two MMAs.
 template <typename T, typename Shape, bool kTransformed, int kPasses>
 __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Problem p, int* const redo) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -79,6 +81,8 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
     constexpr int kElems = Shape::chunk_elems;
     constexpr int kStepK = kFp32 ? kMmaKTf32 : kMmaK;  // head_dim per Q·Kᵀ step: two chunks either way
     constexpr int kKeyBlocks = kN / kMmaN, kDimBlocks = kD / kMmaN;
+    constexpr int MT = Shape::m_tiles, kWarpRows = MT * kMmaM;
+    constexpr bool kSplitSums = kFp32 && kPasses == 3;
     extern __shared__ __align__(128) unsigned char shared[];
     T* const sQ = reinterpret_cast<T*>(shared);  // [kM][kD], swizzled (index.h); after the key loop, O's staging
     T* const sK = sQ + kM * kD;                  // [kN][kD]
@@ -145,10 +149,11 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
         }
         commit_copies();
 
-        float o_acc[kDimBlocks][4] = {};  // O·l, unnormalised
-        float m[2] = {-INFINITY, -INFINITY};  // running max of the scores s per half
-        float l[2] = {0.0f, 0.0f};            // running Σ exp(score_scale·(s − m)) over this thread's keys
-        const int row0 = q0 + warp * kMmaM + g;  // the row of half 0 (half 1: row0 + 8)
+        float o_acc[MT][kDimBlocks][4] = {};  // O·l, unnormalised
+        float m[MT][2], l[MT][2];  // running max of the scores s per row; Σ exp(score_scale·(s − m)) over this thread's keys
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+        const int row0 = q0 + warp * kWarpRows + g;  // the row of m tile 0's half 0 (m tile mt, half h: + 16·mt + 8·h)
 
         for (int kt = tiles.end - 1; kt >= tiles.first; --kt) {
             const int k0 = kt * kN;
@@ -159,29 +164,52 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
 
             // S = Q·Kᵀ (k steps past head_dim are all zero: skipped)
             uint32_t q_addr[kPairsPerGroup], k_addr[kPairsPerGroup];
-            lane_addresses(q_addr, sQ, warp * kMmaM, q_address);
+            lane_addresses(q_addr, sQ, warp * kWarpRows, q_address);
             lane_addresses(k_addr, sK, 0, k_address);
-            float s[kKeyBlocks][4] = {};
+            float s[MT][kKeyBlocks][4] = {};
+            float s_small[kSplitSums ? MT : 1][kSplitSums ? kKeyBlocks : 1][4] = {};  // 3xTF32's small products
 #pragma unroll
             for (int kk = 0; kk < kD / kStepK; ++kk) {
                 if (kk * kStepK < head_dim) {
-                    uint32_t a[4];
-                    load_matrices(a, q_addr[kk % kPairsPerGroup] + kk / kPairsPerGroup * kGroupBytes);
+                    uint32_t a[MT][4];
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt)
+                        load_matrices(a[mt], q_addr[kk % kPairsPerGroup] + mt * kBlockRowBytes +
+                                                 kk / kPairsPerGroup * kGroupBytes);
+                    Tf32Parts<kPasses, 4> a_parts[kFp32 ? MT : 1];
+                    if constexpr (kFp32)
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) a_parts[mt] = split_tf32<kPasses>(a[mt]);
 #pragma unroll
                     for (int nb = 0; nb < kN / kMmaK; ++nb) {
                         uint32_t bk[4];
                         load_matrices(bk, k_addr[kk % kPairsPerGroup] + nb * kBlockRowBytes +
                                               kk / kPairsPerGroup * kGroupBytes);
                         if constexpr (kFp32) {
-                            mma_fp32<kPasses>(s[2 * nb], a, bk[0], bk[1]);
-                            mma_fp32<kPasses>(s[2 * nb + 1], a, bk[2], bk[3]);
+                            const Tf32Parts<kPasses, 4> b_parts = split_tf32<kPasses>(bk);
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) {
+                                auto& lo = s_small[kSplitSums ? mt : 0];
+                                mma_tf32_parts(s[mt][2 * nb], lo[kSplitSums ? 2 * nb : 0], a_parts[mt], b_parts, 0);
+                                mma_tf32_parts(s[mt][2 * nb + 1], lo[kSplitSums ? 2 * nb + 1 : 0], a_parts[mt], b_parts, 2);
+                            }
                         } else {
-                            mma<T>(s[2 * nb], a, bk[0], bk[1]);
-                            mma<T>(s[2 * nb + 1], a, bk[2], bk[3]);
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) {
+                                mma<T>(s[mt][2 * nb], a[mt], bk[0], bk[1]);
+                                mma<T>(s[mt][2 * nb + 1], a[mt], bk[2], bk[3]);
+                            }
                         }
                     }
                 }
             }
+            if constexpr (kSplitSums)
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int j = 0; j < kKeyBlocks; ++j)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) s[mt][j][e] += s_small[mt][j][e];
 
             wait_copies<0>();
             __syncthreads();  // V(kt) landed; every warp is done with K(kt)
@@ -199,52 +227,61 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                 const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;  // tanh's argument: scale·s / softcap
                 const int alibi = len_k - len_q;  // alibi_offset()
 #pragma unroll
-                for (int j = 0; j < kKeyBlocks; ++j)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const float scaled = p.softcap > 0.0f ? p.softcap * tanh_by_exp(s[j][e] * cap_scale) : s[j][e] * p.scale;
-                        const int row = row0 + (e / 2) * 8, key = k0 + j * kMmaN + 2 * c + e % 2;
-                        s[j][e] = fmaf(-slope, float(abs(row + alibi - key)), scaled);
-                    }
+                    for (int j = 0; j < kKeyBlocks; ++j)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            float& x = s[mt][j][e];
+                            const float scaled = p.softcap > 0.0f ? p.softcap * tanh_by_exp(x * cap_scale) : x * p.scale;
+                            const int row = row0 + mt * kMmaM + (e / 2) * 8, key = k0 + j * kMmaN + 2 * c + e % 2;
+                            x = fmaf(-slope, float(abs(row + alibi - key)), scaled);
+                        }
             }
             // S = −inf outside each row's visible keys, on tiles the band or the sequence's end cuts
             if (!tile_unmasked(band, q0, rows, k0, kN, len_k)) {
 #pragma unroll
-                for (int j = 0; j < kKeyBlocks; ++j)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e)
-                        if (!key_visible(band, row0 + (e / 2) * 8, k0 + j * kMmaN + 2 * c + e % 2, len_k))
-                            s[j][e] = -INFINITY;
+                    for (int j = 0; j < kKeyBlocks; ++j)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e)
+                            if (!key_visible(band, row0 + mt * kMmaM + (e / 2) * 8, k0 + j * kMmaN + 2 * c + e % 2, len_k))
+                                s[mt][j][e] = -INFINITY;
             }
 
             // m_new = max(m_old, rowmax(S)); a row with no visible key yet keeps base 0, so P = 0, not NaN
-            float base[2];
+            float alpha[MT][2];  // exp(score_scale·(m_old − m_new)): O and l rescale
 #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                float tile_max = m[half];
+            for (int mt = 0; mt < MT; ++mt) {
+                float base[2];
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    float tile_max = m[mt][half];
+#pragma unroll
+                    for (int j = 0; j < kKeyBlocks; ++j)
+                        tile_max = fmaxf(tile_max, fmaxf(s[mt][j][2 * half], s[mt][j][2 * half + 1]));
+                    const float m_new = quad_max(tile_max);
+                    base[half] = (m_new == -INFINITY ? 0.0f : m_new) * scale_log2;
+                    alpha[mt][half] = exp2_approx(fmaf(m[mt][half], scale_log2, -base[half]));
+                    m[mt][half] = m_new;
+                    l[mt][half] *= alpha[mt][half];
+                    if constexpr (!kFp32)  // fp32 rescales as it adds the tile's P·V
+#pragma unroll
+                        for (int d = 0; d < kDimBlocks; ++d) {
+                            o_acc[mt][d][2 * half] *= alpha[mt][half];
+                            o_acc[mt][d][2 * half + 1] *= alpha[mt][half];
+                        }
+                }
+                // P = exp2(s·scale_log2 − m·scale_log2), one FFMA and one EX2; l += rowsum(P) (this thread's keys)
 #pragma unroll
                 for (int j = 0; j < kKeyBlocks; ++j)
-                    tile_max = fmaxf(tile_max, fmaxf(s[j][2 * half], s[j][2 * half + 1]));
-                const float m_new = quad_max(tile_max);
-                base[half] = (m_new == -INFINITY ? 0.0f : m_new) * scale_log2;
-                // alpha = exp(score_scale·(m_old − m_new)): O and l rescale
-                const float alpha = exp2_approx(fmaf(m[half], scale_log2, -base[half]));
-                m[half] = m_new;
-                l[half] *= alpha;
 #pragma unroll
-                for (int d = 0; d < kDimBlocks; ++d) {
-                    o_acc[d][2 * half] *= alpha;
-                    o_acc[d][2 * half + 1] *= alpha;
-                }
+                    for (int e = 0; e < 4; ++e) {
+                        s[mt][j][e] = exp2_approx(fmaf(s[mt][j][e], scale_log2, -base[e / 2]));
+                        l[mt][e / 2] += s[mt][j][e];
+                    }
             }
-            // P = exp2(s·scale_log2 − m·scale_log2), one FFMA and one EX2; l += rowsum(P) (this thread's keys)
-#pragma unroll
-            for (int j = 0; j < kKeyBlocks; ++j)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    s[j][e] = exp2_approx(fmaf(s[j][e], scale_log2, -base[e / 2]));
-                    l[e / 2] += s[j][e];
-                }
 
             if constexpr (kFp32) {
                 // O += P·V on tf32, key block j a k8 step with its keys relabelled (index.h: tf32_key): A register
@@ -261,18 +298,36 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                             v_word[h][i] = shared_address(sV) + row_offset(Shape::chunks, 2 * lc + h, kChunkBytes) +
                                            group_column(2 * i + lg / 4, 2 * lc + h, kChunkBytes) + (lg % 4) * sizeof(float);
                 }
+                // The tile's P·V is summed apart from O and added in one rounding, O = alpha·O + P·V: the tensor
+                // cores truncate as they accumulate, which over every key tile into O would bias it.
+                Tf32Parts<kPasses, 4> p_parts[MT][kKeyBlocks];
 #pragma unroll
-                for (int j = 0; j < kKeyBlocks; ++j) {
-                    uint32_t a[4];
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int r = 0; r < 4; ++r) a[r] = __float_as_uint(s[j][tf32_p_element(r)]);
+                    for (int j = 0; j < kKeyBlocks; ++j) {
+                        uint32_t a[4];
 #pragma unroll
-                    for (int d = 0; d < kDimBlocks; ++d) {
-                        if (d * kMmaN < head_dim) {
+                        for (int r = 0; r < 4; ++r) a[r] = __float_as_uint(s[mt][j][tf32_p_element(r)]);
+                        p_parts[mt][j] = split_tf32<kPasses>(a);
+                    }
+#pragma unroll
+                for (int d = 0; d < kDimBlocks; ++d) {
+                    if (d * kMmaN < head_dim) {
+                        float o_tile[MT][4] = {};
+#pragma unroll
+                        for (int j = 0; j < kKeyBlocks; ++j) {
                             const int at = j * kMmaN * kRowBytes + d / kPairsPerGroup * kGroupBytes;
-                            mma_fp32<kPasses>(o_acc[d], a, load_shared_word(v_word[0][d % kPairsPerGroup] + at),
-                                              load_shared_word(v_word[1][d % kPairsPerGroup] + at));
+                            const uint32_t b[2] = {load_shared_word(v_word[0][d % kPairsPerGroup] + at),
+                                                   load_shared_word(v_word[1][d % kPairsPerGroup] + at)};
+                            const Tf32Parts<kPasses, 2> b_parts = split_tf32<kPasses>(b);
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) mma_tf32_parts(o_tile[mt], o_tile[mt], p_parts[mt][j], b_parts, 0);
                         }
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                            for (int e = 0; e < 4; ++e)
+                                o_acc[mt][d][e] = fmaf(o_acc[mt][d][e], alpha[mt][e / 2], o_tile[mt][e]);
                     }
                 }
             } else {
@@ -281,18 +336,23 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                 lane_addresses(v_addr, sV, 0, v_address);
 #pragma unroll
                 for (int slab = 0; slab < kN / kMmaK; ++slab) {
-                    uint32_t a[4];
+                    uint32_t a[MT][4];
 #pragma unroll
-                    for (int r = 0; r < 4; ++r)
-                        a[r] = pack<T>(s[p_block(slab, r)][p_element(r)], s[p_block(slab, r)][p_element(r) + 1]);
+                    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                        for (int r = 0; r < 4; ++r)
+                            a[mt][r] = pack<T>(s[mt][p_block(slab, r)][p_element(r)], s[mt][p_block(slab, r)][p_element(r) + 1]);
 #pragma unroll
                     for (int dp = 0; dp < kD / kMmaK; ++dp) {
                         if (dp * kMmaK < head_dim) {
                             uint32_t bv[4];
                             load_matrices_transposed(bv, v_addr[dp % kPairsPerGroup] + slab * kBlockRowBytes +
                                                              dp / kPairsPerGroup * kGroupBytes);
-                            mma<T>(o_acc[2 * dp], a, bv[0], bv[1]);
-                            mma<T>(o_acc[2 * dp + 1], a, bv[2], bv[3]);
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) {
+                                mma<T>(o_acc[mt][2 * dp], a[mt], bv[0], bv[1]);
+                                mma<T>(o_acc[mt][2 * dp + 1], a[mt], bv[2], bv[3]);
+                            }
                         }
                     }
                 }
@@ -302,24 +362,26 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
         // O = acc / l, LSE = score_scale·m + ln(l); a row that saw no key: l = 0, O = 0, LSE = −inf; a row that saw a
         // NaN score: l = NaN, so O and LSE are NaN. Guarded, a row with a finite nonzero l but a NaN or an infinity
         // in O flags its (sequence, kv head) for the redo: V put it there, maybe through a masked key's zero weight.
-        float inv[2];
+        float inv[MT][2];
         bool flag = false;
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const float l_row = quad_sum(l[half]);
-            const int row = row0 + half * 8;
-            const bool empty = l_row == 0.0f;
-            inv[half] = empty ? 0.0f : 1.0f / l_row;
-            if (guard_v) {  // o·0 is NaN exactly where o is a NaN or an infinity
-                float probe = 0.0f;
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                for (int d = 0; d < kDimBlocks; ++d)
-                    probe = fmaf(o_acc[d][2 * half], 0.0f, fmaf(o_acc[d][2 * half + 1], 0.0f, probe));
-                flag |= probe != probe && l_row == l_row && !empty && row < len_q;
+            for (int half = 0; half < 2; ++half) {
+                const float l_row = quad_sum(l[mt][half]);
+                const int row = row0 + mt * kMmaM + half * 8;
+                const bool empty = l_row == 0.0f;
+                inv[mt][half] = empty ? 0.0f : 1.0f / l_row;
+                if (guard_v) {  // o·0 is NaN exactly where o is a NaN or an infinity
+                    float probe = 0.0f;
+#pragma unroll
+                    for (int d = 0; d < kDimBlocks; ++d)
+                        probe = fmaf(o_acc[mt][d][2 * half], 0.0f, fmaf(o_acc[mt][d][2 * half + 1], 0.0f, probe));
+                    flag |= probe != probe && l_row == l_row && !empty && row < len_q;
+                }
+                if (c == 0 && p.lse != nullptr && row < len_q)
+                    p.lse[lse_index(p, seq, b, h, row)] = empty ? -INFINITY : fmaf(score_scale, m[mt][half], logf(l_row));
             }
-            if (c == 0 && p.lse != nullptr && row < len_q)
-                p.lse[lse_index(p, seq, b, h, row)] = empty ? -INFINITY : fmaf(score_scale, m[half], logf(l_row));
-        }
         if (guard_v && __any_sync(kFullWarp, flag) && lane == 0) {
             redo[0] = 1;
             redo[1 + b * p.heads_kv + h / group] = 1;
@@ -328,37 +390,39 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
         // O through this warp's rows of sQ (swizzled), then 16-byte rows out: only its own warp ever read them
         wait_copies<0>();  // Q's copies, when no key tile waited for them (other threads load this warp's rows)
         __syncthreads();
-        T* const stage = opaque(sQ + row_offset(Shape::chunks, warp * kMmaM + g, kElems));  // this lane's half-0 row
+        T* const stage = opaque(sQ + row_offset(Shape::chunks, warp * kWarpRows + g, kElems));  // m tile 0's half-0 row
 #pragma unroll
-        for (int d = 0; d < kDimBlocks; ++d)
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const bool empty = inv[half] == 0.0f;
-                const float lo = empty ? 0.0f : o_acc[d][2 * half] * inv[half];
-                const float hi = empty ? 0.0f : o_acc[d][2 * half + 1] * inv[half];
-                // columns 8d + 2c, 8d + 2c + 1 of row g + 8·half of the warp's block (row % 8 = g)
-                T* const row = stage + row_offset(Shape::chunks, 8 * half, kElems);
-                if constexpr (kFp32) {  // chunk 2d + c / 2, its elements 2·(c % 2), +1
-                    const int chunk = 2 * (d % kPairsPerGroup) + c / 2;
-                    *reinterpret_cast<float2*>(row + d / kPairsPerGroup * kSwizzleRows * kElems +
-                                               group_column(chunk, g, kElems) + 2 * (c % 2)) = make_float2(lo, hi);
-                } else {  // chunk d, its elements 2c, 2c + 1
-                    *reinterpret_cast<uint32_t*>(row + d / kSwizzleRows * kSwizzleRows * kElems +
-                                                 group_column(d % kSwizzleRows, g, kElems) + 2 * c) = pack<T>(lo, hi);
+            for (int d = 0; d < kDimBlocks; ++d)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const bool empty = inv[mt][half] == 0.0f;
+                    const float lo = empty ? 0.0f : o_acc[mt][d][2 * half] * inv[mt][half];
+                    const float hi = empty ? 0.0f : o_acc[mt][d][2 * half + 1] * inv[mt][half];
+                    // columns 8d + 2c, 8d + 2c + 1 of row g + 16·mt + 8·half of the warp's rows (row % 8 = g)
+                    T* const row = stage + row_offset(Shape::chunks, mt * kMmaM + 8 * half, kElems);
+                    if constexpr (kFp32) {  // chunk 2d + c / 2, its elements 2·(c % 2), +1
+                        const int chunk = 2 * (d % kPairsPerGroup) + c / 2;
+                        *reinterpret_cast<float2*>(row + d / kPairsPerGroup * kSwizzleRows * kElems +
+                                                   group_column(chunk, g, kElems) + 2 * (c % 2)) = make_float2(lo, hi);
+                    } else {  // chunk d, its elements 2c, 2c + 1
+                        *reinterpret_cast<uint32_t*>(row + d / kSwizzleRows * kSwizzleRows * kElems +
+                                                     group_column(d % kSwizzleRows, g, kElems) + 2 * c) = pack<T>(lo, hi);
+                    }
                 }
-            }
         __syncwarp();
         T* const o = static_cast<T*>(p.o) + b * p.o_strides.batch + seq.q_start * p.o_strides.seq + h * p.o_strides.head;
-        constexpr int kWarpChunks = kMmaM * Shape::chunks;
+        constexpr int kWarpChunks = kWarpRows * Shape::chunks;
         static_assert(kWarpChunks % kWarpSize == 0);
 #pragma unroll 1  // unrolled, its addresses would be hoisted out of the work loop and held in registers throughout
         for (int it = 0; it < kWarpChunks / kWarpSize; ++it) {
             const int e = it * kWarpSize + lane;
             const int r = e / Shape::chunks, chunk = e % Shape::chunks;
-            const int row = q0 + warp * kMmaM + r;
+            const int row = q0 + warp * kWarpRows + r;
             if (row < len_q && chunk < valid_chunks)
                 *reinterpret_cast<uint4*>(o + row * p.o_strides.seq + chunk * kElems) =
-                    *reinterpret_cast<const uint4*>(sQ + swizzled_offset(Shape::chunks, warp * kMmaM + r, chunk, kElems));
+                    *reinterpret_cast<const uint4*>(sQ + swizzled_offset(Shape::chunks, warp * kWarpRows + r, chunk, kElems));
         }
     }
 #else
@@ -372,9 +436,9 @@ auto kernel_for(const Problem& p) {
     return has_score_transform(p) ? forward_kernel<T, Shape, true, kPasses> : forward_kernel<T, Shape, false, kPasses>;
 }
 
-template <typename T, int HeadDim, int BlockM, int BlockN>
+template <typename T, int HeadDim, int BlockM, int BlockN, int Warps>
 cudaError_t launch_tile(const Problem& p, int* redo, cudaStream_t stream) {
-    using Shape = TileShape<HeadDim, BlockM, BlockN, sizeof(T)>;
+    using Shape = TileShape<HeadDim, BlockM, BlockN, Warps, sizeof(T)>;
     constexpr int kTf32Passes = 1, kFp32LevelPasses = 3;
     const auto kernel = [&] {
         if constexpr (std::is_same_v<T, float>)

@@ -26,26 +26,46 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// fp32 operands on tf32 tensor cores in kPasses products: 1 (tf32: x rounded once), or 3 (3xTF32: x = big + small,
-// big = tf32(x), small = tf32(x − big); C += small·big + big·small + big·big, the small·small term, ~2^-22 relative,
-// dropped). a and b hold fp32 bits.
-template <int kPasses>
-__device__ __forceinline__ void mma_fp32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+// The tf32 parts of N fp32 operand registers for kPasses products. One pass: big = x rounded to tf32 (to nearest,
+// ties away). Three (3xTF32): big = x rounded the same way by integer carry and mask (full-rate ALU ops, not cvt),
+// small = x − big, exact in fp32, which the tensor core reads truncated to tf32 (an error under 2^-21·|x|); a NaN
+// x stays NaN in small. Split once per register and reused by every product it feeds.
+constexpr uint32_t kTf32Mask = 0xffffe000u;     // sign, exponent and the 10 mantissa bits tf32 keeps
+constexpr uint32_t kTf32HalfUlp = 0x00001000u;  // half of tf32's last place: the carry that rounds to nearest
+
+template <int kPasses, int N>
+struct Tf32Parts {
     static_assert(kPasses == 1 || kPasses == 3);
-    uint32_t a_big[4], a_small[4];
+    uint32_t big[N];
+    uint32_t small[kPasses == 3 ? N : 1];
+};
+
+template <int kPasses, int N>
+__device__ __forceinline__ Tf32Parts<kPasses, N> split_tf32(const uint32_t (&x)[N]) {
+    Tf32Parts<kPasses, N> parts;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        a_big[r] = to_tf32(__uint_as_float(a[r]));
-        a_small[r] = to_tf32(__uint_as_float(a[r]) - __uint_as_float(a_big[r]));
+    for (int i = 0; i < N; ++i) {
+        if constexpr (kPasses == 3) {
+            parts.big[i] = (x[i] + kTf32HalfUlp) & kTf32Mask;
+            parts.small[i] = __float_as_uint(__uint_as_float(x[i]) - __uint_as_float(parts.big[i]));
+        } else {
+            parts.big[i] = to_tf32(__uint_as_float(x[i]));
+        }
     }
-    const uint32_t b0_big = to_tf32(__uint_as_float(b0)), b1_big = to_tf32(__uint_as_float(b1));
+    return parts;
+}
+
+// C += A·B on tf32 parts, B being registers i, i + 1 of b: big·big into c; with three passes small·big + big·small
+// (the small·small term, under 2^-22 relative, dropped) into c_small, which the caller adds to c once its sum is
+// complete: summed apart, the small terms are not truncated against c's larger magnitude at every step.
+template <int kPasses, int NB>
+__device__ __forceinline__ void mma_tf32_parts(float (&c)[4], float (&c_small)[4], const Tf32Parts<kPasses, 4>& a,
+                                               const Tf32Parts<kPasses, NB>& b, int i) {
     if constexpr (kPasses == 3) {
-        const uint32_t b0_small = to_tf32(__uint_as_float(b0) - __uint_as_float(b0_big));
-        const uint32_t b1_small = to_tf32(__uint_as_float(b1) - __uint_as_float(b1_big));
-        mma_tf32(c, a_small, b0_big, b1_big);
-        mma_tf32(c, a_big, b0_small, b1_small);
+        mma_tf32(c_small, a.small, b.big[i], b.big[i + 1]);
+        mma_tf32(c_small, a.big, b.small[i], b.small[i + 1]);
     }
-    mma_tf32(c, a_big, b0_big, b1_big);
+    mma_tf32(c, a.big, b.big[i], b.big[i + 1]);
 }
 
 // One 32-bit word of shared memory (`address` in the shared window).

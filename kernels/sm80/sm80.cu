@@ -33,7 +33,7 @@ cudaError_t launch_row(const Problem& p, Family family, int* redo, cudaStream_t 
     } else {
         constexpr TileConfig t = kTiles[Row];
         if constexpr (t.head_dim == HeadDim && t.element_bytes == int(sizeof(T)))
-            if (t.family == family) return launch_tile<T, HeadDim, t.block_m, t.block_n>(p, redo, stream);
+            if (t.family == family) return launch_tile<T, HeadDim, t.block_m, t.block_n, t.warps>(p, redo, stream);
         return launch_row<T, HeadDim, Row + 1>(p, family, redo, stream);
     }
 }

@@ -2,5 +2,5 @@
 #include "sm80/fwd_kernel.cuh"
 
 namespace flashsci::kernels::sm80 {
-FLASHSCI_SM80_INSTANCES_HD64(, float)
+FLASHSCI_SM80_INSTANCES_HD64_F32()
 }  // namespace flashsci::kernels::sm80

@@ -31,32 +31,34 @@ constexpr int kMaxHeadDim = 256;
 
 // block_m query rows (block_m / 16 warps) and block_n keys per tile. Shared memory holds one Q, one K and one V
 // tile: V(n) loads during Q·Kᵀ(n), K(n−1) during the softmax and P·V(n) (FlashAttention-2's pipeline), so it is
-// 2·head_dim·(block_m + 2·block_n) bytes. The shapes are FlashAttention-2's: hd64 128×128; hd128 128×64 (on 99 KB
-// parts 64×64: two CTAs per SM); hd256 128×64 where 163 KB allow it, else 64×64 (Hopper's choice: 96 KB, two CTAs
-// per SM of 227 KB). A warp owns 16 rows: 128-row tiles run 8 warps, 64-row tiles 4.
+// 2·head_dim·(block_m + 2·block_n) bytes. The shapes and warp counts are FlashAttention-2's: hd64 128×128 and hd128
+// 128×64 on 4 warps of 32 rows, so that each K and V fragment a warp loads feeds two m16 tiles (on 99 KB parts hd128
+// runs 64×64: two CTAs per SM); hd256 128×64 on 8 warps where 163 KB allow it, else 64×64 on 4 (Hopper's choice:
+// 96 KB, two CTAs per SM of 227 KB): its 128 O accumulators per m tile leave no registers for a second one.
 //
 // fp32 (element_bytes 4) doubles the bytes: hd64 keeps 128×128 (96 KB), hd128 128×64 (128 KB; 64×64 on 99 KB
 // parts); hd256 takes 64×16 (96 KB) everywhere: its 128 O accumulators and the 3xTF32 operand halves leave no
-// registers for more keys per step (64×32 and 64×64 spill).
+// registers for more keys per step (64×32 and 64×64 spill). fp32 warps own 16 rows: the 3xTF32 operand halves
+// leave no registers for a second m tile.
 struct TileConfig {
     int head_dim;
     Family family;
     int element_bytes;
-    int block_m, block_n;
+    int block_m, block_n, warps;
 };
 constexpr TileConfig kTiles[] = {
-    {64, Family::small, 2, 128, 128},  {64, Family::medium, 2, 128, 128}, {64, Family::large, 2, 128, 128},
-    {128, Family::small, 2, 64, 64},   {128, Family::medium, 2, 128, 64}, {128, Family::large, 2, 128, 64},
-    {256, Family::small, 2, 64, 64},   {256, Family::medium, 2, 128, 64}, {256, Family::large, 2, 64, 64},
-    {64, Family::small, 4, 128, 128},  {64, Family::medium, 4, 128, 128}, {64, Family::large, 4, 128, 128},
-    {128, Family::small, 4, 64, 64},   {128, Family::medium, 4, 128, 64}, {128, Family::large, 4, 128, 64},
-    {256, Family::small, 4, 64, 16},   {256, Family::medium, 4, 64, 16},  {256, Family::large, 4, 64, 16},
+    {64, Family::small, 2, 128, 128, 4},  {64, Family::medium, 2, 128, 128, 4}, {64, Family::large, 2, 128, 128, 4},
+    {128, Family::small, 2, 64, 64, 4},   {128, Family::medium, 2, 128, 64, 4}, {128, Family::large, 2, 128, 64, 4},
+    {256, Family::small, 2, 64, 64, 4},   {256, Family::medium, 2, 128, 64, 8}, {256, Family::large, 2, 64, 64, 4},
+    {64, Family::small, 4, 128, 128, 8},  {64, Family::medium, 4, 128, 128, 8}, {64, Family::large, 4, 128, 128, 8},
+    {128, Family::small, 4, 64, 64, 4},   {128, Family::medium, 4, 128, 64, 8}, {128, Family::large, 4, 128, 64, 8},
+    {256, Family::small, 4, 64, 16, 4},   {256, Family::medium, 4, 64, 16, 4},  {256, Family::large, 4, 64, 16, 4},
 };
 
 constexpr TileConfig tile_config(int head_dim, Family family, int element_bytes = 2) {
     for (const TileConfig& t : kTiles)
         if (t.head_dim == head_dim && t.family == family && t.element_bytes == element_bytes) return t;
-    return {head_dim, family, element_bytes, 0, 0};
+    return {head_dim, family, element_bytes, 0, 0, 0};
 }
 
 // The bucket of head_dim, or 0 when none holds it.
@@ -70,19 +72,21 @@ constexpr size_t smem_bytes(int head_dim, int block_m, int block_n, int element_
     return size_t(element_bytes) * size_t(head_dim) * size_t(block_m + 2 * block_n);
 }
 
-// The compile-time shape of one instance, for elements of ElementBytes (2: fp16/bf16, 4: fp32).
-template <int HeadDim, int BlockM, int BlockN, int ElementBytes = 2>
+// The compile-time shape of one instance, for elements of ElementBytes (2: fp16/bf16, 4: fp32): Warps warps of
+// m_tiles 16-row tiles each.
+template <int HeadDim, int BlockM, int BlockN, int Warps, int ElementBytes = 2>
 struct TileShape {
     static constexpr int head_dim = HeadDim, block_m = BlockM, block_n = BlockN;
-    static constexpr int warps = BlockM / kMmaM;
+    static constexpr int warps = Warps;
+    static constexpr int m_tiles = BlockM / (kMmaM * Warps);
     static constexpr int threads = warps * kWarpThreads;
     static constexpr int chunk_elems = kChunkBytes / ElementBytes;  // elements per 16-byte chunk
     static constexpr int chunks = HeadDim / chunk_elems;            // 16-byte chunks per shared row
     static constexpr size_t smem = smem_bytes(HeadDim, BlockM, BlockN, ElementBytes);
-    static constexpr int s_registers = BlockN / 2;   // a thread's S accumulators: 16×block_n over 32 lanes
-    static constexpr int o_registers = HeadDim / 2;  // a thread's O accumulators: 16×head_dim over 32 lanes
+    static constexpr int s_registers = m_tiles * BlockN / 2;   // a thread's S accumulators: 16·m_tiles×block_n over 32 lanes
+    static constexpr int o_registers = m_tiles * HeadDim / 2;  // its O accumulators: 16·m_tiles×head_dim over 32 lanes
 
-    static_assert(BlockM % kMmaM == 0 && warps >= 1 && warps <= kMaxWarps, "whole warps of 16 rows");
+    static_assert(warps >= 1 && warps <= kMaxWarps && BlockM == m_tiles * kMmaM * warps, "whole warps of whole m tiles");
     static_assert(ElementBytes == 2 || ElementBytes == 4, "fp16/bf16 or fp32");
     static_assert(BlockN % kMmaK == 0, "block_n is whole k16 steps of P·V (pairs of 8-key blocks for ldmatrix of K)");
     static_assert(HeadDim % kMmaK == 0, "the bucket is whole k16 steps of Q·Kᵀ");
@@ -95,7 +99,8 @@ struct TileShape {
 // Every row of the table fits its family's shared memory and is a valid TileShape.
 constexpr bool table_fits() {
     for (const TileConfig& t : kTiles)
-        if (t.block_m == 0 || smem_bytes(t.head_dim, t.block_m, t.block_n, t.element_bytes) > family_smem(t.family))
+        if (t.block_m == 0 || smem_bytes(t.head_dim, t.block_m, t.block_n, t.element_bytes) > family_smem(t.family) ||
+            t.warps < 1 || t.block_m % (kMmaM * t.warps) != 0)
             return false;
     return true;
 }
