@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/device.cuh"
 #include "general/backward_schedule.h"
@@ -145,6 +146,7 @@ __global__ void __launch_bounds__(kBackwardThreads)
     const int d_steps = (head_dim + kMmaK - 1) / kMmaK;  // k16 steps of S and dP; the rest are zero padding
     const bool softcapped = p.softcap > 0.0f;
     const float cap_scale = softcapped ? p.scale / p.softcap : 0.0f;  // tanh's argument is scale·q·k / softcap
+    const float scale_log2 = p.scale * kLog2e;
     const int64_t group = p.heads_q / p.heads_kv;
     const int64_t work = s.splits * p.heads_kv * p.batch;
     const T* const q_base = static_cast<const T*>(p.q);
@@ -227,50 +229,62 @@ __global__ void __launch_bounds__(kBackwardThreads)
                         lane_addresses<T, kChunks>(v_tile, pair_major, col0, 0), d_steps);
                 }
 
-                // P = exp2(s·log2e − LSE·log2e), 0 outside the band; dS = P∘(dP − D) × ds/d(scale·q·k)
+                // P = exp2(s·log2e − LSE·log2e), 0 outside the band; dS = P∘(dP − D) × ds/d(scale·q·k). A tile no
+                // mask, softcap or ALiBi touches (kPlain) takes two FMAs, an EX2 and a multiply per element.
                 const bool masked = tile_needs_mask(band, q0, kM, k0, kN, seq.len_q, seq.len_k);
                 const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[st.head] : 0.0f;
+                const auto probabilities = [&](auto plain) {
+                    constexpr bool kPlain = decltype(plain)::value;
 #pragma unroll
-                for (int mt = 0; mt < Sdp::m_tiles; ++mt)
+                    for (int mt = 0; mt < Sdp::m_tiles; ++mt)
 #pragma unroll
-                    for (int half = 0; half < 2; ++half) {
-                        const int local_row = Sdp::row0(warp) + mt * kMmaM + quad_row + 8 * half;
-                        const int64_t row = q0 + local_row;
-                        const bool in_sequence = row < seq.len_q;
-                        const int64_t at = lse_index(p, seq, b, st.head, in_sequence ? row : 0);
-                        // a row past the end, or one that sees no key (LSE = −inf), gets base +inf: P = 0
-                        const float lse = in_sequence ? p.lse[at] : -INFINITY;
-                        const float base = lse == -INFINITY ? INFINITY : lse * kLog2e;
-                        const float dot = in_sequence ? row_dot[at] : 0.0f;
+                        for (int half = 0; half < 2; ++half) {
+                            const int local_row = Sdp::row0(warp) + mt * kMmaM + quad_row + 8 * half;
+                            const int64_t row = q0 + local_row;
+                            const bool in_sequence = row < seq.len_q;
+                            const int64_t at = lse_index(p, seq, b, st.head, in_sequence ? row : 0);
+                            // a row past the end, or one that sees no key (LSE = −inf), gets base +inf: P = 0
+                            const float lse = in_sequence ? p.lse[at] : -INFINITY;
+                            const float base = lse == -INFINITY ? INFINITY : lse * kLog2e;
+                            const float dot = in_sequence ? row_dot[at] : 0.0f;
 #pragma unroll
-                        for (int nt = 0; nt < Sdp::n_tiles; ++nt) {
-                            float prob[2], ds[2];
+                            for (int nt = 0; nt < Sdp::n_tiles; ++nt) {
+                                float prob[2], ds[2];
 #pragma unroll
-                            for (int j = 0; j < 2; ++j) {
-                                const int local_key = Sdp::col0(warp) + nt * kMmaN + quad_col + j;
-                                const int64_t key = k0 + local_key;
-                                const float qk = s_acc[mt][nt][2 * half + j];
-                                // s = softcap·tanh(scale·q·k / softcap), ds/d(scale·q·k) = 1 − t²; or s = scale·q·k
-                                float score = qk * p.scale, dtanh = 1.0f;
-                                if (softcapped) {
-                                    const float t_cap = tanhf(qk * cap_scale);
-                                    score = p.softcap * t_cap;
-                                    dtanh = fmaf(-t_cap, t_cap, 1.0f);
+                                for (int j = 0; j < 2; ++j) {
+                                    const float qk = s_acc[mt][nt][2 * half + j];
+                                    if constexpr (kPlain) {
+                                        prob[j] = exp2_approx(fmaf(qk, scale_log2, -base));
+                                        ds[j] = prob[j] * (dp_acc[mt][nt][2 * half + j] - dot);
+                                    } else {
+                                        const int64_t key = k0 + Sdp::col0(warp) + nt * kMmaN + quad_col + j;
+                                        // s = softcap·tanh(scale·q·k / softcap), ds/d(scale·q·k) = 1 − t²; or scale·q·k
+                                        float score = qk * p.scale, dtanh = 1.0f;
+                                        if (softcapped) {
+                                            const float t_cap = tanhf(qk * cap_scale);
+                                            score = p.softcap * t_cap;
+                                            dtanh = fmaf(-t_cap, t_cap, 1.0f);
+                                        }
+                                        // s −= slope·|i + len_k − len_q − j|
+                                        if (p.alibi_slopes != nullptr)
+                                            score = fmaf(-slope, float(llabs(row + alibi - key)), score);
+                                        prob[j] = exp2_approx(fmaf(score, kLog2e, -base));
+                                        if (masked && !(in_sequence && key_visible(visible, row, key, seq.len_k)))
+                                            prob[j] = 0.0f;
+                                        ds[j] = prob[j] * (dp_acc[mt][nt][2 * half + j] - dot) * dtanh;
+                                    }
                                 }
-                                // s −= slope·|i + len_k − len_q − j|
-                                if (p.alibi_slopes != nullptr)
-                                    score = fmaf(-slope, float(llabs(row + alibi - key)), score);
-                                prob[j] = exp2_approx(fmaf(score, kLog2e, -base));
-                                if (masked && !(in_sequence && key_visible(visible, row, key, seq.len_k)))
-                                    prob[j] = 0.0f;
-                                ds[j] = prob[j] * (dp_acc[mt][nt][2 * half + j] - dot) * dtanh;
+                                const int at_element =
+                                    tile_element_offset(kPChunks, local_row, Sdp::col0(warp) + nt * kMmaN + quad_col);
+                                *reinterpret_cast<uint32_t*>(sP + at_element) = pack<T>(prob[0], prob[1]);
+                                *reinterpret_cast<uint32_t*>(sdS + at_element) = pack<T>(ds[0], ds[1]);
                             }
-                            const int at_element =
-                                tile_element_offset(kPChunks, local_row, Sdp::col0(warp) + nt * kMmaN + quad_col);
-                            *reinterpret_cast<uint32_t*>(sP + at_element) = pack<T>(prob[0], prob[1]);
-                            *reinterpret_cast<uint32_t*>(sdS + at_element) = pack<T>(ds[0], ds[1]);
                         }
-                    }
+                };
+                if (!masked && !softcapped && p.alibi_slopes == nullptr)
+                    probabilities(std::true_type{});
+                else
+                    probabilities(std::false_type{});
                 __syncthreads();  // P and dS are whole: the transposed GEMMs read them by columns
 
                 // dV += Pᵀ·dO, dK += dSᵀ·Q (rows past the sequence's end add zeros: their P, dS, Q and dO are 0)
