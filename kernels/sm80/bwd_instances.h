@@ -1,5 +1,6 @@
-// The compiled instances of the sm_80 backward's main kernel, declared once; bwd_hd<D>_<type>.cu defines those of
-// its bucket: one per shared-memory family (families whose tiles.h rows agree share one kernel).
+// The sm_80 backward main kernel's instances. cmake/sm80_instances.cmake generates one file per (head-dim bucket,
+// fp16/bf16) from bwd_tiles.h's rows, each defining the bucket's instance per shared-memory family with
+// FLASHSCI_SM80_BWD_TILE (families whose rows agree share one kernel, compiled once in that file).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -24,17 +25,3 @@ cudaError_t launch_backward_tile(const Problem& p, const Gradients& g, const gen
 #define FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, F)                \
     EXTERN template cudaError_t launch_backward_tile<T, D, F>( \
         const Problem&, const Gradients&, const general::BackwardSchedule&, const float*, float*, cudaStream_t);
-
-#define FLASHSCI_SM80_BWD_INSTANCES(EXTERN, T, D)        \
-    FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, Family::small)  \
-    FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, Family::medium) \
-    FLASHSCI_SM80_BWD_TILE(EXTERN, T, D, Family::large)
-
-namespace flashsci::kernels::sm80 {
-FLASHSCI_SM80_BWD_INSTANCES(extern, __half, 64)
-FLASHSCI_SM80_BWD_INSTANCES(extern, __nv_bfloat16, 64)
-FLASHSCI_SM80_BWD_INSTANCES(extern, __half, 128)
-FLASHSCI_SM80_BWD_INSTANCES(extern, __nv_bfloat16, 128)
-FLASHSCI_SM80_BWD_INSTANCES(extern, __half, 256)
-FLASHSCI_SM80_BWD_INSTANCES(extern, __nv_bfloat16, 256)
-}  // namespace flashsci::kernels::sm80

@@ -130,6 +130,7 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
         const Band<int> band = clamp_band(key_band(p, seq.len_q, seq.len_k), seq.len_q, seq.len_k);
         const int rows = min(kM, len_q - q0);
         const TileRange<int> tiles = key_tiles(band, q0, rows, len_k, kN);
+        const TileRange<int> clear = unmasked_tiles(band, q0, rows, len_k, kN);  // tiles no row's mask cuts
 
         // the sequence's row 0 (a varlen batch has batch stride 0 and locates it by its first row)
         const T* const q_base = static_cast<const T*>(p.q);
@@ -239,14 +240,15 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                         }
             }
             // S = −inf outside each row's visible keys, on tiles the band or the sequence's end cuts
-            if (!tile_unmasked(band, q0, rows, k0, kN, len_k)) {
+            if (kt < clear.first || kt >= clear.end) {
+                const int key0 = k0 + 2 * (opaque(lane) % 4);  // this lane's first key (made here, not held)
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                     for (int j = 0; j < kKeyBlocks; ++j)
 #pragma unroll
                         for (int e = 0; e < 4; ++e)
-                            if (!key_visible(band, row0 + mt * kMmaM + (e / 2) * 8, k0 + j * kMmaN + 2 * c + e % 2, len_k))
+                            if (!key_visible(band, row0 + mt * kMmaM + (e / 2) * 8, key0 + j * kMmaN + e % 2, len_k))
                                 s[mt][j][e] = -INFINITY;
             }
 

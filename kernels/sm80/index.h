@@ -119,11 +119,28 @@ FLASHSCI_HOST_DEVICE inline TileRange<Int> key_tiles(const Band<Int>& band, Int 
     return {first_key / block_n, last_key / block_n + 1};
 }
 
-// Whether each of rows q0 .. q0 + rows - 1 sees every key of tile [k0, k0 + block_n): no mask needed there.
+// ⌊a / b⌋ and ⌈a / b⌉ for b > 0 and a of either sign.
 template <typename Int>
-FLASHSCI_HOST_DEVICE inline bool tile_unmasked(const Band<Int>& band, Int q0, Int rows, Int k0, int block_n, Int len_k) {
-    const Int last_key = k0 + block_n - 1;
-    return last_key < len_k && k0 >= q0 + rows - 1 + band.first && last_key <= q0 + band.last;
+FLASHSCI_HOST_DEVICE constexpr Int floor_div(Int a, Int b) {
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+template <typename Int>
+FLASHSCI_HOST_DEVICE constexpr Int ceil_div(Int a, Int b) {
+    return -floor_div<Int>(-a, b);
+}
+
+// Key tiles [first, end) whose every key each of rows q0 .. q0 + rows - 1 sees: no mask needed there. Tile kt
+// qualifies iff its last key kt·block_n + block_n − 1 is under len_k and at most q0 + band.last, and its first key
+// kt·block_n at least q0 + rows − 1 + band.first; two bounds the tile loop compares, not the band.
+template <typename Int>
+FLASHSCI_HOST_DEVICE inline TileRange<Int> unmasked_tiles(const Band<Int>& band, Int q0, Int rows, Int len_k,
+                                                          int block_n) {
+    const Int n = block_n;
+    const Int first_from_band = ceil_div<Int>(q0 + rows - 1 + band.first, n);
+    const Int first = first_from_band > 0 ? first_from_band : 0;
+    const Int end_from_keys = floor_div<Int>(len_k, n), end_from_band = floor_div<Int>(q0 + band.last + 1, n);
+    const Int end = end_from_keys < end_from_band ? end_from_keys : end_from_band;
+    return {first, end > first ? end : first};
 }
 
 // Whether row `row` sees key `key` >= 0 (the band and the key count; rows are checked against len_q by the caller).

@@ -1,6 +1,0 @@
-// sm_80 forward instances: head-dim bucket 128, bf16 (every mask, window, softcap, ALiBi, dense or varlen).
-#include "sm80/fwd_kernel.cuh"
-
-namespace flashsci::kernels::sm80 {
-FLASHSCI_SM80_INSTANCES_HD128(, __nv_bfloat16)
-}  // namespace flashsci::kernels::sm80
