@@ -34,7 +34,8 @@ constexpr int kMaxHeadDim = 256;
 // 2·head_dim·(block_m + 2·block_n) bytes. hd64 and hd128 run 128 rows on 4 warps of 32 rows (FlashAttention-2's
 // warps), so that each K and V fragment a warp loads feeds two m16 tiles, with fewer keys per step than its tiles:
 // hd64 128×64 (its 128×128 holds 128 S accumulators per thread and spills; on an H100 the two ran level) and hd128
-// 128×32 (its 128×64 spills 8 and, with softcap or ALiBi, 36 bytes; 3-6 % faster on an H100). On 99 KB parts hd128
+// 128×32 (its 128×64 spills 8 and, with softcap or ALiBi, 36 bytes on sm_90a and ran 3-6 % faster on an H100;
+// 128×32 spills none there and 16 bytes of work-item state on sm_80). On 99 KB parts hd128
 // runs 64×64: two CTAs per SM. hd256 runs 128×64 on 8 warps where 163 KB allow it, else 64×64 on 4 (Hopper's
 // choice: 96 KB, two CTAs per SM of 227 KB): its 128 O accumulators per m tile leave no registers for a second one.
 //
