@@ -1,5 +1,5 @@
 // The sm_80 forward (FlashAttention-2's algorithm on mma.sync): one CTA per (query tile, head, sequence) walks the key
-// tiles the tile's rows see, last first. Each warp owns 16 query rows: S = Q·Kᵀ on m16n8k16 with Q and K through
+// tiles the tile's rows see, last first. Each warp owns one or two 16-row tiles: S = Q·Kᵀ on m16n8k16 with Q and K through
 // ldmatrix, the online softmax in registers, P kept in registers as the A operand of O += P·V with V through
 // ldmatrix.trans. K and V stream in by cp.async into swizzled shared tiles, V(n) during Q·Kᵀ(n), K(n−1) during the
 // softmax and P·V(n).
@@ -88,8 +88,15 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
     T* const sK = sQ + kM * kD;                  // [kN][kD]
     T* const sV = sK + kN * kD;                  // [kN][kD]
 
-    const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
-    const int g = lane / 4, c = lane % 4;
+    // The thread's warp, lane and fragment coordinates (g = lane / 4, c = lane % 4), remade from an opaque() thread
+    // index where they are used: held through the key loop, each would take a register the accumulators need.
+    struct Coords {
+        int warp, lane, g, c;
+    };
+    const auto coords = [] {
+        const int t = opaque(int(threadIdx.x)), l = t % kWarpSize;
+        return Coords{t / kWarpSize, l, l / 4, l % 4};
+    };
     const int head_dim = int(p.head_dim);
     const int valid_chunks = head_dim / kElems;
     // Scores s are raw q·k, or with a softcap or ALiBi the final logits: exp(score_scale·s) = exp2(scale_log2·s).
@@ -111,7 +118,7 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
     constexpr int kRowBytes = Shape::chunks * kChunkBytes;
     constexpr int kBlockRowBytes = kMmaM * kRowBytes;  // a 16-row block
     const auto lane_addresses = [&](uint32_t (&addr)[kPairsPerGroup], const T* tile, int first_row, RowCol (*at)(int)) {
-        const int l = opaque(lane);
+        const int l = coords().lane;
         const RowCol a = at(l);
 #pragma unroll
         for (int i = 0; i < kPairsPerGroup; ++i)
@@ -154,7 +161,6 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
         float m[MT][2], l[MT][2];  // running max of the scores s per row; Σ exp(score_scale·(s − m)) over this thread's keys
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
-        const int row0 = q0 + warp * kWarpRows + g;  // the row of m tile 0's half 0 (m tile mt, half h: + 16·mt + 8·h)
 
         for (int kt = tiles.end - 1; kt >= tiles.first; --kt) {
             const int k0 = kt * kN;
@@ -165,7 +171,7 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
 
             // S = Q·Kᵀ (k steps past head_dim are all zero: skipped)
             uint32_t q_addr[kPairsPerGroup], k_addr[kPairsPerGroup];
-            lane_addresses(q_addr, sQ, warp * kWarpRows, q_address);
+            lane_addresses(q_addr, sQ, coords().warp * kWarpRows, q_address);
             lane_addresses(k_addr, sK, 0, k_address);
             float s[MT][kKeyBlocks][4] = {};
             float s_small[kSplitSums ? MT : 1][kSplitSums ? kKeyBlocks : 1][4] = {};  // 3xTF32's small products
@@ -227,6 +233,8 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                 const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[head] : 0.0f;
                 const float cap_scale = p.softcap > 0.0f ? p.scale / p.softcap : 0.0f;  // tanh's argument: scale·s / softcap
                 const int alibi = len_k - len_q;  // alibi_offset()
+                const Coords t = coords();
+                const int row0 = q0 + t.warp * kWarpRows + t.g, key0 = k0 + 2 * t.c;  // m tile 0's half-0 row, first key
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -235,13 +243,14 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                         for (int e = 0; e < 4; ++e) {
                             float& x = s[mt][j][e];
                             const float scaled = p.softcap > 0.0f ? p.softcap * tanh_by_exp(x * cap_scale) : x * p.scale;
-                            const int row = row0 + mt * kMmaM + (e / 2) * 8, key = k0 + j * kMmaN + 2 * c + e % 2;
+                            const int row = row0 + mt * kMmaM + (e / 2) * 8, key = key0 + j * kMmaN + e % 2;
                             x = fmaf(-slope, float(abs(row + alibi - key)), scaled);
                         }
             }
             // S = −inf outside each row's visible keys, on tiles the band or the sequence's end cuts
             if (kt < clear.first || kt >= clear.end) {
-                const int key0 = k0 + 2 * (opaque(lane) % 4);  // this lane's first key (made here, not held)
+                const Coords t = coords();
+                const int row0 = q0 + t.warp * kWarpRows + t.g, key0 = k0 + 2 * t.c;  // m tile 0's half-0 row, first key
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -292,7 +301,8 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
                 // loads are 4 columns per h plus immediates.
                 uint32_t v_word[2][kPairsPerGroup];
                 {
-                    const int l = opaque(lane), lg = l / 4, lc = l % 4;
+                    const Coords t = coords();
+                    const int lg = t.g, lc = t.c;
 #pragma unroll
                     for (int h = 0; h < 2; ++h)
 #pragma unroll
@@ -364,6 +374,9 @@ __global__ void __launch_bounds__(Shape::threads, 1) forward_kernel(const Proble
         // O = acc / l, LSE = score_scale·m + ln(l); a row that saw no key: l = 0, O = 0, LSE = −inf; a row that saw a
         // NaN score: l = NaN, so O and LSE are NaN. Guarded, a row with a finite nonzero l but a NaN or an infinity
         // in O flags its (sequence, kv head) for the redo: V put it there, maybe through a masked key's zero weight.
+        const Coords t = coords();
+        const int warp = t.warp, lane = t.lane, g = t.g, c = t.c;
+        const int row0 = q0 + warp * kWarpRows + g;  // m tile 0's half-0 row (m tile mt, half h: + 16·mt + 8·h)
         float inv[MT][2];
         bool flag = false;
 #pragma unroll

@@ -29,15 +29,14 @@ constexpr int kHeadDimBuckets[] = {64, 128, 256};
 constexpr int kHeadDimStep = 8;  // head_dim is whole 16-byte chunks
 constexpr int kMaxHeadDim = 256;
 
-// block_m query rows (block_m / 16 warps) and block_n keys per tile. Shared memory holds one Q, one K and one V
-// tile: V(n) loads during Q·Kᵀ(n), K(n−1) during the softmax and P·V(n) (FlashAttention-2's pipeline), so it is
+// block_m query rows on `warps` warps and block_n keys per tile. Shared memory holds one Q, one K and one V tile:
+// V(n) loads during Q·Kᵀ(n), K(n−1) during the softmax and P·V(n) (FlashAttention-2's pipeline), so it is
 // 2·head_dim·(block_m + 2·block_n) bytes. hd64 and hd128 run 128 rows on 4 warps of 32 rows (FlashAttention-2's
 // warps), so that each K and V fragment a warp loads feeds two m16 tiles, with fewer keys per step than its tiles:
 // hd64 128×64 (its 128×128 holds 128 S accumulators per thread and spills; on an H100 the two ran level) and hd128
-// 128×32 (its 128×64 spills 8 and, with softcap or ALiBi, 36 bytes on sm_90a and ran 3-6 % faster on an H100;
-// 128×32 spills none there and 16 bytes of work-item state on sm_80). On 99 KB parts hd128
-// runs 64×64: two CTAs per SM. hd256 runs 128×64 on 8 warps where 163 KB allow it, else 64×64 on 4 (Hopper's
-// choice: 96 KB, two CTAs per SM of 227 KB): its 128 O accumulators per m tile leave no registers for a second one.
+// 128×32 (its 128×64 spills 20-308 bytes and ran 3-6 % faster on an H100). On 99 KB parts hd128 runs 64×64: two
+// CTAs per SM. hd256 runs 128×64 on 8 warps where 163 KB allow it, else 64×64 on 4 (Hopper's choice: 96 KB, two
+// CTAs per SM of 227 KB): its 128 O accumulators per m tile leave no registers for a second one.
 //
 // fp32 (element_bytes 4) doubles the bytes: hd64 keeps 128×128 (96 KB), hd128 128×64 (128 KB; 64×64 on 99 KB
 // parts); hd256 takes 64×16 (96 KB) everywhere: its 128 O accumulators and the 3xTF32 operand halves leave no
