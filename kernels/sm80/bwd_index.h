@@ -85,5 +85,10 @@ FLASHSCI_HOST_DEVICE constexpr BackwardStep backward_step(int64_t t, int64_t fir
                                                           int64_t blocks) {
     return {first_head + t / blocks, first_block + t % blocks};
 }
+// The step after `step` in that walk: backward_step(t + 1, ...) from backward_step(t, ...) without a division.
+FLASHSCI_HOST_DEVICE constexpr BackwardStep next_step(BackwardStep step, int64_t first_block, int64_t blocks) {
+    return step.q_block + 1 < first_block + blocks ? BackwardStep{step.head, step.q_block + 1}
+                                                   : BackwardStep{step.head + 1, first_block};
+}
 
 }  // namespace flashsci::kernels::sm80

@@ -138,15 +138,24 @@ __global__ void __launch_bounds__(kBackwardThreads)
     T* const sQ = sdS + kM * kN;                  // [stages][kM][kD]
     T* const sdO = sQ + Shape::stages * kM * kD;  // [stages][kM][kD]
 
-    const int warp = int(threadIdx.x) / kWarpSize, lane = int(threadIdx.x) % kWarpSize;
-    const int quad_row = lane / 4, quad_col = 2 * (lane % 4);  // the g and 2c of c_element
-    const RowCol row_major = row_major_address(lane), pair_major = pair_major_address(lane);
+    // The thread's warp, its c_element coordinates (g, 2c) and ldmatrix lane patterns, remade from an opaque() thread
+    // index where a phase of the step needs them: held through the step loop, they would take registers the
+    // accumulators need.
+    struct Coords {
+        int warp, quad_row, quad_col;
+        RowCol row_major, pair_major;
+    };
+    const auto coords = [] {
+        const int t = int(opaque_u32(threadIdx.x)), lane = t % kWarpSize;
+        return Coords{t / kWarpSize, lane / 4, 2 * (lane % 4), row_major_address(lane), pair_major_address(lane)};
+    };
     const int head_dim = int(p.head_dim);
     const int valid_chunks = head_dim / kChunkElems;
     const int d_steps = (head_dim + kMmaK - 1) / kMmaK;  // k16 steps of S and dP; the rest are zero padding
     const bool softcapped = p.softcap > 0.0f;
     const float cap_scale = softcapped ? p.scale / p.softcap : 0.0f;  // tanh's argument is scale·q·k / softcap
     const float scale_log2 = p.scale * kLog2e;
+    const int64_t dq_row_stride = p.heads_q * p.head_dim;  // between rows of dQ's accumulator (dq_accum_index)
     const int64_t group = p.heads_q / p.heads_kv;
     const int64_t work = s.splits * p.heads_kv * p.batch;
     const T* const q_base = static_cast<const T*>(p.q);
@@ -175,9 +184,8 @@ __global__ void __launch_bounds__(kBackwardThreads)
             const general::BlockRange blocks = general::query_blocks(band, k0, kN, seq.len_q, seq.len_k, kM);
             const int64_t per_head = blocks.end - blocks.first;
             const int64_t steps = per_head * group;
-            // Q and dO of step t into buffer `stage`
-            const auto load_step = [&](int64_t t, int stage) {
-                const BackwardStep st = backward_step(t, kv_head * group, blocks.first, per_head);
+            // Q and dO of step st into buffer `stage`
+            const auto load_step = [&](const BackwardStep& st, int stage) {
                 const int64_t q0 = st.q_block * kM;
                 const int64_t row = seq.q_start + q0;
                 load_tile<kChunks, kM>(
@@ -196,19 +204,20 @@ __global__ void __launch_bounds__(kBackwardThreads)
                                        k_base);
                 load_tile<kChunks, kN>(sV, v + k0 * p.v_strides.seq, p.v_strides.seq, seq.len_k - k0, valid_chunks,
                                        v_base);
-                load_step(0, 0);
+                load_step(backward_step(0, kv_head * group, blocks.first, per_head), 0);
                 commit_copies();
             }
 
             float dk_acc[Dkv::m_tiles][Dkv::n_tiles][4] = {}, dv_acc[Dkv::m_tiles][Dkv::n_tiles][4] = {};
-            for (int64_t t = 0; t < steps; ++t) {
-                const BackwardStep st = backward_step(t, kv_head * group, blocks.first, per_head);
+            BackwardStep st = backward_step(0, kv_head * group, blocks.first, per_head);
+            for (int64_t t = 0; t < steps; ++t, st = next_step(st, blocks.first, per_head)) {
                 const int64_t q0 = st.q_block * kM;
                 const int stage = Shape::double_buffer ? int(t % 2) : 0;
+                const int64_t lse_row0 = lse_index(p, seq, b, st.head, q0);  // LSE and D of row q0; the rows follow
                 wait_copies<0>();
                 __syncthreads();  // this step's Q and dO landed; every warp is done with the last step's tiles
                 if (Shape::double_buffer && t + 1 < steps) {
-                    load_step(t + 1, 1 - stage);
+                    load_step(next_step(st, blocks.first, per_head), 1 - stage);
                     commit_copies();
                 }
                 // shared addresses rebuilt each step (opaque): hoisted, each would hold a register throughout
@@ -217,10 +226,32 @@ __global__ void __launch_bounds__(kBackwardThreads)
                 const uint32_t k_tile = opaque_u32(shared_address(sK)), v_tile = opaque_u32(shared_address(sV));
                 const uint32_t p_tile = opaque_u32(shared_address(sP)), ds_tile = opaque_u32(shared_address(sdS));
 
+                // The base and D of this thread's row (m tile mt, half): a row past the end, or one that sees no key
+                // (LSE = −inf), gets base +inf, so P = 0. Read before the GEMMs, which hide their latency, where the
+                // warp has one m tile of rows (two tiles' terms held through the GEMMs would spill).
+                struct RowTerms {
+                    float base, dot;
+                };
+                const auto row_terms = [&](int mt, int half) {
+                    const Coords me = coords();
+                    const int local_row = Sdp::row0(me.warp) + mt * kMmaM + me.quad_row + 8 * half;
+                    const bool in_sequence = q0 + local_row < seq.len_q;
+                    const float lse = in_sequence ? p.lse[lse_row0 + local_row] : -INFINITY;
+                    return RowTerms{lse == -INFINITY ? INFINITY : lse * kLog2e,
+                                    in_sequence ? row_dot[lse_row0 + local_row] : 0.0f};
+                };
+                constexpr bool kEarlyTerms = Sdp::m_tiles == 1;
+                RowTerms early[2];
+                if constexpr (kEarlyTerms)
+#pragma unroll
+                    for (int half = 0; half < 2; ++half) early[half] = row_terms(0, half);
+
                 // S = Q·Kᵀ, dP = dO·Vᵀ
                 float s_acc[Sdp::m_tiles][Sdp::n_tiles][4] = {}, dp_acc[Sdp::m_tiles][Sdp::n_tiles][4] = {};
                 {
-                    const int row0 = Sdp::row0(warp), col0 = Sdp::col0(warp);
+                    const Coords me = coords();
+                    const int row0 = Sdp::row0(me.warp), col0 = Sdp::col0(me.warp);
+                    const RowCol row_major = me.row_major, pair_major = me.pair_major;
                     warp_gemm<T, Sdp::m_tiles, Sdp::n_tiles, kD / kMmaK, false, kChunks, false, kChunks>(
                         s_acc, lane_addresses<T, kChunks>(q_tile, row_major, row0, 0),
                         lane_addresses<T, kChunks>(k_tile, pair_major, col0, 0), d_steps);
@@ -235,6 +266,8 @@ __global__ void __launch_bounds__(kBackwardThreads)
                 const float slope = p.alibi_slopes != nullptr ? p.alibi_slopes[st.head] : 0.0f;
                 const auto probabilities = [&](auto plain) {
                     constexpr bool kPlain = decltype(plain)::value;
+                    const Coords me = coords();
+                    const int warp = me.warp, quad_row = me.quad_row, quad_col = me.quad_col;
 #pragma unroll
                     for (int mt = 0; mt < Sdp::m_tiles; ++mt)
 #pragma unroll
@@ -242,11 +275,8 @@ __global__ void __launch_bounds__(kBackwardThreads)
                             const int local_row = Sdp::row0(warp) + mt * kMmaM + quad_row + 8 * half;
                             const int64_t row = q0 + local_row;
                             const bool in_sequence = row < seq.len_q;
-                            const int64_t at = lse_index(p, seq, b, st.head, in_sequence ? row : 0);
-                            // a row past the end, or one that sees no key (LSE = −inf), gets base +inf: P = 0
-                            const float lse = in_sequence ? p.lse[at] : -INFINITY;
-                            const float base = lse == -INFINITY ? INFINITY : lse * kLog2e;
-                            const float dot = in_sequence ? row_dot[at] : 0.0f;
+                            const RowTerms terms = kEarlyTerms ? early[half] : row_terms(mt, half);
+                            const float base = terms.base, dot = terms.dot;
 #pragma unroll
                             for (int nt = 0; nt < Sdp::n_tiles; ++nt) {
                                 float prob[2], ds[2];
@@ -288,8 +318,10 @@ __global__ void __launch_bounds__(kBackwardThreads)
                 __syncthreads();  // P and dS are whole: the transposed GEMMs read them by columns
 
                 // dV += Pᵀ·dO, dK += dSᵀ·Q (rows past the sequence's end add zeros: their P, dS, Q and dO are 0)
-                if (Dkv::col0(warp) < head_dim) {  // a warp whose columns are all padding skips its GEMMs
-                    const int row0 = Dkv::row0(warp), col0 = Dkv::col0(warp);
+                const Coords me = coords();
+                if (Dkv::col0(me.warp) < head_dim) {  // a warp whose columns are all padding skips its GEMMs
+                    const int row0 = Dkv::row0(me.warp), col0 = Dkv::col0(me.warp);
+                    const RowCol row_major = me.row_major, pair_major = me.pair_major;
                     warp_gemm<T, Dkv::m_tiles, Dkv::n_tiles, kM / kMmaK, true, kPChunks, true, kChunks>(
                         dv_acc, lane_addresses<T, kPChunks>(p_tile, pair_major, 0, row0 / kChunkElems),
                         lane_addresses<T, kChunks>(do_tile, row_major, 0, col0 / kChunkElems), kM / kMmaK);
@@ -298,9 +330,13 @@ __global__ void __launch_bounds__(kBackwardThreads)
                         lane_addresses<T, kChunks>(q_tile, row_major, 0, col0 / kChunkElems), kM / kMmaK);
                 }
 
-                // dQ += scale·dS·K, in column passes
+                // dQ += scale·dS·K, in column passes; the accumulator's row q0, the rows following at a fixed stride
+                float* const dq_row0 = dq_accum + general::dq_accum_index(p, s, seq, slice, b, st.head, q0);
 #pragma unroll 1
                 for (int pass = 0; pass < Shape::dq_passes; ++pass) {
+                    const Coords me = coords();
+                    const int warp = me.warp, quad_row = me.quad_row, quad_col = me.quad_col;
+                    const RowCol row_major = me.row_major;
                     const int col0 = pass * (kD / Shape::dq_passes) + Dq::col0(warp);
                     if constexpr (Shape::dq_passes > 1)
                         if (col0 >= head_dim) continue;  // padding columns only
@@ -312,16 +348,16 @@ __global__ void __launch_bounds__(kBackwardThreads)
                     for (int mt = 0; mt < Dq::m_tiles; ++mt)
 #pragma unroll
                         for (int half = 0; half < 2; ++half) {
-                            const int64_t row = q0 + Dq::row0(warp) + mt * kMmaM + quad_row + 8 * half;
-                            if (row >= seq.len_q) continue;
-                            float* const dq = dq_accum + general::dq_accum_index(p, s, seq, slice, b, st.head, row);
+                            const int local_row = Dq::row0(warp) + mt * kMmaM + quad_row + 8 * half;
+                            if (q0 + local_row >= seq.len_q) continue;
+                            float* const dq = dq_row0 + local_row * dq_row_stride;
 #pragma unroll
                             for (int nt = 0; nt < Dq::n_tiles; ++nt) {
                                 const int col = col0 + nt * kMmaN + quad_col;
-                                if (col >= head_dim) continue;
 #pragma unroll
                                 for (int j = 0; j < 2; ++j) {
                                     const float add = dq_acc[mt][nt][2 * half + j] * p.scale;
+                                    if (kD != head_dim && col >= head_dim) continue;  // padding columns
                                     if (g.deterministic)
                                         dq[col + j] += add;  // this slice's rows of this head are the CTA's alone
                                     else
@@ -333,12 +369,14 @@ __global__ void __launch_bounds__(kBackwardThreads)
 
                 if (!Shape::double_buffer && t + 1 < steps) {
                     __syncthreads();  // every warp is done with Q and dO
-                    load_step(t + 1, 0);
+                    load_step(next_step(st, blocks.first, per_head), 0);
                     commit_copies();
                 }
             }
 
             // dK = scale·dSᵀ·Q and dV of the block, summed over the group's heads; 0 for keys no row sees
+            const Coords me = coords();
+            const int warp = me.warp, quad_row = me.quad_row, quad_col = me.quad_col;
 #pragma unroll
             for (int mt = 0; mt < Dkv::m_tiles; ++mt)
 #pragma unroll

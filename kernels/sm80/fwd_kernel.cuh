@@ -1,6 +1,6 @@
 // The sm_80 forward (FlashAttention-2's algorithm on mma.sync): one CTA per (query tile, head, sequence) walks the key
-// tiles the tile's rows see, last first. Each warp owns one or two 16-row tiles: S = Q·Kᵀ on m16n8k16 with Q and K through
-// ldmatrix, the online softmax in registers, P kept in registers as the A operand of O += P·V with V through
+// tiles the tile's rows see, last first. Each warp owns one or two 16-row tiles: S = Q·Kᵀ on m16n8k16 with Q and K
+// through ldmatrix, the online softmax in registers, P kept in registers as the A operand of O += P·V with V through
 // ldmatrix.trans. K and V stream in by cp.async into swizzled shared tiles, V(n) during Q·Kᵀ(n), K(n−1) during the
 // softmax and P·V(n).
 #pragma once

@@ -325,8 +325,13 @@ TEST_CASE("sm80 backward index: the step walk visits every (head, query block) o
     for (const int64_t group : {1, 3, 8})
         for (const int64_t blocks : {1, 2, 7}) {
             std::set<std::pair<int64_t, int64_t>> seen;
+            BackwardStep walked = backward_step(0, 10 * group, 5, blocks);
             for (int64_t t = 0; t < group * blocks; ++t) {
                 const BackwardStep s = backward_step(t, 10 * group, 5, blocks);
+                INFO("group " << group << " blocks " << blocks << " step " << t);
+                CHECK(walked.head == s.head);  // next_step() walks the same order without dividing
+                CHECK(walked.q_block == s.q_block);
+                walked = next_step(walked, 5, blocks);
                 CHECK(s.head >= 10 * group);
                 CHECK(s.head < 11 * group);
                 CHECK(s.q_block >= 5);
