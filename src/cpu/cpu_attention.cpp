@@ -54,6 +54,7 @@ FastProblem blocking(const Problem& p, const MicroTile& tile, int64_t threads) {
     f.head_dim = p.head_dim;
     f.padded_dims = round_up(p.head_dim, tile.width);
     f.group_rows = kGroupRows;
+    f.micro_width = tile.width;
     const int64_t heads = p.batch * p.heads_q;
     int64_t groups = kMaxGroupsPerBlock;
     while (groups > 1 && heads * ceil_div(p.seqlen_q, groups * kGroupRows) < kItemsPerThread * threads) --groups;
@@ -122,8 +123,8 @@ class Scratch {
 public:
     explicit Scratch(const FastProblem& f) {
         const int64_t rows = f.block_rows, ld = f.padded_dims, keys = f.tile_keys;
-        const int64_t float_counts[] = {rows * ld, rows * ld, rows, rows, keys * f.head_dim, (keys + 1) * ld,
-                                        keys, f.group_rows * keys, f.group_rows};
+        const int64_t float_counts[] = {rows * ld, rows * ld, rows, rows, keys * f.head_dim, keys * ld,
+                                        keys, f.group_rows * keys, f.group_rows, f.micro_width * ld};
         const int64_t double_counts[] = {rows, keys};
         int64_t floats = 0, doubles = 0;
         for (int64_t n : float_counts) floats += round_up(n, kAlignFloats);
@@ -143,6 +144,7 @@ public:
         buffers_.key_norm2 = take_float(float_counts[6]);
         buffers_.scores = take_float(float_counts[7]);
         buffers_.correction = take_float(float_counts[8]);
+        buffers_.key_rows = take_float(float_counts[9]);
         buffers_.row_max = take_double(double_counts[0]);
         buffers_.precise = take_double(double_counts[1]);
     }

@@ -42,6 +42,7 @@ struct FastProblem {
     int64_t block_rows;   // query rows per work item, a multiple of group_rows
     int64_t group_rows;   // query rows whose scores are held at once, a multiple of the micro-tile rows
     int64_t tile_keys;    // keys per K/V tile, a multiple of the micro-tile width
+    int64_t micro_width;  // the micro-tile width
     float scale;
     float softcap;        // 0: off
 };
@@ -68,7 +69,8 @@ struct FastScratch {
     float* row_sum;      // [block_rows]
     float* query_norm2;  // [block_rows], |q|²
     float* keys;         // [tile_keys / width][head_dim][width]: K transposed in panels of `width` keys
-    float* values;       // [tile_keys + 1][padded_dims]: V, and one scratch row for converting K
+    float* values;       // [padded_dims / width][tile_keys][width]: V in panels of `width` head dims
+    float* key_rows;     // [width][padded_dims]: K rows on their way to the panels, a vector's count at a time
     float* key_norm2;    // [tile_keys]
     float* scores;       // [group_rows][tile_keys]: S, then P in place
     float* correction;   // [group_rows]

@@ -20,6 +20,9 @@ namespace {
 using kernels::Element;
 
 constexpr float kInfinity = __builtin_inff();
+// A row keeps its softmax reference while a tile's scores exceed it by at most this (P <= 2⁸), so most tiles
+// need neither a maximum pass before the exp nor a rescale of O.
+constexpr double kRescaleMargin = 8 * 0.69314718055994531;
 
 inline int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t max_of(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -111,31 +114,45 @@ private:
         }
     }
 
-    // Keys tile .. tile + keys - 1 → K transposed in panels of kWidth keys (the tail of the last panel zero) and
-    // V row by row; |k|² per key for fp32 inputs; whether V holds only finite values.
+    // Keys tile .. tile + keys - 1 → K transposed in panels of kWidth keys × head_dim (the tail of the last
+    // panel zero) and V in panels of the tile's keys × kWidth dims, so that a register tile's operand is
+    // contiguous (rows a cache line apart for V); |k|² per key for fp32 inputs; whether V holds only finite
+    // values. K kLanes keys at a time: converted row by row, then transposed.
     void load_tile(int64_t tile, int64_t keys) {
         F finite_probe = V::zero();  // stays 0 unless some v is Inf or NaN (v·0 is then NaN)
-        for (int64_t j = 0; j < keys; ++j) {
-            // Rows lie a seq stride apart, often a page or more: the hardware prefetchers miss them.
-            if (j + kPrefetchRows < keys) {
-                prefetch_row(row_of<Stored>(b_.v, b_.v_row_stride, tile + j + kPrefetchRows));
-                prefetch_row(row_of<Stored>(b_.k, b_.k_row_stride, tile + j + kPrefetchRows));
+        float* k_rows = w_.key_rows;
+        for (int64_t jb = 0; jb < round_up_to(keys, kWidth); jb += kLanes) {
+            for (int64_t i = 0; i < kLanes; ++i) {
+                const int64_t j = jb + i;
+                float* k = k_rows + i * ld_;
+                if (j < keys) {
+                    // Rows lie a seq stride apart, often a page or more: the hardware prefetchers miss them.
+                    if (j + kPrefetchRows < keys) {
+                        prefetch_row(row_of<Stored>(b_.v, b_.v_row_stride, tile + j + kPrefetchRows));
+                        prefetch_row(row_of<Stored>(b_.k, b_.k_row_stride, tile + j + kPrefetchRows));
+                    }
+                    convert_row(row_of<Stored>(b_.k, b_.k_row_stride, tile + j), dims_, k);
+                    for (int64_t d = dims_; d < ld_; ++d) k[d] = 0.0f;
+                    if (kFp32) w_.key_norm2[j] = squared_norm(k, ld_);
+                } else {
+                    for (int64_t d = 0; d < ld_; ++d) k[d] = 0.0f;
+                }
             }
-            float* v = w_.values + j * ld_;
-            convert_row(row_of<Stored>(b_.v, b_.v_row_stride, tile + j), dims_, v);
-            for (int64_t d = dims_; d < ld_; ++d) v[d] = 0.0f;
-            for (int64_t d = 0; d < ld_; d += kLanes) finite_probe = V::fma(V::load(v + d), V::zero(), finite_probe);
-            // The key row goes through the (not yet filled) row of V after this one's: a scratch row.
-            float* k = w_.values + (j + 1) * ld_;
-            convert_row(row_of<Stored>(b_.k, b_.k_row_stride, tile + j), dims_, k);
-            for (int64_t d = dims_; d < ld_; ++d) k[d] = 0.0f;
-            if (kFp32) w_.key_norm2[j] = squared_norm(k, ld_);
-            float* panel = w_.keys + (j / kWidth) * kWidth * dims_ + j % kWidth;
-            for (int64_t d = 0; d < dims_; ++d) panel[d * kWidth] = k[d];
-        }
-        for (int64_t j = keys; j < round_up_to(keys, kWidth); ++j) {
-            float* panel = w_.keys + (j / kWidth) * kWidth * dims_ + j % kWidth;
-            for (int64_t d = 0; d < dims_; ++d) panel[d * kWidth] = 0.0f;
+            float* panel = w_.keys + (jb / kWidth) * kWidth * dims_ + jb % kWidth;
+            int64_t d = 0;
+            for (; d + kLanes <= dims_; d += kLanes) V::transpose(k_rows + d, ld_, panel + d * kWidth, kWidth);
+            for (; d < dims_; ++d)
+                for (int64_t i = 0; i < kLanes; ++i) panel[d * kWidth + i] = k_rows[i * ld_ + d];
+            for (int64_t j = jb; j < min_of(jb + kLanes, keys); ++j) {
+                const Stored* v_row = row_of<Stored>(b_.v, b_.v_row_stride, tile + j);
+                for (int64_t c = 0; c < ld_; c += kWidth) {
+                    float* v = value_panel(c) + j * kWidth;
+                    const int64_t filled = clamp_to(dims_ - c, 0, kWidth);
+                    convert_row(v_row + c, filled, v);
+                    for (int64_t e = filled; e < kWidth; ++e) v[e] = 0.0f;
+                    for (int64_t e = 0; e < kWidth; e += kLanes) finite_probe = V::fma(V::load(v + e), V::zero(), finite_probe);
+                }
+            }
         }
         values_finite_ = V::reduce_add(finite_probe) == 0.0f;
         tile_key_norm2_max_ = 0.0f;
@@ -143,6 +160,9 @@ private:
             for (int64_t j = 0; j < keys; ++j)
                 tile_key_norm2_max_ = w_.key_norm2[j] > tile_key_norm2_max_ ? w_.key_norm2[j] : tile_key_norm2_max_;
     }
+
+    // The panel of V holding head dims c .. c + kWidth - 1: [tile_keys][kWidth].
+    float* value_panel(int64_t c) const { return w_.values + c * ldk_; }
 
     // S[r][j] = scale · q_r·k_j for ROWS rows and kWidth keys of one panel.
     template <int ROWS>
@@ -216,7 +236,7 @@ private:
         if (values_finite_ || !some_row_partial(g, rows, tile, keys, begin, end)) {
             for (int64_t c = 0; c < ld_; c += kWidth)
                 for (int64_t r = 0; r < padded; r += kRows)
-                    accumulate_tile<kRows>(s + r * ldk_, ldk_, w_.values + c, ld_, begin, end, w_.correction + r,
+                    accumulate_tile<kRows>(s + r * ldk_, ldk_, value_panel(c), kWidth, begin, end, w_.correction + r,
                                           w_.out + (g + r) * ld_ + c, ld_);
             return;
         }
@@ -225,7 +245,7 @@ private:
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t row_begin = visible_begin(g + r, tile, keys), row_end = visible_end(g + r, tile, keys);
             for (int64_t c = 0; c < ld_; c += kWidth)
-                accumulate_tile<1>(s + r * ldk_, ldk_, w_.values + c, ld_, row_begin, row_end < row_begin ? row_begin : row_end,
+                accumulate_tile<1>(s + r * ldk_, ldk_, value_panel(c), kWidth, row_begin, row_end < row_begin ? row_begin : row_end,
                                    w_.correction + r, w_.out + (g + r) * ld_ + c, ld_);
         }
     }
@@ -269,6 +289,29 @@ private:
         } else {
             if (p_.softcap > 0.0f || b_.alibi_slope != 0.0f)
                 for (int64_t j = row_begin; j < row_end; ++j) s[j] = float(transform(s[j], row, tile + j));
+            if (old_max != -double(kInfinity)) {
+                // The row keeps its reference while the tile's scores exceed it by at most the margin: no
+                // maximum pass before the exp, no rescale of O. Else [lo, done) holds P relative to the old
+                // reference, [done, hi) the scores, and the row takes a new reference.
+                float kept_sum;
+                const int64_t done = exp_below(s, lo, hi, float(old_max), float(old_max + kRescaleMargin), &kept_sum);
+                if (done == hi) {
+                    w_.correction[r] = 1.0f;
+                    w_.row_sum[row] += kept_sum;
+                    return;
+                }
+                F m = V::set1(-kInfinity);
+                for (int64_t j = done; j < hi; j += kLanes) m = V::max(V::load(s + j), m);
+                new_max = V::reduce_max(m);
+                offset = float(new_max);
+                const float rescale = float(__builtin_exp(double(float(old_max)) - double(offset)));
+                for (int64_t j = lo; j < done; j += kLanes) V::store(s + j, V::mul(V::load(s + j), V::set1(rescale)));
+                const float correction = float(__builtin_exp(old_max - new_max));
+                w_.correction[r] = correction;
+                w_.row_sum[row] = w_.row_sum[row] * correction + (kept_sum * rescale + exp_range(s, done, hi, offset));
+                w_.row_max[row] = new_max;
+                return;
+            }
             F m = V::set1(-kInfinity);
             for (int64_t j = lo; j < hi; j += kLanes) m = V::max(V::load(s + j), m);
             const double tile_max = V::reduce_max(m);
@@ -277,6 +320,15 @@ private:
         }
         // The first key of a row has m = -inf: exp(-inf - 0) = 0 clears the zero accumulators.
         const double reference = new_max == -double(kInfinity) ? 0.0 : new_max;
+        const float sum = exp_range(s, lo, hi, offset);
+        const float correction = float(__builtin_exp(old_max - reference));
+        w_.correction[r] = correction;
+        w_.row_sum[row] = w_.row_sum[row] * correction + sum;
+        w_.row_max[row] = new_max;
+    }
+
+    // s[j] = exp(s[j] - offset) over [lo, hi); returns Σ_j of the new s.
+    static float exp_range(float* s, int64_t lo, int64_t hi, float offset) {
         const F subtract = V::set1(offset);
         F sum = V::zero();
         for (int64_t j = lo; j < hi; j += kLanes) {
@@ -284,10 +336,24 @@ private:
             V::store(s + j, pj);
             sum = V::add(sum, pj);
         }
-        const float correction = float(__builtin_exp(old_max - reference));
-        w_.correction[r] = correction;
-        w_.row_sum[row] = w_.row_sum[row] * correction + V::reduce_add(sum);
-        w_.row_max[row] = new_max;
+        return V::reduce_add(sum);
+    }
+
+    // exp_range over [lo, done) for the first `done` (a vector boundary) whose next vector holds a score above
+    // `limit` (NaN is not above), or hi; *sum = Σ over [lo, done).
+    static int64_t exp_below(float* s, int64_t lo, int64_t hi, float offset, float limit, float* sum) {
+        const F subtract = V::set1(offset), bound = V::set1(limit);
+        F total = V::zero();
+        int64_t j = lo;
+        for (; j < hi; j += kLanes) {
+            const F sj = V::load(s + j);
+            if (V::any_greater(sj, bound)) break;
+            const F pj = V::exp(V::sub(sj, subtract));
+            V::store(s + j, pj);
+            total = V::add(total, pj);
+        }
+        *sum = V::reduce_add(total);
+        return j;
     }
 
     // Whether row's scores over keys [begin, end) of the tile may exceed kFp32ScoreBound (or are not finite).

@@ -24,6 +24,7 @@ struct Avx2 {
     static F add(F a, F b) { return _mm256_add_ps(a, b); }
     static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
     static F max(F a, F b) { return _mm256_max_ps(a, b); }  // b where either is NaN
+    static bool any_greater(F a, F b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)) != 0; }  // NaN: no
 
     static float reduce_max(F x) {
         __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
@@ -34,6 +35,25 @@ struct Avx2 {
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
         s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+    }
+
+    // dst[c·ld_dst + r] = src[r·ld_src + c] for r, c < 8.
+    static void transpose(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+        F row[kLanes], pair[kLanes];
+        for (int r = 0; r < kLanes; ++r) row[r] = load(src + r * ld_src);
+        for (int r = 0; r < kLanes; r += 2) {  // interleave rows 2i, 2i + 1
+            pair[r] = _mm256_unpacklo_ps(row[r], row[r + 1]);
+            pair[r + 1] = _mm256_unpackhi_ps(row[r], row[r + 1]);
+        }
+        for (int r = 0; r < kLanes; r += 4)
+            for (int h = 0; h < 2; ++h) {  // columns 4i + {0, 1} (h = 0) and {2, 3} (h = 1) of four rows
+                row[r + 2 * h] = _mm256_shuffle_ps(pair[r + h], pair[r + h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+                row[r + 2 * h + 1] = _mm256_shuffle_ps(pair[r + h], pair[r + h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+            }
+        for (int c = 0; c < 4; ++c) {  // 128-bit halves: rows 0-3 and 4-7 of columns c and c + 4
+            store(dst + c * ld_dst, _mm256_permute2f128_ps(row[c], row[c + 4], 0x20));
+            store(dst + (c + 4) * ld_dst, _mm256_permute2f128_ps(row[c], row[c + 4], 0x31));
+        }
     }
 
     static F from_bf16(const uint16_t* p) {

@@ -24,6 +24,7 @@ struct Avx512 {
     static F add(F a, F b) { return _mm512_add_ps(a, b); }
     static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
     static F max(F a, F b) { return _mm512_max_ps(a, b); }  // b where either is NaN
+    static bool any_greater(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }  // NaN: no
 
     static float reduce_max(F x) {
         const __m256 half = _mm256_max_ps(_mm512_castps512_ps256(x),
@@ -38,6 +39,12 @@ struct Avx512 {
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
         s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+    }
+
+    // dst[c·ld_dst + r] = src[r·ld_src + c] for r, c < kLanes.
+    static void transpose(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+        for (int r = 0; r < kLanes; ++r)
+            for (int c = 0; c < kLanes; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
     }
 
     static F from_bf16(const uint16_t* p) {

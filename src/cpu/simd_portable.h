@@ -47,6 +47,11 @@ struct PortableVectors {
     static F add(F a, F b) { return a + b; }
     static F sub(F a, F b) { return a - b; }
     static F max(F a, F b) { return a > b ? a : b; }  // b where either is NaN, as maxps
+    static bool any_greater(F a, F b) {  // NaN: no
+        for (int i = 0; i < kLanes; ++i)
+            if (a[i] > b[i]) return true;
+        return false;
+    }
 
     static float reduce_max(F x) {
         float m = x[0];
@@ -69,6 +74,12 @@ struct PortableVectors {
         __builtin_memcpy(&bits, &x, sizeof bits);
         return bits;
     }
+    // dst[c·ld_dst + r] = src[r·ld_src + c] for r, c < kLanes.
+    static void transpose(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+        for (int r = 0; r < kLanes; ++r)
+            for (int c = 0; c < kLanes; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
+    }
+
     static F from_bf16(const uint16_t* p) {
         U bits;
         for (int i = 0; i < kLanes; ++i) bits[i] = uint32_t(p[i]) << 16;

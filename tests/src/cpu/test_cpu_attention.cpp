@@ -435,6 +435,48 @@ TEST_CASE("CPU attention stays finite and exact on large-magnitude inputs", "[cp
     }
 }
 
+// Scores that climb key by key (k_j ∝ j plus noise, q ≈ 1): each K/V tile's scores pass the row's running
+// maximum by more than the fast path's rescale margin part way through the tile, so it must rescale what it
+// summed of that tile so far. Three tiles of keys at head_dim 64; scores up to ~25 (below the fp32 path's
+// fp64 bound).
+TEST_CASE("CPU attention stays exact while the scores climb through every key tile", "[cpu]") {
+    constexpr double kTopScore = 25.0;
+    constexpr float kNoise = 0.05f;
+    const flashsci_mask_t mask = GENERATE(FLASHSCI_MASK_NONE, FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT);
+    for (flashsci_dtype_t dtype : kAllDtypes) {
+        Case c;
+        c.shape = {1, 33, 1500, 1, 1, 64};
+        c.dtype = dtype;
+        c.mask = mask;
+        c.input_range = kNoise;
+        const uint64_t seed = flashsci::test::fresh_seed();
+        INFO("case: " << describe(c) << ", seed " << seed);
+        std::mt19937_64 rng(seed);
+        Tensors t(c, rng);
+        t.v.fill_random(rng, 1.0f);
+        const Shape& s = c.shape;
+        const double key_step = kTopScore / (effective_scale(c) * double(s.head_dim) * double(s.seqlen_k));
+        for (int64_t i = 0; i < s.seqlen_q; ++i)
+            for (int64_t d = 0; d < s.head_dim; ++d) {
+                const size_t e = t.lq.offset(0, i, 0) + size_t(d);
+                t.q.set(e, 1.0f + t.q.get(e));
+            }
+        for (int64_t j = 0; j < s.seqlen_k; ++j)
+            for (int64_t d = 0; d < s.head_dim; ++d) {
+                const size_t e = t.lk.offset(0, j, 0) + size_t(d);
+                t.k.set(e, float(key_step * double(j)) + t.k.get(e));
+            }
+        run_flashsci(c, t);
+        const Comparison r = compare(c, t);
+        const bool fp32 = dtype == FLASHSCI_DTYPE_FLOAT32;
+        INFO("max |O - ref| " << r.max_out_error << ", max |ref| " << r.max_out_reference << ", LSE error "
+                              << r.max_lse_error);
+        CHECK(r.unwritten == 0);
+        CHECK(r.max_out_error <= (fp32 ? kFp32Tolerance : kHalfTolerance) * r.max_out_reference);
+        CHECK(r.max_lse_error <= (fp32 ? kFp32LseTolerance : kHalfLseTolerance));
+    }
+}
+
 // With q = 0 both keys weigh the same, so O is the exact mean of two V rows; rows one unit in
 // the last place apart make that mean a tie between two representable values, which must
 // round to the even one (truncation or round-half-up would pass the tolerance checks above).

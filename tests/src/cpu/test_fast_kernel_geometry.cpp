@@ -39,15 +39,21 @@ void run(const Shape& s, flashsci_mask_t mask, const HostTensor& q, const HostTe
     f.block_rows = block_rows;
     f.group_rows = kGroupRows;
     f.tile_keys = kTileKeys;
+    f.micro_width = cpu::kAvx512Tile.width;
     f.scale = float(1.0 / std::sqrt(double(s.head_dim)));
     const int64_t ld = f.padded_dims;
-    std::vector<float> queries(static_cast<size_t>(block_rows * ld)), out(static_cast<size_t>(block_rows * ld)), row_sum(static_cast<size_t>(block_rows)),
-        query_norm2(static_cast<size_t>(block_rows)), keys(static_cast<size_t>(kTileKeys * s.head_dim)), values(static_cast<size_t>((kTileKeys + 1) * ld)),
-        key_norm2(static_cast<size_t>(kTileKeys)), scores(static_cast<size_t>(kGroupRows * kTileKeys)), correction(static_cast<size_t>(kGroupRows));
+    auto floats = [](int64_t n) { return std::vector<float>(static_cast<size_t>(n)); };
+    std::vector<float> queries = floats(block_rows * ld), out = floats(block_rows * ld), row_sum = floats(block_rows),
+                       query_norm2 = floats(block_rows), keys = floats(kTileKeys * s.head_dim),
+                       values = floats(kTileKeys * ld), key_rows = floats(f.micro_width * ld),
+                       key_norm2 = floats(kTileKeys), scores = floats(kGroupRows * kTileKeys),
+                       correction = floats(kGroupRows);
     std::vector<double> row_max(static_cast<size_t>(block_rows)), precise(static_cast<size_t>(kTileKeys));
-    const cpu::FastScratch w{queries.data(), out.data(), row_max.data(), row_sum.data(), query_norm2.data(),
-                             keys.data(), values.data(), key_norm2.data(), scores.data(), correction.data(),
-                             precise.data()};
+    cpu::FastScratch w{};
+    w.queries = queries.data(), w.out = out.data(), w.row_max = row_max.data(), w.row_sum = row_sum.data();
+    w.query_norm2 = query_norm2.data(), w.keys = keys.data(), w.values = values.data(), w.key_rows = key_rows.data();
+    w.key_norm2 = key_norm2.data(), w.scores = scores.data(), w.correction = correction.data();
+    w.precise = precise.data();
     const int64_t bytes = int64_t(dtype_bytes(q.dtype()));
     const int64_t diagonal = mask == FLASHSCI_MASK_CAUSAL ? 0
                              : mask == FLASHSCI_MASK_CAUSAL_BOTTOM_RIGHT ? s.seqlen_k - s.seqlen_q
