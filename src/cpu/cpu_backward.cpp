@@ -407,7 +407,7 @@ void backward_reference(const Problem& p, const Gradients& g) {
 
 // The fast paths' blocking: keys whose dK and dV are held at once, query rows per block of scores.
 constexpr int64_t kFastKeyBlock = 64;
-constexpr int64_t kFastQueryBlock = 128;
+constexpr int64_t kFastQueryBlock = 256;
 static_assert(kFastKeyBlock % kAvx2Tile.width == 0 && kFastKeyBlock % kAvx512Tile.width == 0 &&
                   kFastKeyBlock % kPortableTile.width == 0,
               "a key block is whole register tiles of columns");
@@ -429,10 +429,10 @@ class BackwardScratch {
 public:
     BackwardScratch(const Problem& p, const FastBackwardProblem& f) {
         const int64_t rows = p.heads_q / p.heads_kv * p.seqlen_q, ld = f.padded_dims, kb = f.key_block;
-        float** buffers[] = {&b_.queries, &b_.douts, &b_.dq, &b_.lse, &b_.row_terms, &b_.keys, &b_.keys_t,
-                             &b_.values_t, &b_.dk, &b_.dv, &b_.probs, &b_.grads};
-        const int64_t counts[] = {rows * ld, rows * ld, rows * ld, rows, rows, kb * ld, ld * kb, ld * kb, kb * ld,
-                                  kb * ld, f.query_block * kb, f.query_block * kb};
+        float** buffers[] = {&b_.queries, &b_.query_panels, &b_.douts, &b_.dout_panels, &b_.dq, &b_.lse,
+                             &b_.row_terms, &b_.keys, &b_.keys_t, &b_.values_t, &b_.dk, &b_.dv, &b_.probs, &b_.grads};
+        const int64_t counts[] = {rows * ld, rows * ld, rows * ld, rows * ld, rows * ld, rows, rows, kb * ld, ld * kb,
+                                  ld * kb, kb * ld, kb * ld, f.query_block * kb, f.query_block * kb};
         int64_t total = kAlignFloats;
         for (int64_t n : counts) total += round_up(n, kAlignFloats);
         floats_.resize(size_t(total));

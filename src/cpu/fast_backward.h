@@ -42,16 +42,20 @@ struct FastBackwardHead {
     int64_t alibi_offset;           // s -= slope·|i + alibi_offset - j|
 };
 
-// A thread's buffers (sizes for the longest sequence, group·seqlen_q rows).
+// A thread's buffers (sizes for the longest sequence, group·seqlen_q rows). The B operands of the products are in
+// panels of `width` (the micro-tile width) columns, each panel's rows contiguous: a register tile then reads one
+// block of memory, not a column of rows a power of two apart (which would share a few L1 sets).
 struct FastBackwardScratch {
-    float* queries;    // [group·len_q][padded_dims]
-    float* douts;      // [group·len_q][padded_dims]
+    float* queries;       // [group·len_q][padded_dims]
+    float* query_panels;  // [padded_dims / width][group·len_q][width]: Q again, for dK
+    float* douts;         // [group·len_q][padded_dims]
+    float* dout_panels;   // [padded_dims / width][group·len_q][width]: dO again, for dV
     float* dq;         // [group·len_q][padded_dims]: scale·dS·K so far
     float* lse;        // [group·len_q]
     float* row_terms;  // [group·len_q]: D = rowsum(dO∘O)
-    float* keys;       // [key_block][padded_dims]
-    float* keys_t;     // [padded_dims][key_block]: Kᵀ, keys past the block's end zero
-    float* values_t;   // [padded_dims][key_block]: Vᵀ
+    float* keys;       // [padded_dims / width][key_block][width]: K, for dQ; keys past the block's end zero
+    float* keys_t;     // [key_block / width][padded_dims][width]: Kᵀ, for S
+    float* values_t;   // [key_block / width][padded_dims][width]: Vᵀ, for dP
     float* dk;         // [key_block][padded_dims]
     float* dv;         // [key_block][padded_dims]
     float* probs;      // [query_block][key_block]: S, then P

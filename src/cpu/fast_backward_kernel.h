@@ -69,13 +69,17 @@ private:
     }
 
     // Q, dO, LSE and D = Σ_d dO·O (in fp64, rounded once) of every row of the group; dQ's sums start at zero.
+    // Q and dO both by rows and in panels of kWidth dims (fast_backward.h).
     void load_rows() {
+        const int64_t panel_rows = h_.group * h_.len_q;
         for (int64_t head = 0; head < h_.group; ++head)
             for (int64_t i = 0; i < h_.len_q; ++i) {
                 const int64_t r = head * h_.len_q + i;
                 convert_row(input(h_.q, head * h_.q_head_stride + i * h_.q_row_stride), w_.queries + r * ld_);
+                copy_to_panels(w_.queries + r * ld_, w_.query_panels + r * kWidth, panel_rows * kWidth);
                 const Stored* dout = input(h_.dout, head * h_.dout_head_stride + i * h_.dout_row_stride);
                 convert_row(dout, w_.douts + r * ld_);
+                copy_to_panels(w_.douts + r * ld_, w_.dout_panels + r * kWidth, panel_rows * kWidth);
                 const Stored* o = input(h_.o, head * h_.o_head_stride + i * h_.o_row_stride);
                 double d = 0.0;
                 for (int64_t c = 0; c < dims_; ++c) d += double(load_one(dout[c])) * double(load_one(o[c]));
@@ -83,6 +87,12 @@ private:
                 w_.lse[r] = h_.lse[head * h_.lse_head_stride + i];
                 for (int64_t c = 0; c < ld_; ++c) w_.dq[r * ld_ + c] = 0.0f;
             }
+    }
+
+    // A row of ld_ floats → kWidth floats into each panel, panels `panel_stride` floats apart.
+    void copy_to_panels(const float* row, float* panel, int64_t panel_stride) const {
+        for (int64_t c = 0; c < ld_; c += kWidth, panel += panel_stride)
+            for (int64_t e = 0; e < kWidth; e += kLanes) V::store(panel + e, V::load(row + c + e));
     }
 
     // C[r][0..kWidth) (+)= Σ_{t < depth} A(r, t)·B[t][0..kWidth) for ROWS rows, A(r, t) = a[r·a_row + t·a_depth].
@@ -122,34 +132,37 @@ private:
         }
     }
 
-    // C[rows][cols] (+)= A·B, A(r, t) = a[r·a_row + t·a_depth], B [depth][ldb]; cols a multiple of kWidth.
+    // C[rows][cols] (+)= A·B, A(r, t) = a[r·a_row + t·a_depth]; B in panels of kWidth columns, panel p at
+    // b + p·b_panel with rows ldb apart (by rows: b_panel = kWidth); cols a multiple of kWidth.
     static void gemm(int64_t rows, int64_t cols, int64_t depth, const float* a, int64_t a_row, int64_t a_depth,
-                     const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+                     const float* b, int64_t ldb, int64_t b_panel, float* c, int64_t ldc, bool accumulate) {
         for (int64_t col = 0; col < cols; col += kWidth) {
+            const float* b_col = b + col / kWidth * b_panel;
             int64_t r = 0;
             for (; r + kRows <= rows; r += kRows)
-                gemm_tile<kRows>(a + r * a_row, a_row, a_depth, b + col, ldb, depth, c + r * ldc + col, ldc, accumulate);
+                gemm_tile<kRows>(a + r * a_row, a_row, a_depth, b_col, ldb, depth, c + r * ldc + col, ldc, accumulate);
             if (r < rows)
-                gemm_tail<kRows - 1>(rows - r, a + r * a_row, a_row, a_depth, b + col, ldb, depth, c + r * ldc + col,
+                gemm_tail<kRows - 1>(rows - r, a + r * a_row, a_row, a_depth, b_col, ldb, depth, c + r * ldc + col,
                                      ldc, accumulate);
         }
     }
 
-    // K (rows and transposed) and Vᵀ of keys [first_key, first_key + keys); dK and dV start at zero.
+    // K and V of keys [first_key, first_key + keys) in panels (fast_backward.h), keys past the block's end zero;
+    // dK and dV start at zero.
     void load_keys(int64_t first_key, int64_t keys) {
-        float* v_row = w_.dv;  // a scratch row before dV's sums start
+        float* k_row = w_.dk;  // scratch rows before dK's and dV's sums start
+        float* v_row = w_.dv;
         for (int64_t j = 0; j < kb_; ++j) {
-            float* k_row = w_.keys + j * ld_;
             if (j < keys) {
                 convert_row(input(h_.k, (first_key + j) * h_.k_row_stride), k_row);
                 convert_row(input(h_.v, (first_key + j) * h_.v_row_stride), v_row);
             } else {
                 for (int64_t d = 0; d < ld_; ++d) k_row[d] = 0.0f, v_row[d] = 0.0f;
             }
-            for (int64_t d = 0; d < ld_; ++d) {
-                w_.keys_t[d * kb_ + j] = k_row[d];
-                w_.values_t[d * kb_ + j] = v_row[d];
-            }
+            copy_to_panels(k_row, w_.keys + j * kWidth, kb_ * kWidth);
+            float* k_t = w_.keys_t + (j / kWidth) * ld_ * kWidth + j % kWidth;
+            float* v_t = w_.values_t + (j / kWidth) * ld_ * kWidth + j % kWidth;
+            for (int64_t d = 0; d < ld_; ++d) k_t[d * kWidth] = k_row[d], v_t[d * kWidth] = v_row[d];
         }
         for (int64_t e = 0; e < kb_ * ld_; ++e) w_.dk[e] = 0.0f, w_.dv[e] = 0.0f;
     }
@@ -175,14 +188,15 @@ private:
         const int64_t r0 = head * h_.len_q + first_row;
         const float* q = w_.queries + r0 * ld_;
         const float* dout = w_.douts + r0 * ld_;
+        const int64_t row_panel = h_.group * h_.len_q * kWidth;
         // S = Q·Kᵀ, dP = dO·Vᵀ
-        gemm(rows, kb_, dims_, q, ld_, 1, w_.keys_t, kb_, w_.probs, kb_, false);
-        gemm(rows, kb_, dims_, dout, ld_, 1, w_.values_t, kb_, w_.grads, kb_, false);
+        gemm(rows, kb_, dims_, q, ld_, 1, w_.keys_t, kWidth, ld_ * kWidth, w_.probs, kb_, false);
+        gemm(rows, kb_, dims_, dout, ld_, 1, w_.values_t, kWidth, ld_ * kWidth, w_.grads, kb_, false);
         for (int64_t r = 0; r < rows; ++r) score_gradients(head, r0 + r, first_row + r, first_key, keys, r);
         // dV += Pᵀ·dO, dK += (scale·dS)ᵀ·Q, dQ += (scale·dS)·K
-        gemm(keys, ld_, rows, w_.probs, 1, kb_, dout, ld_, w_.dv, ld_, true);
-        gemm(keys, ld_, rows, w_.grads, 1, kb_, q, ld_, w_.dk, ld_, true);
-        gemm(rows, ld_, keys, w_.grads, kb_, 1, w_.keys, ld_, w_.dq + r0 * ld_, ld_, true);
+        gemm(keys, ld_, rows, w_.probs, 1, kb_, w_.dout_panels + r0 * kWidth, kWidth, row_panel, w_.dv, ld_, true);
+        gemm(keys, ld_, rows, w_.grads, 1, kb_, w_.query_panels + r0 * kWidth, kWidth, row_panel, w_.dk, ld_, true);
+        gemm(rows, ld_, keys, w_.grads, kb_, 1, w_.keys, kWidth, kb_ * kWidth, w_.dq + r0 * ld_, ld_, true);
     }
 
     // Row r of the block (buffer row `buffer_row`, sequence row `row`): S → P and dP → scale·dS over the keys it
