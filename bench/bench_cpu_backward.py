@@ -43,6 +43,8 @@ def parse_args():
     p.add_argument("--seqlens", type=int_list, default=[512, 2048])
     p.add_argument("--causal", type=int_list, default=[0, 1])
     p.add_argument("--threads", type=int_list, default=None, help="thread counts (default: 1 and all cores)")
+    p.add_argument("--heads-kv", type=int, default=HEADS,
+                   help=f"kv heads (default {HEADS}: multi-head; fewer: grouped, 1: multi-query, SDPA's enable_gqa)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of each, alternating (median reported)")
     p.add_argument("--min-seconds", type=float, default=0.3, help="a timed run loops until it lasts this long")
     return p.parse_args()
@@ -58,15 +60,18 @@ def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
     os.environ["FLASHSCI_NUM_THREADS"] = str(threads)
     dtype = DTYPES[dtype_name]
     gen = torch.Generator().manual_seed(seqlen * 1000 + head_dim * 10 + causal)
-    q, k, v, dout = (torch.randn(BATCH, seqlen, HEADS, head_dim, generator=gen).to(dtype) for _ in range(4))
+    heads_kv = args.heads_kv
+    q, k, v, dout = (torch.randn(BATCH, seqlen, heads, head_dim, generator=gen).to(dtype)
+                     for heads in (HEADS, heads_kv, heads_kv, HEADS))
+    gqa = {"enable_gqa": True} if heads_kv != HEADS else {}
 
     # flashsci: forward for O and LSE, then the timed backward.
-    plan = flashsci.Plan("cpu").set_shape(BATCH, seqlen, seqlen, HEADS, HEADS, head_dim)
+    plan = flashsci.Plan("cpu").set_shape(BATCH, seqlen, seqlen, HEADS, heads_kv, head_dim)
     plan.set_dtype(FLASHSCI_DTYPES[dtype_name]).set_mask("causal" if causal else "none")
     out = torch.empty_like(q)
     lse = torch.empty(BATCH, HEADS, seqlen, dtype=torch.float32)
     plan.forward(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse.data_ptr())
-    dq, dk, dv = (torch.empty_like(q) for _ in range(3))
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     pointers = [t.data_ptr() for t in (q, k, v, out, dout, lse, dq, dk, dv)]
 
     def run_flashsci():
@@ -74,7 +79,7 @@ def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
 
     # torch: one SDPA forward kept for its backward.
     leaves = [t.transpose(1, 2).detach().requires_grad_() for t in (q, k, v)]
-    torch_out = F.scaled_dot_product_attention(*leaves, is_causal=bool(causal))
+    torch_out = F.scaled_dot_product_attention(*leaves, is_causal=bool(causal), **gqa)
     torch_dout = dout.transpose(1, 2)
 
     def run_torch():
@@ -83,7 +88,7 @@ def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
     theirs_grads = [g.transpose(1, 2) for g in run_torch()]
     run_flashsci()
     exact_leaves = [t.transpose(1, 2).double().requires_grad_() for t in (q, k, v)]
-    exact_out = F.scaled_dot_product_attention(*exact_leaves, is_causal=bool(causal))
+    exact_out = F.scaled_dot_product_attention(*exact_leaves, is_causal=bool(causal), **gqa)
     exact = [g.transpose(1, 2) for g in torch.autograd.grad(exact_out, exact_leaves, torch_dout.double())]
     errors = gradient_error((dq, dk, dv), exact), gradient_error(theirs_grads, exact)
 
@@ -109,7 +114,7 @@ def main():
     print("# backward only; flashsci and torch columns: GFLOP/s; ratio = flashsci/torch; fs-fp64, tc-fp64 = max over "
           "dQ, dK, dV of max |g - g_fp64| / max |g_fp64| against fp64 autograd on the same inputs")
     print(f"# load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (other processes share these cores)")
-    print(f"# batch {BATCH}, heads {HEADS}; GFLOP/s = 2.5·4·b·h·s²·d (halved causal) / median wall time "
+    print(f"# batch {BATCH}, heads {HEADS} (kv heads {args.heads_kv}); GFLOP/s = 2.5·4·b·h·s²·d (halved causal) / median wall time "
           f"of {args.repeats} alternating runs of >= {args.min_seconds} s each")
     header = f"{'dtype':5} {'hd':>4} {'seqlen':>6} {'causal':>6} {'threads':>7} {'kernel':>20} " \
              f"{'flashsci':>9} {'torch':>9} {'ratio':>6} {'fs-fp64':>9} {'tc-fp64':>9}"

@@ -1,5 +1,6 @@
-// The CPU backward's driver: the fast paths (fast_backward_kernel.h) get one work item per (sequence, kv head); the
-// reference path, below, runs in two passes, each output element with a single writer, so no locks and a fixed order of sums:
+// The CPU backward's driver: the fast paths (fast_backward_kernel.h) get one work item per (sequence, kv head), or,
+// when those are too few for the threads, dQ items of (sequence, query head, rows) and dK/dV items of (sequence, kv
+// head, keys), which give the same bits; the reference path, below, runs in two passes, each output element with a single writer, so no locks and a fixed order of sums:
 // - pass 1, over (sequence, query head, block of query rows): D = rowsum(dO∘O) of its rows, then dQ walking the keys
 //   the rows see, a tile at a time;
 // - pass 2, over (sequence, kv head, block of keys): dK and dV, walking the query heads of the group and, for each,
@@ -408,6 +409,13 @@ void backward_reference(const Problem& p, const Gradients& g) {
 // The fast paths' blocking: keys whose dK and dV are held at once, query rows per block of scores.
 constexpr int64_t kFastKeyBlock = 64;
 constexpr int64_t kFastQueryBlock = 256;
+// Split items: rows per dQ item, key blocks per dK/dV item. Each converts what it reads once, for this much work.
+constexpr int64_t kSplitRows = 256;
+constexpr int64_t kSplitKeyBlocks = 4;
+// A whole item computes 5 products, its split items 7 (S and dP twice): split while whole items would leave more
+// than this share of the threads idle.
+constexpr int64_t kWholeProducts = 5;
+constexpr int64_t kSplitProducts = 7;
 static_assert(kFastKeyBlock % kAvx2Tile.width == 0 && kFastKeyBlock % kAvx512Tile.width == 0 &&
                   kFastKeyBlock % kPortableTile.width == 0,
               "a key block is whole register tiles of columns");
@@ -486,6 +494,52 @@ FastBackwardHead head_of(const Problem& p, const Gradients& g, int64_t batch, in
     return h;
 }
 
+struct BackwardItem {
+    int64_t batch, kv_head;
+    FastBackwardPart part;
+    int64_t cost;  // ~ query-key pairs times products
+};
+
+// Whole items, one per (sequence, kv head), or, with `split`, the dQ items of every query head and the dK/dV items,
+// longest first.
+std::vector<BackwardItem> backward_items(const Problem& p, bool split) {
+    const int64_t group = p.heads_q / p.heads_kv;
+    std::vector<BackwardItem> items;
+    for (int64_t b = 0; b < p.batch; ++b) {
+        const kernels::Sequence seq = kernels::sequence(p, b);
+        const kernels::KeyBand band = kernels::key_band(p, seq.len_q, seq.len_k);
+        // Rows that see some key of [first, end), and the keys rows [first, end) see.
+        const auto rows_seeing = [&](int64_t first, int64_t end) {
+            return std::make_pair(std::max<int64_t>(0, first - band.last), std::min(seq.len_q, end - band.first));
+        };
+        const auto keys_seen = [&](int64_t first, int64_t end) {
+            return std::make_pair(std::max<int64_t>(0, first + band.first), std::min(seq.len_k, end + band.last));
+        };
+        for (int64_t kv = 0; kv < p.heads_kv; ++kv) {
+            if (!split) {
+                items.push_back({b, kv, {true, true, 0, 0, seq.len_q, 0, seq.len_k}, 0});
+                continue;
+            }
+            for (int64_t head = 0; head < group; ++head)
+                for (int64_t first = 0; first < seq.len_q; first += kSplitRows) {
+                    const int64_t end = std::min(seq.len_q, first + kSplitRows);
+                    const auto keys = keys_seen(first, end);
+                    const int64_t cost = (end - first) * std::max<int64_t>(0, keys.second - keys.first) * 3;
+                    items.push_back({b, kv, {true, false, head, first, end, 0, seq.len_k}, cost});
+                }
+            const int64_t span = kSplitKeyBlocks * kFastKeyBlock;
+            for (int64_t first = 0; first < seq.len_k; first += span) {
+                const int64_t end = std::min(seq.len_k, first + span);
+                const auto rows = rows_seeing(first, end);
+                const int64_t cost = group * std::max<int64_t>(0, rows.second - rows.first) * (end - first) * 4;
+                items.push_back({b, kv, {false, true, 0, rows.first, rows.second, first, end}, cost});
+            }
+        }
+    }
+    std::stable_sort(items.begin(), items.end(), [](const BackwardItem& a, const BackwardItem& b) { return a.cost > b.cost; });
+    return items;
+}
+
 void backward_fast(const Problem& p, const Gradients& g, Isa isa) {
     const MicroTile tile = micro_tile(isa);
     FastBackwardProblem f{};
@@ -496,10 +550,16 @@ void backward_fast(const Problem& p, const Gradients& g, Isa isa) {
     f.query_block = kFastQueryBlock;
     f.scale = p.scale;
     f.softcap = p.softcap;
-    const FastBackwardFunction run_head = backward_function(isa);
-    run_parallel(p.batch * p.heads_kv, thread_count(), [&](const auto& next) {
+    const FastBackwardFunction run_item = backward_function(isa);
+    const int64_t threads = thread_count();
+    const bool split = p.batch * p.heads_kv * kSplitProducts < threads * kWholeProducts;
+    const std::vector<BackwardItem> items = backward_items(p, split);
+    run_parallel(int64_t(items.size()), threads, [&](const auto& next) {
         const BackwardScratch scratch(p, f);
-        for (int64_t item; next(item);) run_head(f, head_of(p, g, item / p.heads_kv, item % p.heads_kv), scratch.buffers());
+        for (int64_t n; next(n);) {
+            const BackwardItem& item = items[size_t(n)];
+            run_item(f, head_of(p, g, item.batch, item.kv_head), item.part, scratch.buffers());
+        }
     });
 }
 

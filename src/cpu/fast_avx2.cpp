@@ -14,8 +14,9 @@ void fast_block_avx2(const FastProblem& p, const FastBlock& b, const FastScratch
     run_fast_block<simd::Avx2>(p, b, w);
 }
 
-void fast_backward_avx2(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w) {
-    run_fast_backward<simd::Avx2>(p, h, w);
+void fast_backward_avx2(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardPart& part,
+                        const FastBackwardScratch& w) {
+    run_fast_backward<simd::Avx2>(p, h, part, w);
 }
 
 }  // namespace flashsci::cpu

@@ -14,8 +14,9 @@ void fast_block_avx512(const FastProblem& p, const FastBlock& b, const FastScrat
     run_fast_block<simd::Avx512>(p, b, w);
 }
 
-void fast_backward_avx512(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w) {
-    run_fast_backward<simd::Avx512>(p, h, w);
+void fast_backward_avx512(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardPart& part,
+                          const FastBackwardScratch& w) {
+    run_fast_backward<simd::Avx512>(p, h, part, w);
 }
 
 }  // namespace flashsci::cpu

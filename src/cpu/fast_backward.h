@@ -42,6 +42,16 @@ struct FastBackwardHead {
     int64_t alibi_offset;           // s -= slope·|i + alibi_offset - j|
 };
 
+// Which part of the head's gradients an item computes: a whole head is {dq, dkv, head 0, all rows, all keys}; a dQ
+// item one query head of the group and a range of rows; a dK/dV item every head and row, and a range of keys (whole
+// key blocks).
+struct FastBackwardPart {
+    bool dq, dkv;
+    int64_t head;                 // the first query head of the group it covers: all from there with dkv, else one
+    int64_t first_row, end_row;  // rows [first_row, end_row) of the sequence
+    int64_t first_key, end_key;  // keys [first_key, end_key), first_key a multiple of key_block
+};
+
 // A thread's buffers (sizes for the longest sequence, group·seqlen_q rows). The B operands of the products are in
 // panels of `width` (the micro-tile width) columns, each panel's rows contiguous: a register tile then reads one
 // block of memory, not a column of rows a power of two apart (which would share a few L1 sets).
@@ -63,11 +73,15 @@ struct FastBackwardScratch {
 };
 
 // Runs one work item. Defined once per instruction set, in files built for it (fast_*.cpp).
-using FastBackwardFunction = void (*)(const FastBackwardProblem&, const FastBackwardHead&, const FastBackwardScratch&);
-void fast_backward_portable(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w);
+using FastBackwardFunction = void (*)(const FastBackwardProblem&, const FastBackwardHead&, const FastBackwardPart&,
+                                     const FastBackwardScratch&);
+void fast_backward_portable(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardPart& part,
+                            const FastBackwardScratch& w);
 #if defined(FLASHSCI_CPU_X86)
-void fast_backward_avx2(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w);
-void fast_backward_avx512(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w);
+void fast_backward_avx2(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardPart& part,
+                        const FastBackwardScratch& w);
+void fast_backward_avx512(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardPart& part,
+                          const FastBackwardScratch& w);
 #endif
 
 }  // namespace flashsci::cpu

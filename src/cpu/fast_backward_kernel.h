@@ -1,11 +1,16 @@
 // The blocked fast backward of the CPU backend, written once over a vector type V (simd_*.h) and built once per
-// instruction set (fast_*.cpp), accumulating in fp32. One work item owns one kv head of one sequence and the query
-// heads of its group, so each of its dQ, dK and dV elements has this one writer and a fixed order of sums. It
+// instruction set (fast_*.cpp), accumulating in fp32. A whole work item owns one kv head of one sequence and the
+// query heads of its group, so each of its dQ, dK and dV elements has this one writer and a fixed order of sums. It
 // converts Q, dO, the LSE and D = rowsum(dO∘O) of the group's rows once, then walks the keys a block at a time
 // and, for each query head, the blocks of rows that see the key block:
 //   S = Q·Kᵀ,  dP = dO·Vᵀ                 register tiles of rows × width, over head_dim
 //   P = exp(scale·S - LSE),  dS = P∘(dP - D)   (softcap: times 1 - tanh²; ALiBi: minus the bias inside exp)
 //   dV += Pᵀ·dO,  dK += scale·dSᵀ·Q,  dQ += scale·dS·K
+// Where those items are fewer than the threads, the driver splits each into dQ items (one query head, a range of
+// rows: S, dP, dS and dQ) and dK/dV items (a range of key blocks: S, dP, dS, dK and dV), 7 products instead of 5.
+// Each gradient element is then the same sums in the same order (a row's dQ over the key blocks in order, a key's
+// dK and dV over the heads and rows in order; every product's element is one chain of FMAs over its depth), so
+// whole and split items give the same bits.
 // Everything here has internal linkage and calls only intrinsics and builtins (see fast_block.h).
 #pragma once
 
@@ -33,12 +38,17 @@ public:
     FastBackward(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w)
         : p_(p), h_(h), w_(w), dims_(p.head_dim), ld_(p.padded_dims), kb_(p.key_block), qb_(p.query_block) {}
 
-    void run() {
-        load_rows();
-        for (int64_t first_key = 0; first_key < h_.len_k; first_key += kb_) run_key_block(first_key);
-        for (int64_t head = 0; head < h_.group; ++head)
-            for (int64_t i = 0; i < h_.len_q; ++i)
-                store_row(w_.dq + (head * h_.len_q + i) * ld_, output(h_.dq, head * h_.dq_head_stride + i * h_.dq_row_stride));
+    void run(const FastBackwardPart& part) {
+        const int64_t head_end = part.dkv ? h_.group : part.head + 1;
+        load_rows(part.head, head_end, part.first_row, part.end_row);
+        const int64_t end_key = min_of(h_.len_k, part.end_key);
+        for (int64_t first_key = part.first_key; first_key < end_key; first_key += kb_)
+            run_key_block(part, head_end, first_key);
+        if (part.dq)
+            for (int64_t head = part.head; head < head_end; ++head)
+                for (int64_t i = part.first_row; i < min_of(h_.len_q, part.end_row); ++i)
+                    store_row(w_.dq + (head * h_.len_q + i) * ld_,
+                              output(h_.dq, head * h_.dq_head_stride + i * h_.dq_row_stride));
     }
 
 private:
@@ -68,12 +78,13 @@ private:
         }
     }
 
-    // Q, dO, LSE and D = Σ_d dO·O (in fp64, rounded once) of every row of the group; dQ's sums start at zero.
-    // Q and dO both by rows and in panels of kWidth dims (fast_backward.h).
-    void load_rows() {
+    // Q, dO, LSE and D = Σ_d dO·O (in fp64, rounded once) of rows [first_row, end_row) of query heads
+    // [first_head, end_head) of the group; dQ's sums start at zero. Q and dO both by rows and in panels of kWidth
+    // dims (fast_backward.h).
+    void load_rows(int64_t first_head, int64_t end_head, int64_t first_row, int64_t end_row) {
         const int64_t panel_rows = h_.group * h_.len_q;
-        for (int64_t head = 0; head < h_.group; ++head)
-            for (int64_t i = 0; i < h_.len_q; ++i) {
+        for (int64_t head = first_head; head < end_head; ++head)
+            for (int64_t i = max_of(0, first_row); i < min_of(h_.len_q, end_row); ++i) {
                 const int64_t r = head * h_.len_q + i;
                 convert_row(input(h_.q, head * h_.q_head_stride + i * h_.q_row_stride), w_.queries + r * ld_);
                 copy_to_panels(w_.queries + r * ld_, w_.query_panels + r * kWidth, panel_rows * kWidth);
@@ -167,24 +178,28 @@ private:
         for (int64_t e = 0; e < kb_ * ld_; ++e) w_.dk[e] = 0.0f, w_.dv[e] = 0.0f;
     }
 
-    void run_key_block(int64_t first_key) {
+    // The key block at first_key against the part's rows of query heads [part.head, head_end).
+    void run_key_block(const FastBackwardPart& part, int64_t head_end, int64_t first_key) {
         const int64_t keys = min_of(kb_, h_.len_k - first_key);
         // Rows i that see a key of the block: i + band_first <= last key and i + band_last >= first key.
-        const int64_t first_row = max_of(0, first_key - h_.band_last);
-        const int64_t end_row = min_of(h_.len_q, first_key + keys - h_.band_first);
+        const int64_t first_row = max_of(part.first_row, first_key - h_.band_last);
+        const int64_t end_row = min_of(min_of(h_.len_q, part.end_row), first_key + keys - h_.band_first);
+        if (!part.dkv && first_row >= end_row) return;
         load_keys(first_key, keys);
         if (first_row < end_row)
-            for (int64_t head = 0; head < h_.group; ++head)
+            for (int64_t head = part.head; head < head_end; ++head)
                 for (int64_t row = first_row; row < end_row; row += qb_)
-                    run_query_block(head, row, min_of(qb_, end_row - row), first_key, keys);
+                    run_query_block(part, head, row, min_of(qb_, end_row - row), first_key, keys);
         // Every key of the block, 0 where no row saw it.
-        for (int64_t j = 0; j < keys; ++j) {
-            store_row(w_.dk + j * ld_, output(h_.dk, (first_key + j) * h_.dk_row_stride));
-            store_row(w_.dv + j * ld_, output(h_.dv, (first_key + j) * h_.dv_row_stride));
-        }
+        if (part.dkv)
+            for (int64_t j = 0; j < keys; ++j) {
+                store_row(w_.dk + j * ld_, output(h_.dk, (first_key + j) * h_.dk_row_stride));
+                store_row(w_.dv + j * ld_, output(h_.dv, (first_key + j) * h_.dv_row_stride));
+            }
     }
 
-    void run_query_block(int64_t head, int64_t first_row, int64_t rows, int64_t first_key, int64_t keys) {
+    void run_query_block(const FastBackwardPart& part, int64_t head, int64_t first_row, int64_t rows, int64_t first_key,
+                         int64_t keys) {
         const int64_t r0 = head * h_.len_q + first_row;
         const float* q = w_.queries + r0 * ld_;
         const float* dout = w_.douts + r0 * ld_;
@@ -194,9 +209,12 @@ private:
         gemm(rows, kb_, dims_, dout, ld_, 1, w_.values_t, kWidth, ld_ * kWidth, w_.grads, kb_, false);
         for (int64_t r = 0; r < rows; ++r) score_gradients(head, r0 + r, first_row + r, first_key, keys, r);
         // dV += Pᵀ·dO, dK += (scale·dS)ᵀ·Q, dQ += (scale·dS)·K
-        gemm(keys, ld_, rows, w_.probs, 1, kb_, w_.dout_panels + r0 * kWidth, kWidth, row_panel, w_.dv, ld_, true);
-        gemm(keys, ld_, rows, w_.grads, 1, kb_, w_.query_panels + r0 * kWidth, kWidth, row_panel, w_.dk, ld_, true);
-        gemm(rows, ld_, keys, w_.grads, kb_, 1, w_.keys, kWidth, kb_ * kWidth, w_.dq + r0 * ld_, ld_, true);
+        if (part.dkv) {
+            gemm(keys, ld_, rows, w_.probs, 1, kb_, w_.dout_panels + r0 * kWidth, kWidth, row_panel, w_.dv, ld_, true);
+            gemm(keys, ld_, rows, w_.grads, 1, kb_, w_.query_panels + r0 * kWidth, kWidth, row_panel, w_.dk, ld_, true);
+        }
+        if (part.dq)
+            gemm(rows, ld_, keys, w_.grads, kb_, 1, w_.keys, kWidth, kb_ * kWidth, w_.dq + r0 * ld_, ld_, true);
     }
 
     // Row r of the block (buffer row `buffer_row`, sequence row `row`): S → P and dP → scale·dS over the keys it
@@ -248,11 +266,12 @@ private:
 
 // One work item on vector type V.
 template <class V>
-void run_fast_backward(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w) {
+void run_fast_backward(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardPart& part,
+                       const FastBackwardScratch& w) {
     switch (p.element) {
-        case Element::f16: return FastBackward<V, Element::f16>(p, h, w).run();
-        case Element::bf16: return FastBackward<V, Element::bf16>(p, h, w).run();
-        case Element::f32: return FastBackward<V, Element::f32>(p, h, w).run();
+        case Element::f16: return FastBackward<V, Element::f16>(p, h, w).run(part);
+        case Element::bf16: return FastBackward<V, Element::bf16>(p, h, w).run(part);
+        case Element::f32: return FastBackward<V, Element::f32>(p, h, w).run(part);
     }
 }
 

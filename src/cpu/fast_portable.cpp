@@ -12,8 +12,9 @@ void fast_block_portable(const FastProblem& p, const FastBlock& b, const FastScr
     run_fast_block<simd::Portable>(p, b, w);
 }
 
-void fast_backward_portable(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardScratch& w) {
-    run_fast_backward<simd::Portable>(p, h, w);
+void fast_backward_portable(const FastBackwardProblem& p, const FastBackwardHead& h, const FastBackwardPart& part,
+                            const FastBackwardScratch& w) {
+    run_fast_backward<simd::Portable>(p, h, part, w);
 }
 
 }  // namespace flashsci::cpu
