@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "cpu/cpu_threads.h"
@@ -416,6 +417,9 @@ constexpr int64_t kSplitKeyBlocks = 4;
 // than this share of the threads idle.
 constexpr int64_t kWholeProducts = 5;
 constexpr int64_t kSplitProducts = 7;
+// With grouped or multi-query heads, each query head is its own item, its dK and dV summed in fp32 apart and then
+// over the group in head order, unless those sums would take more memory than this.
+constexpr int64_t kMaxHeadSumBytes = int64_t(1) << 30;
 static_assert(kFastKeyBlock % kAvx2Tile.width == 0 && kFastKeyBlock % kAvx512Tile.width == 0 &&
                   kFastKeyBlock % kPortableTile.width == 0,
               "a key block is whole register tiles of columns");
@@ -500,44 +504,99 @@ struct BackwardItem {
     int64_t cost;  // ~ query-key pairs times products
 };
 
-// Whole items, one per (sequence, kv head), or, with `split`, the dQ items of every query head and the dK/dV items,
-// longest first.
-std::vector<BackwardItem> backward_items(const Problem& p, bool split) {
+// Per query head, the fp32 dK and dV sums of every key: [heads_q][key rows][padded_dims], key rows those of the
+// packed k (varlen) or batch·seqlen_k.
+class HeadSums {
+public:
+    HeadSums(const Problem& p, int64_t padded_dims)
+        : p_(p), ld_(padded_dims), key_rows_(p.varlen ? p.total_k : p.batch * p.seqlen_k) {}
+    static int64_t bytes(const Problem& p, int64_t padded_dims) {
+        return 2 * p.heads_q * (p.varlen ? p.total_k : p.batch * p.seqlen_k) * padded_dims * int64_t(sizeof(float));
+    }
+    void allocate() { sums_.resize(size_t(2 * p_.heads_q * key_rows_ * ld_)); }
+    // Key 0 of sequence b's sums for query head h.
+    float* dk(int64_t b, int64_t h) { return sums_.data() + (h * key_rows_ + key_row(b)) * ld_; }
+    float* dv(int64_t b, int64_t h) { return dk(b, h) + p_.heads_q * key_rows_ * ld_; }
+
+private:
+    int64_t key_row(int64_t b) const { return p_.varlen ? kernels::sequence(p_, b).k_start : b * p_.seqlen_k; }
+    const Problem& p_;
+    const int64_t ld_, key_rows_;
+    std::vector<float> sums_;
+};
+
+// The items: per kv head (its query heads in turn) or, with sums, per query head; whole or, with `split`, dQ items
+// of rows and dK/dV items of keys; longest first.
+std::vector<BackwardItem> backward_items(const Problem& p, bool split, HeadSums* sums) {
     const int64_t group = p.heads_q / p.heads_kv;
+    const int64_t heads_per_unit = sums ? 1 : group;
     std::vector<BackwardItem> items;
     for (int64_t b = 0; b < p.batch; ++b) {
         const kernels::Sequence seq = kernels::sequence(p, b);
         const kernels::KeyBand band = kernels::key_band(p, seq.len_q, seq.len_k);
-        // Rows that see some key of [first, end), and the keys rows [first, end) see.
-        const auto rows_seeing = [&](int64_t first, int64_t end) {
+        const auto rows_seeing = [&](int64_t first, int64_t end) {  // rows that see some key of [first, end)
             return std::make_pair(std::max<int64_t>(0, first - band.last), std::min(seq.len_q, end - band.first));
         };
-        const auto keys_seen = [&](int64_t first, int64_t end) {
+        const auto keys_seen = [&](int64_t first, int64_t end) {  // keys some row of [first, end) sees
             return std::make_pair(std::max<int64_t>(0, first + band.first), std::min(seq.len_k, end + band.last));
         };
-        for (int64_t kv = 0; kv < p.heads_kv; ++kv) {
-            if (!split) {
-                items.push_back({b, kv, {true, true, 0, 0, seq.len_q, 0, seq.len_k}, 0});
-                continue;
-            }
-            for (int64_t head = 0; head < group; ++head)
-                for (int64_t first = 0; first < seq.len_q; first += kSplitRows) {
-                    const int64_t end = std::min(seq.len_q, first + kSplitRows);
-                    const auto keys = keys_seen(first, end);
-                    const int64_t cost = (end - first) * std::max<int64_t>(0, keys.second - keys.first) * 3;
-                    items.push_back({b, kv, {true, false, head, first, end, 0, seq.len_k}, cost});
+        for (int64_t kv = 0; kv < p.heads_kv; ++kv)
+            for (int64_t first_head = 0; first_head < group; first_head += heads_per_unit) {
+                const int64_t end_head = first_head + heads_per_unit;
+                float* dk_sums = sums ? sums->dk(b, kv * group + first_head) : nullptr;
+                float* dv_sums = sums ? sums->dv(b, kv * group + first_head) : nullptr;
+                if (!split) {
+                    const int64_t cost = heads_per_unit * seq.len_q * seq.len_k * kWholeProducts;
+                    items.push_back({b, kv, {true, true, first_head, end_head, 0, seq.len_q, 0, seq.len_k, dk_sums,
+                                             dv_sums}, cost});
+                    continue;
                 }
-            const int64_t span = kSplitKeyBlocks * kFastKeyBlock;
-            for (int64_t first = 0; first < seq.len_k; first += span) {
-                const int64_t end = std::min(seq.len_k, first + span);
-                const auto rows = rows_seeing(first, end);
-                const int64_t cost = group * std::max<int64_t>(0, rows.second - rows.first) * (end - first) * 4;
-                items.push_back({b, kv, {false, true, 0, rows.first, rows.second, first, end}, cost});
+                for (int64_t head = first_head; head < end_head; ++head)
+                    for (int64_t first = 0; first < seq.len_q; first += kSplitRows) {
+                        const int64_t end = std::min(seq.len_q, first + kSplitRows);
+                        const auto keys = keys_seen(first, end);
+                        const int64_t cost = (end - first) * std::max<int64_t>(0, keys.second - keys.first) * 3;
+                        items.push_back({b, kv, {true, false, head, head + 1, first, end, 0, seq.len_k, nullptr,
+                                                 nullptr}, cost});
+                    }
+                const int64_t span = kSplitKeyBlocks * kFastKeyBlock;
+                for (int64_t first = 0; first < seq.len_k; first += span) {
+                    const int64_t end = std::min(seq.len_k, first + span);
+                    const auto rows = rows_seeing(first, end);
+                    const int64_t cost = heads_per_unit * std::max<int64_t>(0, rows.second - rows.first) * (end - first) * 4;
+                    items.push_back({b, kv, {false, true, first_head, end_head, rows.first, rows.second, first, end,
+                                             dk_sums, dv_sums}, cost});
+                }
             }
-        }
     }
     std::stable_sort(items.begin(), items.end(), [](const BackwardItem& a, const BackwardItem& b) { return a.cost > b.cost; });
     return items;
+}
+
+// dK and dV of every (sequence, kv head) = the sums of its query heads, added in head order, rounded once.
+template <Element E>
+void store_head_sums(const Problem& p, const Gradients& g, HeadSums& sums, int64_t padded_dims, int64_t threads) {
+    using Stored = typename Format<E>::Stored;
+    const int64_t group = p.heads_q / p.heads_kv, span = kSplitKeyBlocks * kFastKeyBlock;
+    const int64_t chunks = blocks(p.seqlen_k, span);
+    run_parallel(p.batch * p.heads_kv * chunks, threads, [&](const auto& next) {
+        std::vector<float> total(static_cast<size_t>(padded_dims));
+        for (int64_t item; next(item);) {
+            const int64_t b = item / chunks / p.heads_kv, kv = item / chunks % p.heads_kv;
+            const kernels::Sequence seq = kernels::sequence(p, b);
+            const FastBackwardHead h = head_of(p, g, b, kv);
+            for (int64_t j = item % chunks * span; j < std::min(seq.len_k, (item % chunks + 1) * span); ++j)
+                for (const bool values : {false, true}) {
+                    std::fill(total.begin(), total.end(), 0.0f);
+                    for (int64_t head = kv * group; head < (kv + 1) * group; ++head) {
+                        const float* row = (values ? sums.dv(b, head) : sums.dk(b, head)) + j * padded_dims;
+                        for (int64_t d = 0; d < padded_dims; ++d) total[size_t(d)] += row[d];
+                    }
+                    Stored* out = static_cast<Stored*>(values ? h.dv : h.dk) + j * (values ? h.dv_row_stride : h.dk_row_stride);
+                    for (int64_t d = 0; d < p.head_dim; ++d) out[d] = Format<E>::store(total[size_t(d)]);
+                }
+        }
+    });
 }
 
 void backward_fast(const Problem& p, const Gradients& g, Isa isa) {
@@ -552,8 +611,13 @@ void backward_fast(const Problem& p, const Gradients& g, Isa isa) {
     f.softcap = p.softcap;
     const FastBackwardFunction run_item = backward_function(isa);
     const int64_t threads = thread_count();
-    const bool split = p.batch * p.heads_kv * kSplitProducts < threads * kWholeProducts;
-    const std::vector<BackwardItem> items = backward_items(p, split);
+    // Both choices depend on the shape only, so that the sums, and the bits, do not depend on the threads.
+    const bool per_head = p.heads_q > p.heads_kv && HeadSums::bytes(p, f.padded_dims) <= kMaxHeadSumBytes;
+    const int64_t units = p.batch * (per_head ? p.heads_q : p.heads_kv);
+    const bool split = units * kSplitProducts < threads * kWholeProducts;
+    HeadSums sums(p, f.padded_dims);
+    if (per_head) sums.allocate();
+    const std::vector<BackwardItem> items = backward_items(p, split, per_head ? &sums : nullptr);
     run_parallel(int64_t(items.size()), threads, [&](const auto& next) {
         const BackwardScratch scratch(p, f);
         for (int64_t n; next(n);) {
@@ -561,6 +625,12 @@ void backward_fast(const Problem& p, const Gradients& g, Isa isa) {
             run_item(f, head_of(p, g, item.batch, item.kv_head), item.part, scratch.buffers());
         }
     });
+    if (!per_head) return;
+    switch (p.element) {
+        case Element::f16: return store_head_sums<Element::f16>(p, g, sums, f.padded_dims, threads);
+        case Element::bf16: return store_head_sums<Element::bf16>(p, g, sums, f.padded_dims, threads);
+        case Element::f32: return store_head_sums<Element::f32>(p, g, sums, f.padded_dims, threads);
+    }
 }
 
 }  // namespace

@@ -42,14 +42,17 @@ struct FastBackwardHead {
     int64_t alibi_offset;           // s -= slope·|i + alibi_offset - j|
 };
 
-// Which part of the head's gradients an item computes: a whole head is {dq, dkv, head 0, all rows, all keys}; a dQ
-// item one query head of the group and a range of rows; a dK/dV item every head and row, and a range of keys (whole
-// key blocks).
+// Which part of a head's gradients an item computes: dQ, dK and dV, or some of them, over query heads
+// [first_head, end_head) of the group (dK and dV sum over them), rows [first_row, end_row) and keys
+// [first_key, end_key) of the sequence. dK and dV go rounded into their tensors or, with dk_sums, in fp32 into
+// dk_sums and dv_sums ([len_k][padded_dims], key 0 of the sequence), for the driver to sum over the group's heads.
 struct FastBackwardPart {
     bool dq, dkv;
-    int64_t head;                 // the first query head of the group it covers: all from there with dkv, else one
-    int64_t first_row, end_row;  // rows [first_row, end_row) of the sequence
-    int64_t first_key, end_key;  // keys [first_key, end_key), first_key a multiple of key_block
+    int64_t first_head, end_head;
+    int64_t first_row, end_row;
+    int64_t first_key, end_key;  // first_key a multiple of key_block
+    float* dk_sums;
+    float* dv_sums;
 };
 
 // A thread's buffers (sizes for the longest sequence, group·seqlen_q rows). The B operands of the products are in

@@ -39,13 +39,11 @@ public:
         : p_(p), h_(h), w_(w), dims_(p.head_dim), ld_(p.padded_dims), kb_(p.key_block), qb_(p.query_block) {}
 
     void run(const FastBackwardPart& part) {
-        const int64_t head_end = part.dkv ? h_.group : part.head + 1;
-        load_rows(part.head, head_end, part.first_row, part.end_row);
+        load_rows(part.first_head, part.end_head, part.first_row, part.end_row);
         const int64_t end_key = min_of(h_.len_k, part.end_key);
-        for (int64_t first_key = part.first_key; first_key < end_key; first_key += kb_)
-            run_key_block(part, head_end, first_key);
+        for (int64_t first_key = part.first_key; first_key < end_key; first_key += kb_) run_key_block(part, first_key);
         if (part.dq)
-            for (int64_t head = part.head; head < head_end; ++head)
+            for (int64_t head = part.first_head; head < part.end_head; ++head)
                 for (int64_t i = part.first_row; i < min_of(h_.len_q, part.end_row); ++i)
                     store_row(w_.dq + (head * h_.len_q + i) * ld_,
                               output(h_.dq, head * h_.dq_head_stride + i * h_.dq_row_stride));
@@ -178,8 +176,8 @@ private:
         for (int64_t e = 0; e < kb_ * ld_; ++e) w_.dk[e] = 0.0f, w_.dv[e] = 0.0f;
     }
 
-    // The key block at first_key against the part's rows of query heads [part.head, head_end).
-    void run_key_block(const FastBackwardPart& part, int64_t head_end, int64_t first_key) {
+    // The key block at first_key against the part's rows and query heads.
+    void run_key_block(const FastBackwardPart& part, int64_t first_key) {
         const int64_t keys = min_of(kb_, h_.len_k - first_key);
         // Rows i that see a key of the block: i + band_first <= last key and i + band_last >= first key.
         const int64_t first_row = max_of(part.first_row, first_key - h_.band_last);
@@ -187,14 +185,23 @@ private:
         if (!part.dkv && first_row >= end_row) return;
         load_keys(first_key, keys);
         if (first_row < end_row)
-            for (int64_t head = part.head; head < head_end; ++head)
+            for (int64_t head = part.first_head; head < part.end_head; ++head)
                 for (int64_t row = first_row; row < end_row; row += qb_)
                     run_query_block(part, head, row, min_of(qb_, end_row - row), first_key, keys);
-        // Every key of the block, 0 where no row saw it.
+        // Every key of the block, 0 where no row saw it: rounded into dK and dV, or in fp32 into the part's sums.
         if (part.dkv)
             for (int64_t j = 0; j < keys; ++j) {
-                store_row(w_.dk + j * ld_, output(h_.dk, (first_key + j) * h_.dk_row_stride));
-                store_row(w_.dv + j * ld_, output(h_.dv, (first_key + j) * h_.dv_row_stride));
+                const float* dk_row = w_.dk + j * ld_;
+                const float* dv_row = w_.dv + j * ld_;
+                if (part.dk_sums) {
+                    for (int64_t d = 0; d < ld_; d += kLanes) {
+                        V::store(part.dk_sums + (first_key + j) * ld_ + d, V::load(dk_row + d));
+                        V::store(part.dv_sums + (first_key + j) * ld_ + d, V::load(dv_row + d));
+                    }
+                } else {
+                    store_row(dk_row, output(h_.dk, (first_key + j) * h_.dk_row_stride));
+                    store_row(dv_row, output(h_.dv, (first_key + j) * h_.dv_row_stride));
+                }
             }
     }
 
