@@ -44,6 +44,8 @@ def parse_args():
     p.add_argument("--seqlens", type=int_list, default=[512, 2048])
     p.add_argument("--causal", type=int_list, default=[0, 1])
     p.add_argument("--threads", type=int_list, default=None, help="thread counts (default: 1 and all cores)")
+    p.add_argument("--heads-kv", type=int, default=HEADS,
+                   help=f"kv heads (default {HEADS}: multi-head; fewer: grouped, 1: multi-query, SDPA's enable_gqa)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs of each, alternating (median reported)")
     p.add_argument("--min-seconds", type=float, default=0.2, help="a timed run loops until it lasts this long")
     p.add_argument("--clock", choices=["wall", "thread"], default="wall",
@@ -91,9 +93,11 @@ def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
     os.environ["FLASHSCI_NUM_THREADS"] = str(threads)
     dtype = DTYPES[dtype_name]
     gen = torch.Generator().manual_seed(seqlen * 1000 + head_dim * 10 + causal)
-    q, k, v = (torch.randn(BATCH, seqlen, HEADS, head_dim, generator=gen).to(dtype) for _ in range(3))
+    q, k, v = (torch.randn(BATCH, seqlen, heads, head_dim, generator=gen).to(dtype)
+               for heads in (HEADS, args.heads_kv, args.heads_kv))
+    gqa = {"enable_gqa": True} if args.heads_kv != HEADS else {}
     out = torch.empty_like(q)
-    plan = flashsci.Plan("cpu").set_shape(BATCH, seqlen, seqlen, HEADS, HEADS, head_dim)
+    plan = flashsci.Plan("cpu").set_shape(BATCH, seqlen, seqlen, HEADS, args.heads_kv, head_dim)
     plan.set_dtype(FLASHSCI_DTYPES[dtype_name]).set_mask("causal" if causal else "none")
     pointers = [t.data_ptr() for t in (q, k, v, out)]
 
@@ -103,13 +107,14 @@ def run_cell(dtype_name, head_dim, seqlen, causal, threads, args):
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
     def run_torch():
-        return F.scaled_dot_product_attention(qt, kt, vt, is_causal=bool(causal))
+        return F.scaled_dot_product_attention(qt, kt, vt, is_causal=bool(causal), **gqa)
 
     reference = run_torch().transpose(1, 2)
     run_flashsci()
     error = relative_error(out, reference)
     # Both against fp64 attention on the same (rounded) inputs.
-    exact = F.scaled_dot_product_attention(qt.double(), kt.double(), vt.double(), is_causal=bool(causal)).transpose(1, 2)
+    exact = F.scaled_dot_product_attention(qt.double(), kt.double(), vt.double(), is_causal=bool(causal),
+                                           **gqa).transpose(1, 2)
     errors_fp64 = relative_error(out, exact), relative_error(reference, exact)
     ours, theirs = [], []
     for _ in range(args.repeats):
@@ -136,7 +141,7 @@ def main():
     print("# flashsci and torch columns: GFLOP/s; ratio = flashsci/torch; vs torch = max |O_flashsci - O_torch| / "
           "max |O_torch|; fs-fp64, tc-fp64 = the same for each against fp64 attention on the same inputs")
     print(f"# load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (other processes share these cores)")
-    print(f"# batch {BATCH}, heads {HEADS}; GFLOP/s = 4·b·h·s²·d (halved causal) / median {args.clock} time "
+    print(f"# batch {BATCH}, heads {HEADS} (kv heads {args.heads_kv}); GFLOP/s = 4·b·h·s²·d (halved causal) / median {args.clock} time "
           f"of {args.repeats} alternating runs of >= {args.min_seconds} s each")
     header = f"{'dtype':5} {'hd':>4} {'seqlen':>6} {'causal':>6} {'threads':>7} {'kernel':>12} " \
              f"{'flashsci':>9} {'torch':>9} {'ratio':>6} {'vs torch':>9} {'fs-fp64':>9} {'tc-fp64':>9}"
