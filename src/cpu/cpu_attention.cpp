@@ -22,8 +22,11 @@ constexpr int64_t kGroupRows = 24;
 // seqlen 2048 when threads have work enough without splitting it).
 constexpr int64_t kMaxGroupsPerBlock = 86;
 // Fewer groups per item while the items would not give every thread this many to balance with (also when
-// other processes slow one thread down).
+// other processes slow one thread down)...
 constexpr int64_t kItemsPerThread = 8;
+// ...but not below this many rows: every item converts the K/V tiles it reads, which costs about as much as the
+// products of some 100 query rows against them.
+constexpr int64_t kMinBlockRows = 144;
 // A K tile and a V tile of fp32 together: they stay in L2 while every group of the block reads them.
 constexpr int64_t kKeyValueTileBytes = 256 * 1024;
 constexpr int64_t kMaxTileKeys = 512;
@@ -57,7 +60,9 @@ FastProblem blocking(const Problem& p, const MicroTile& tile, int64_t threads) {
     f.micro_width = tile.width;
     const int64_t heads = p.batch * p.heads_q;
     int64_t groups = kMaxGroupsPerBlock;
-    while (groups > 1 && heads * ceil_div(p.seqlen_q, groups * kGroupRows) < kItemsPerThread * threads) --groups;
+    while (groups * kGroupRows > kMinBlockRows &&
+           heads * ceil_div(p.seqlen_q, groups * kGroupRows) < kItemsPerThread * threads)
+        --groups;
     const int64_t blocks = ceil_div(p.seqlen_q, groups * kGroupRows);  // per head, balanced in size
     f.block_rows = round_up(ceil_div(p.seqlen_q, blocks), tile.rows);
     const int64_t fitting = kKeyValueTileBytes / (2 * int64_t(sizeof(float)) * f.padded_dims);
