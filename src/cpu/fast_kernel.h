@@ -275,7 +275,9 @@ private:
 
         const double old_max = w_.row_max[row];
         double new_max = old_max;
-        float offset;  // subtracted from s before exp
+        float offset;        // subtracted from s before exp
+        int64_t done = lo;   // [lo, done) holds P relative to the old reference already
+        float kept_sum = 0;  // its sum
         if (kFp32 && row_begin < row_end && needs_fp64(row, row_begin, row_end)) {
             // s in fp64: new_max is exact, and s - new_max is rounded once.
             double* exact = w_.precise;
@@ -291,57 +293,39 @@ private:
                 for (int64_t j = row_begin; j < row_end; ++j) s[j] = float(transform(s[j], row, tile + j));
             if (old_max != -double(kInfinity)) {
                 // The row keeps its reference while the tile's scores exceed it by at most the margin: no
-                // maximum pass before the exp, no rescale of O. Else [lo, done) holds P relative to the old
-                // reference, [done, hi) the scores, and the row takes a new reference.
-                float kept_sum;
-                const int64_t done = exp_below(s, lo, hi, float(old_max), float(old_max + kRescaleMargin), &kept_sum);
+                // maximum pass before the exp, no rescale of O. Else [done, hi) still holds scores, and the row
+                // takes a new reference.
+                done = exp_until(s, lo, hi, float(old_max), float(old_max + kRescaleMargin), &kept_sum);
                 if (done == hi) {
                     w_.correction[r] = 1.0f;
                     w_.row_sum[row] += kept_sum;
                     return;
                 }
-                F m = V::set1(-kInfinity);
-                for (int64_t j = done; j < hi; j += kLanes) m = V::max(V::load(s + j), m);
-                new_max = V::reduce_max(m);
-                offset = float(new_max);
-                const float rescale = float(__builtin_exp(double(float(old_max)) - double(offset)));
-                for (int64_t j = lo; j < done; j += kLanes) V::store(s + j, V::mul(V::load(s + j), V::set1(rescale)));
-                const float correction = float(__builtin_exp(old_max - new_max));
-                w_.correction[r] = correction;
-                w_.row_sum[row] = w_.row_sum[row] * correction + (kept_sum * rescale + exp_range(s, done, hi, offset));
-                w_.row_max[row] = new_max;
-                return;
             }
             F m = V::set1(-kInfinity);
-            for (int64_t j = lo; j < hi; j += kLanes) m = V::max(V::load(s + j), m);
+            for (int64_t j = done; j < hi; j += kLanes) m = V::max(V::load(s + j), m);
             const double tile_max = V::reduce_max(m);
             new_max = tile_max > old_max ? tile_max : old_max;
             offset = float(new_max == -double(kInfinity) ? 0.0 : new_max);
+            if (done > lo) {
+                const float rescale = float(__builtin_exp(double(float(old_max)) - double(offset)));
+                for (int64_t j = lo; j < done; j += kLanes) V::store(s + j, V::mul(V::load(s + j), V::set1(rescale)));
+                kept_sum *= rescale;
+            }
         }
         // The first key of a row has m = -inf: exp(-inf - 0) = 0 clears the zero accumulators.
         const double reference = new_max == -double(kInfinity) ? 0.0 : new_max;
-        const float sum = exp_range(s, lo, hi, offset);
+        float sum;
+        exp_until(s, done, hi, offset, kInfinity, &sum);
         const float correction = float(__builtin_exp(old_max - reference));
         w_.correction[r] = correction;
-        w_.row_sum[row] = w_.row_sum[row] * correction + sum;
+        w_.row_sum[row] = w_.row_sum[row] * correction + (kept_sum + sum);
         w_.row_max[row] = new_max;
     }
 
-    // s[j] = exp(s[j] - offset) over [lo, hi); returns Σ_j of the new s.
-    static float exp_range(float* s, int64_t lo, int64_t hi, float offset) {
-        const F subtract = V::set1(offset);
-        F sum = V::zero();
-        for (int64_t j = lo; j < hi; j += kLanes) {
-            const F pj = V::exp(V::sub(V::load(s + j), subtract));
-            V::store(s + j, pj);
-            sum = V::add(sum, pj);
-        }
-        return V::reduce_add(sum);
-    }
-
-    // exp_range over [lo, done) for the first `done` (a vector boundary) whose next vector holds a score above
-    // `limit` (NaN is not above), or hi; *sum = Σ over [lo, done).
-    static int64_t exp_below(float* s, int64_t lo, int64_t hi, float offset, float limit, float* sum) {
+    // s[j] = exp(s[j] - offset) over [lo, done), `done` the first vector boundary whose next vector holds a score
+    // above `limit` (NaN is not above), or hi; returns done, and *sum = Σ of the new s.
+    static int64_t exp_until(float* s, int64_t lo, int64_t hi, float offset, float limit, float* sum) {
         const F subtract = V::set1(offset), bound = V::set1(limit);
         F total = V::zero();
         int64_t j = lo;
