@@ -26,19 +26,21 @@ struct Avx512 {
     static F max(F a, F b) { return _mm512_max_ps(a, b); }  // b where either is NaN
     static bool any_greater(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }  // NaN: no
 
+    // Halving trees, lane i with lane i + width/2, in memory: the register forms of the upper halves
+    // (_mm512_extractf64x4_pd and the like) make GCC 12 warn of an uninitialized operand inside its headers.
     static float reduce_max(F x) {
-        const __m256 half = _mm256_max_ps(_mm512_castps512_ps256(x),
-                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-        __m128 m = _mm_max_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
-        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+        return reduce(x, [](float a, float b) { return a > b ? a : b; });  // b where either is NaN, as maxps
     }
     static float reduce_add(F x) {
-        const __m256 half = _mm256_add_ps(_mm512_castps512_ps256(x),
-                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+        return reduce(x, [](float a, float b) { return a + b; });
+    }
+    template <class Op>
+    static float reduce(F x, Op op) {
+        alignas(64) float v[kLanes];
+        _mm512_store_ps(v, x);
+        for (int width = kLanes / 2; width >= 1; width /= 2)
+            for (int i = 0; i < width; ++i) v[i] = op(v[i], v[i + width]);
+        return v[0];
     }
 
     // dst[c·ld_dst + r] = src[r·ld_src + c] for r, c < kLanes.
